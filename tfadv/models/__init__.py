@@ -1,0 +1,100 @@
+"""Models by name: ``tfadv.models.build("resnet32", norm="robmask")``.
+
+Every model maps images in [0, 1] to logits. Per-channel normalization is its
+first layer, so attacks work in pixel space. ``norm`` picks the normalization
+layer used throughout the architecture (see ``tfadv.models.norms``); with a
+conditioned norm the model has a second input, ``condition`` (see
+``tfadv.models.conditioning``).
+"""
+import keras
+import numpy as np
+
+from tfadv.models import densenet, resnet, resnet_cifar, tiny  # noqa: F401  (register)
+from tfadv.models.conditioning import (
+    CONDITION,
+    IMAGES,
+    ConditionedModelFn,
+    bind_condition,
+    call_model,
+    condition_inputs,
+    is_conditioned,
+    model_fn_for,
+)
+from tfadv.models.norms import CONDITIONED_NORMS, NORM_KINDS, NormContext
+from tfadv.models.registry import builder_options, get_builder, list_models, register_model
+
+# CIFAR-10 training-set statistics: the usual default input normalization.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _channel_vector(value, channels, default, name):
+    if value is None:
+        value = default if channels == len(default) else [float(np.mean(default))] * channels
+    value = np.broadcast_to(np.asarray(value, dtype="float32"), (channels,))
+    if name == "std" and np.any(value <= 0):
+        raise ValueError(f"std must be positive per channel. Received: std={value.tolist()}")
+    return value
+
+
+def build(name, num_classes=10, input_shape=(32, 32, 3), norm="bn", norm_options=None,
+          mean=None, std=None, **options):
+    """Build a registered architecture.
+
+    Args:
+        name: one of ``list_models()``: ``tiny``, ``resnet20/32/44/56``,
+            ``resnet18``, ``preact_resnet18``, ``densenet121``.
+        num_classes: size of the logit vector.
+        input_shape: ``(H, W, C)`` of the images.
+        norm: ``"bn"`` (plain BatchNormalization), ``"dual_bn"`` (AdvProp) or
+            ``"robmask"`` (ε-conditioned RobMask BN; a conditioned model).
+        norm_options: extra arguments of the norm layer, e.g. ``{"k": 2}`` for
+            RobMask or ``{"momentum": 0.9}``.
+        mean, std: per-channel input statistics applied inside the model
+            (default: CIFAR-10's for 3 channels).
+        **options: architecture options (e.g. ``width`` for CIFAR ResNets).
+
+    Returns:
+        A functional ``keras.Model`` returning float32 logits.
+    """
+    builder = get_builder(name)
+    unknown = sorted(set(options) - set(builder_options(name)))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for model {name!r}. Available: {builder_options(name)}"
+        )
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2. Received: num_classes={num_classes}")
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (H, W, C). Received: input_shape={input_shape}")
+
+    images = keras.Input(input_shape, name=IMAGES)
+    condition = keras.Input((1,), name=CONDITION) if norm in CONDITIONED_NORMS else None
+    ctx = NormContext(norm, norm_options, condition)
+    channels = input_shape[-1]
+    mean = _channel_vector(mean, channels, CIFAR10_MEAN, "mean")
+    std = _channel_vector(std, channels, CIFAR10_STD, "std")
+    x = keras.layers.Normalization(mean=mean, variance=std**2, name="input_normalization")(images)
+    features = builder(num_classes, input_shape, ctx, x, **options)
+    # Logits stay float32 under mixed precision, as the Keras guide recommends.
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(features)
+    inputs = {IMAGES: images, CONDITION: condition} if condition is not None else images
+    return keras.Model(inputs, logits, name=name)
+
+
+__all__ = [
+    "CONDITION",
+    "IMAGES",
+    "CONDITIONED_NORMS",
+    "ConditionedModelFn",
+    "NORM_KINDS",
+    "bind_condition",
+    "build",
+    "call_model",
+    "condition_inputs",
+    "is_conditioned",
+    "list_models",
+    "model_fn_for",
+    "register_model",
+]
