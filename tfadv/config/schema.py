@@ -1,0 +1,178 @@
+"""The experiment schema: every key a YAML config may hold, with its type and default.
+
+Strengths (ε, step sizes) are floats in pixel units of [0, 1]; a config may
+write them as fractions, ``eps: 8/255``, which is how papers state them.
+"""
+from dataclasses import dataclass, field
+from typing import Optional
+
+# Training methods `tfadv train` knows (see tfadv.training.methods).
+METHOD_KINDS = ("standard", "adversarial", "finetune", "advprop", "robmask", "bn_finetune")
+ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr")
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"  # digits | cifar10 | cifar100 | path to a CIFAR archive or .npz
+    data_dir: Optional[str] = None  # tensorflow-datasets data_dir
+    batch_size: int = 128
+    augment: bool = True  # pad-4 random crop + horizontal flip
+    limit_train: Optional[int] = None  # first N training examples (quick runs)
+    limit_test: Optional[int] = None  # first N test examples
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet20"
+    norm: str = "bn"  # bn | dual_bn | robmask
+    norm_options: dict = field(default_factory=dict)  # e.g. {k: 2}
+    options: dict = field(default_factory=dict)  # architecture options, e.g. {width: 16}
+    init_from: Optional[str] = None  # start from this .keras model or run folder (fine-tuning)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    optimizer: str = "sgd"  # sgd | adam
+    learning_rate: float = 0.1
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | constant | step
+    step_milestones: list = field(default_factory=list)  # epochs where "step" divides the rate by 10
+    warmup_epochs: int = 0
+    mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    jit_compile: bool = False  # XLA for the train step
+    distribute: str = "default"  # default | mirrored
+    steps_per_epoch: Optional[int] = None
+    verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+
+
+@dataclass
+class AttackConfig:
+    name: str = "pgd"  # fgsm | pgd | stadv | apgd-ce | apgd-dlr
+    eps: float = 8 / 255
+    step_size: Optional[float] = None  # default: eps / 4 (pgd), 2·eps (apgd)
+    steps: int = 10
+    random_start: bool = True
+    restarts: int = 1
+    targeted: bool = False
+    tau: float = 0.05  # stadv: weight of the flow loss
+    learning_rate: float = 0.01  # stadv: Adam step on the flow field
+    kappa: float = 0.0  # stadv: Carlini-Wagner confidence
+    flow_bound: Optional[float] = None  # stadv: L-inf bound on the flow, in pixels
+
+
+@dataclass
+class MethodConfig:
+    kind: str = "standard"  # standard | adversarial | finetune | advprop | robmask | bn_finetune
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    adversarial_fraction: float = 1.0  # adversarial: share of adversarial examples per batch
+    online: bool = False  # finetune: fresh adversarial examples per batch instead of a stored set
+    eps_max: float = 8 / 255  # robmask: ε = p · eps_max
+    pgd_steps: int = 7  # robmask: PGD-m
+    learning_rate_multipliers: dict = field(default_factory=dict)  # robmask: {basis, shift, network}
+    robust_model: Optional[str] = None  # bn_finetune: the adversarially trained model it starts from
+
+
+@dataclass
+class EvalConfig:
+    attacks: list = field(default_factory=list)  # list of AttackConfig mappings; empty: the preset
+    preset: str = "paper1_table1"  # paper1_table1 | paper2_sweep | strong
+    eps_sweep: list = field(default_factory=lambda: [0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, 8 / 255])
+    p_grid: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    limit: Optional[int] = None
+    batch_size: int = 128
+
+
+@dataclass
+class LandscapeConfig:
+    dim: int = 2
+    grid: str = "-1:1:51"
+    y_grid: Optional[str] = None  # default: same as grid
+    examples: int = 5000
+    split: str = "train"
+    norm: str = "filter"  # filter | layer | none
+    ignore: str = "biasbn"  # biasbn | none
+    mode: str = "weights"  # weights | states
+    seed: int = 0
+    attack: Optional[AttackConfig] = None  # adversarial loss surface
+    hessian_top_k: int = 1
+    hutchinson_samples: int = 0
+
+
+@dataclass
+class ExportConfig:
+    out: Optional[str] = None  # default: export/<run name>
+    default_p: float = 0.0
+    uint8: bool = False
+
+
+@dataclass
+class TuneConfig:
+    tuner: str = "random"  # random | bayesian | hyperband
+    max_trials: int = 4
+    epochs: int = 2
+    objective: str = "val_robust_accuracy"  # val_accuracy | val_robust_accuracy | weighted
+    clean_weight: float = 0.5  # weighted: w·clean + (1−w)·robust
+    eps_max_min: float = 4.0  # in units of 1/255
+    eps_max_max: float = 12.0
+    eps_max_step: float = 1.0
+    tune_learning_rate: bool = False
+    learning_rate_min: float = 1e-3
+    learning_rate_max: float = 0.3
+    tune_k: bool = False
+    k_choices: list = field(default_factory=lambda: [2, 3, 4])
+    retrain_best: bool = False  # retrain the best ε_max from scratch instead of keeping its model
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+
+# Closed vocabularies, checked after types: (section path, key) -> allowed values.
+CHOICES = {
+    ("model", "norm"): ("bn", "dual_bn", "robmask"),
+    ("train", "optimizer"): ("sgd", "adam"),
+    ("train", "schedule"): ("cosine", "constant", "step"),
+    ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
+    ("train", "distribute"): ("default", "mirrored"),
+    ("method", "kind"): METHOD_KINDS,
+    ("attack", "name"): ATTACK_NAMES,
+    ("eval", "preset"): ("paper1_table1", "paper2_sweep", "strong"),
+    ("landscape", "norm"): ("filter", "layer", "none"),
+    ("landscape", "ignore"): ("biasbn", "none"),
+    ("landscape", "mode"): ("weights", "states"),
+    ("landscape", "split"): ("train", "test"),
+    ("tune", "tuner"): ("random", "bayesian", "hyperband"),
+    ("tune", "objective"): ("val_accuracy", "val_robust_accuracy", "weighted"),
+}
+
+# Numeric ranges: (section, key) -> (low, high), inclusive; None is open.
+RANGES = {
+    ("attack", "eps"): (0.0, 1.0),
+    ("attack", "steps"): (1, None),
+    ("attack", "restarts"): (1, None),
+    ("method", "eps_max"): (1e-12, 1.0),
+    ("method", "adversarial_fraction"): (0.0, 1.0),
+    ("method", "pgd_steps"): (1, None),
+    ("data", "batch_size"): (1, None),
+    ("train", "epochs"): (0, None),
+    ("train", "learning_rate"): (1e-12, None),
+    ("train", "weight_decay"): (0.0, None),
+    ("eval", "batch_size"): (1, None),
+    ("export", "default_p"): (0.0, 1.0),
+    ("tune", "clean_weight"): (0.0, 1.0),
+    ("tune", "max_trials"): (1, None),
+}
