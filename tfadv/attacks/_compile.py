@@ -1,0 +1,337 @@
+"""Shared machinery of the attacks: validation, model calls, input gradients,
+and the per-model cache of compiled attack graphs.
+
+An attack is written once as a *graph body*: a plain Python function
+``body(model_call, *tensors, **static)`` of float32 tensors that uses only
+TensorFlow ops, its loops written as ``tf.while_loop`` (so the whole
+multi-step attack is one graph, and it does not depend on AutoGraph being
+on in a caller's ``tf.function``). :func:`run_compiled` then runs it
+
+- eagerly called: through a ``tf.function`` (XLA ``jit_compile`` by default)
+  cached per model and per static settings. The cache holds the model
+  weakly, so a model that the caller drops is garbage collected with its
+  compiled attacks. Tensor arguments (ε, step sizes, step counts, seeds and
+  the condition of a conditioned model) are traced as inputs, so changing
+  their values never retraces; a new input shape or a new static setting
+  traces once more.
+- inside another ``tf.function`` (a ``train_step``): inline, as ordinary
+  graph code of the caller, which compiles it together with the rest.
+
+:data:`TRACE_COUNTS` counts how many times each attack's Python body was
+traced (by :func:`run_compiled`'s ``tf.function``), so tests can check that
+repeated calls reuse one graph.
+"""
+
+import collections
+import numbers
+import warnings
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv.models.conditioning import ConditionedModelFn, condition_batch, condition_inputs, is_conditioned
+
+TRACE_COUNTS = collections.Counter()
+"""Attack name → number of times its compiled graph was traced."""
+
+# owner (a Keras model, or any callable) -> {static key -> tf.function}.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+# --------------------------------------------------------------------------
+# Validation. Only values known now are checked (Python numbers, NumPy
+# arrays, eager tensors, graph constants); a symbolic tensor inside a
+# tf.function passes through unchecked instead of breaking the graph.
+
+
+def known_value(value):
+    """``value`` as a NumPy array if it is known now, else ``None``."""
+    if value is None:
+        return None
+    try:
+        return tf.get_static_value(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _shape(value):
+    shape = getattr(value, "shape", None)
+    return tf.TensorShape(np.shape(value) if shape is None else shape)
+
+
+def _dtype(value):
+    dtype = getattr(value, "dtype", None)
+    return tf.as_dtype(np.asarray(value).dtype if dtype is None else dtype)
+
+
+def _describe(value):
+    array = known_value(value)
+    if array is None:
+        return repr(value)
+    return repr(array.item()) if np.ndim(array) == 0 else f"array(shape={array.shape})"
+
+
+def check_in_unit_interval(name, value):
+    """``ValueError`` unless every element of ``value`` is in [0, 1]."""
+    array = known_value(value)
+    if array is not None and not (np.all(np.isfinite(array)) and np.all((array >= 0) & (array <= 1))):
+        raise ValueError(f"{name} must be in [0, 1]. Received: {name}={_describe(value)}")
+
+
+def check_positive(name, value):
+    """``ValueError`` unless every element of ``value`` is finite and > 0."""
+    array = known_value(value)
+    if array is not None and not (np.all(np.isfinite(array)) and np.all(array > 0)):
+        raise ValueError(f"{name} must be > 0. Received: {name}={_describe(value)}")
+
+
+def check_non_negative(name, value):
+    """``ValueError`` unless every element of ``value`` is finite and >= 0."""
+    array = known_value(value)
+    if array is not None and not (np.all(np.isfinite(array)) and np.all(array >= 0)):
+        raise ValueError(f"{name} must be >= 0. Received: {name}={_describe(value)}")
+
+
+def check_count(name, value, minimum=1):
+    """``ValueError`` unless ``value`` is an integer >= ``minimum``."""
+    array = known_value(value)
+    if array is None:
+        return
+    is_integer = np.issubdtype(np.asarray(array).dtype, np.integer) and not isinstance(value, bool)
+    if not is_integer or np.ndim(array) != 0 or array < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={_describe(value)}")
+
+
+def check_static_count(name, value, minimum=1):
+    """Like :func:`check_count`, for settings that must be Python ints."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
+
+
+def check_images(x, name="x"):
+    """``ValueError`` unless ``x`` is a float batch ``[B, H, W, C]`` in [0, 1]."""
+    shape = _shape(x)
+    if shape.rank is not None and shape.rank != 4:
+        raise ValueError(f"{name} must be a batch of images [B, H, W, C]. Received: {name}.shape={shape}")
+    dtype = _dtype(x)
+    if not dtype.is_floating:
+        raise ValueError(f"{name} must be floating point in [0, 1]. Received: {name}.dtype={dtype.name}")
+    array = known_value(x)
+    if array is not None and array.size and not (np.all(array >= 0) and np.all(array <= 1)):
+        raise ValueError(
+            f"{name} must be images in [0, 1]. Received: {name} with values in "
+            f"[{np.nanmin(array):.4g}, {np.nanmax(array):.4g}]"
+            + (" and NaN" if np.isnan(array).any() else "")
+        )
+
+
+def check_labels(x, y, name="y"):
+    """``ValueError`` unless ``y`` is an integer vector with one label per image of ``x``."""
+    shape = _shape(y)
+    dtype = _dtype(y)
+    if not dtype.is_integer:
+        raise ValueError(f"{name} must hold integer class labels. Received: {name}.dtype={dtype.name}")
+    if shape.rank is not None and shape.rank != 1:
+        raise ValueError(f"{name} must be a vector [B] of labels. Received: {name}.shape={shape}")
+    batch = _shape(x)[0]
+    if batch is not None and shape[0] is not None and batch != shape[0]:
+        raise ValueError(
+            f"x and {name} must have the same batch size. Received: x.shape[0]={batch}, {name}.shape[0]={shape[0]}"
+        )
+
+
+def check_per_example(name, value, x):
+    """``ValueError`` unless ``value`` is a scalar or a vector [B] matching ``x``."""
+    shape = _shape(value)
+    batch = _shape(x)[0]
+    if shape.rank is None or shape.rank == 0:
+        return
+    if shape.rank != 1 or (batch is not None and shape[0] is not None and shape[0] != batch):
+        raise ValueError(
+            f"{name} must be a scalar or a vector with one value per image. "
+            f"Received: {name}.shape={shape}, x.shape[0]={batch}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Tensors handed to graph bodies.
+
+
+def as_float(value):
+    return tf.cast(tf.convert_to_tensor(value), tf.float32)
+
+
+def restore_dtype(x_adv, x):
+    """``x_adv`` in the dtype of the caller's ``x`` (float32 for Python lists)."""
+    dtype = getattr(x, "dtype", None)
+    return x_adv if dtype is None else tf.cast(x_adv, tf.as_dtype(dtype))
+
+
+def per_example(value):
+    """A scalar unchanged, a vector ``[B]`` reshaped to ``[B, 1, 1, 1]``: broadcastable over images."""
+    return value if value.shape.rank == 0 else tf.reshape(value, [-1, 1, 1, 1])
+
+
+def seed_tensor(seed):
+    """The ``[2]`` int64 seed of the stateless random ops.
+
+    ``None`` draws one from TensorFlow's global generator (reproducible under
+    ``keras.utils.set_random_seed``, different on every call); an int fixes it.
+    """
+    if seed is None:
+        return tf.random.uniform([2], 0, np.iinfo(np.int32).max, dtype=tf.int64)
+    check_static_count("seed", seed, minimum=0)
+    return tf.constant([seed, 0], tf.int64)
+
+
+# --------------------------------------------------------------------------
+# Models.
+
+
+def resolve_model_fn(model_fn, images):
+    """Split ``model_fn`` into what the cache is keyed on and a condition tensor.
+
+    Returns ``(owner, condition)``: for a :class:`ConditionedModelFn` the
+    underlying Keras model and its strength p as a float32 ``[B, 1]`` tensor
+    (so one compiled graph serves every p); otherwise ``model_fn`` itself and
+    ``None``.
+    """
+    if isinstance(model_fn, ConditionedModelFn):
+        return model_fn.model, condition_batch(model_fn.condition, images)
+    if not callable(model_fn):
+        raise ValueError(f"model_fn must be a callable images -> logits. Received: model_fn={model_fn!r}")
+    if isinstance(model_fn, keras.Model) and is_conditioned(model_fn):
+        raise ValueError(
+            "model_fn is a conditioned model (inputs 'images' and 'condition'); bind a "
+            "strength first with tfadv.models.conditioning.model_fn_for(model, p). "
+            f"Received: model_fn={model_fn.name!r}"
+        )
+    return model_fn, None
+
+
+def model_caller(owner, condition, training):
+    """``images (float32) -> logits`` for ``owner`` as resolved by :func:`resolve_model_fn`.
+
+    Images are cast to the model's compute dtype only here, at the call, so
+    all perturbation arithmetic outside stays float32 under mixed precision.
+    ``training`` reaches Keras models and conditioned models; any other
+    callable is called as ``owner(images)``.
+    """
+    compute_dtype = getattr(owner, "compute_dtype", None) or tf.float32
+    if condition is not None:
+        return lambda images: owner(condition_inputs(tf.cast(images, compute_dtype), condition), training=training)
+    if isinstance(owner, keras.Layer):
+        return lambda images: owner(tf.cast(images, compute_dtype), training=training)
+    return lambda images: owner(images)
+
+
+def loss_and_input_gradient(model_call, images, loss_fn):
+    """Per-example loss and its gradient with respect to the images, both float32.
+
+    ``loss_fn(logits) -> [B]`` sees float32 logits. The returned gradient is
+    ``∂ loss_b / ∂ images_b`` for every example b (the gradient of the sum).
+
+    Under mixed precision the backward pass through the model runs in
+    float16, whose smallest subnormal is 6e-8: the gradient of a confident
+    example's loss (softmax − one-hot ≈ 1e-7) times small weights rounds to
+    zero and the attack stalls. So the gradient at the logits, computed in
+    float32, is divided per example by its largest magnitude before entering
+    the model (values of order 1 survive float16), and the input gradient is
+    multiplied back in float32. A positive per-example factor is exact in real
+    arithmetic, so the result is the true float32 gradient wherever float16
+    can represent the intermediate values, and the same path serves float32
+    models at the cost of one [B, K] reduction.
+    """
+    with tf.GradientTape() as model_tape:
+        model_tape.watch(images)
+        logits = model_call(images)
+    logits32 = tf.cast(logits, tf.float32)
+    with tf.GradientTape() as loss_tape:
+        loss_tape.watch(logits32)
+        loss = loss_fn(logits32)
+    logit_grad = loss_tape.gradient(loss, logits32)
+    scale = tf.reduce_max(tf.abs(logit_grad), axis=-1, keepdims=True)
+    scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+    unit_grad = tf.cast(logit_grad / scale, logits.dtype)
+    image_grad = model_tape.gradient(logits, images, output_gradients=unit_grad)
+    return loss, tf.cast(image_grad, tf.float32) * tf.reshape(scale, [-1, 1, 1, 1])
+
+
+def model_loss(model_call, images, loss_fn):
+    """Per-example float32 loss, forward only."""
+    return loss_fn(tf.cast(model_call(images), tf.float32))
+
+
+# --------------------------------------------------------------------------
+# Compilation.
+
+
+def run_compiled(name, body, model_fn, tensors, static, training=False, jit_compile=True):
+    """Run ``body(model_call, *tensors, **static)`` as a cached compiled graph.
+
+    Args:
+        name: the attack's name, the key of :data:`TRACE_COUNTS`.
+        body: the graph body; must be a module-level function (it is part of
+            the cache key).
+        model_fn: a Keras model, a :class:`ConditionedModelFn`, or any
+            callable images -> logits. Reuse the same object to reuse the
+            compiled graph: a fresh lambda per call compiles per call.
+        tensors: tuple of tensors, the images first. Their values may change
+            between calls without retracing.
+        static: dict of hashable Python settings (e.g. ``targeted``); each new
+            combination is a new graph.
+        training: the mode the model runs in while the attack is crafted.
+        jit_compile: compile with XLA. If XLA rejects the model, the attack
+            warns once and falls back to a plain ``tf.function``.
+    """
+    owner, condition = resolve_model_fn(model_fn, tensors[0])
+    if tf.inside_function():
+        return body(model_caller(owner, condition, training), *tensors, **static)
+    key = (name, body, tuple(sorted(static.items())), bool(training), condition is not None)
+    function = _compiled_function(owner, key, jit_compile)
+    try:
+        return function(tensors, condition)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+        if not jit_compile:
+            raise
+        # Some ops have no XLA kernel; compile this model without XLA from now on.
+        fallback = _compiled_function(owner, key, jit_compile=False)
+        result = fallback(tensors, condition)
+        warnings.warn(f"{name}: XLA could not compile the attack for this model, running without jit_compile ({error.message.splitlines()[0]})")
+        _store(owner, key + (True,), fallback)
+        return result
+
+
+def _store(owner, key, function):
+    try:
+        _COMPILED.setdefault(owner, {})[key] = function
+    except TypeError:  # not weakly referenceable: compile per call
+        pass
+
+
+def _compiled_function(owner, key, jit_compile):
+    try:
+        cached = _COMPILED.get(owner, {}).get(key + (jit_compile,))
+    except TypeError:
+        cached = None
+    if cached is not None:
+        return cached
+    name, body, static, training, _ = key
+    static = dict(static)
+    # The graph must not hold the owner strongly, or the weak cache entry
+    # would keep its own key alive; it holds only the model's variables.
+    try:
+        owner_ref = weakref.ref(owner)
+    except TypeError:
+        owner_ref = lambda: owner  # noqa: E731
+
+    def traced(tensors, condition):
+        TRACE_COUNTS[name] += 1
+        return body(model_caller(owner_ref(), condition, training), *tensors, **static)
+
+    traced.__name__ = f"{name}_graph"
+    function = tf.function(traced, jit_compile=jit_compile, autograph=False)
+    _store(owner, key + (jit_compile,), function)
+    return function

@@ -1,0 +1,56 @@
+"""FGSM: the fast gradient sign method (Goodfellow et al., 2014)."""
+
+import tensorflow as tf
+
+from tfadv.attacks import _compile
+from tfadv.attacks.losses import cross_entropy_objective
+
+
+def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=True):
+    """One signed gradient step of size ε, in the L∞ ball around ``x``.
+
+    Untargeted, the step climbs the cross-entropy of the true label;
+    targeted, it descends the cross-entropy of the target::
+
+        x_adv = clip(x + ε · sign(∇ₓ CE(f(x), y)), 0, 1)        (untargeted)
+        x_adv = clip(x − ε · sign(∇ₓ CE(f(x), t)), 0, 1)        (targeted)
+
+    Pixels whose gradient is exactly zero do not move.
+
+    Args:
+        model_fn: a Keras model, a ``ConditionedModelFn``
+            (``tfadv.models.conditioning.bind_condition``) or any callable
+            mapping images in [0, 1] to logits.
+        x: images ``[B, H, W, C]`` in [0, 1].
+        y: int labels ``[B]``: true labels, or the targets if ``targeted``.
+        eps: L∞ radius in pixel units (``8/255``), a scalar or one per
+            example ``[B]``; a Python number or a tensor (changing it never
+            recompiles).
+        targeted: move towards the class ``y`` instead of away from it.
+        training: run the model in training mode while crafting (BN batch
+            statistics); by default inference mode.
+        jit_compile: compile with XLA (falls back to plain graph mode if XLA
+            cannot compile the model).
+
+    Returns:
+        The adversarial images, same shape and dtype as ``x``.
+
+    Reference:
+        Goodfellow, Shlens & Szegedy, "Explaining and Harnessing Adversarial
+        Examples", ICLR 2015 (arXiv:1412.6572).
+    """
+    _compile.check_images(x)
+    _compile.check_labels(x, y)
+    _compile.check_in_unit_interval("eps", eps)
+    _compile.check_per_example("eps", eps, x)
+    images = _compile.as_float(x)
+    tensors = (images, tf.convert_to_tensor(y), _compile.as_float(eps))
+    x_adv = _compile.run_compiled(
+        "fgsm", _fgsm_graph, model_fn, tensors, {"targeted": bool(targeted)}, training, jit_compile
+    )
+    return _compile.restore_dtype(x_adv, x)
+
+
+def _fgsm_graph(model_call, x, y, eps, *, targeted):
+    _, grad = _compile.loss_and_input_gradient(model_call, x, cross_entropy_objective(y, targeted))
+    return tf.clip_by_value(x + _compile.per_example(eps) * tf.sign(grad), 0.0, 1.0)

@@ -1,0 +1,209 @@
+"""stAdv: spatially transformed adversarial examples (Xiao et al., 2018).
+
+Instead of changing pixel values, stAdv moves pixels. A flow field ``f``
+``[B, H, W, 2]`` gives every output pixel ``(u, v)`` (``u`` = row, ``v`` =
+column) a displacement in pixels: channel 0 is ``Δu`` (down the rows),
+channel 1 is ``Δv`` (along the columns). The adversarial pixel is read from
+the input at ``(u + Δu, v + Δv)`` by bilinear interpolation, the sampling
+position clamped to the image (edge pixels extend outwards).
+"""
+
+import tensorflow as tf
+
+from tfadv.attacks import _compile
+from tfadv.attacks.losses import carlini_wagner
+
+DEFAULT_STEPS = 100
+"""Adam steps of :func:`stadv`. The paper runs L-BFGS to convergence; 100
+Adam steps of ``DEFAULT_LEARNING_RATE`` let a flow travel up to about one
+pixel, which is more than the sub-pixel flows stAdv reports."""
+
+DEFAULT_LEARNING_RATE = 0.01
+"""Adam learning rate of :func:`stadv`, in pixels: Adam's steps are about this
+long per flow component, whatever the scale of the loss."""
+
+FLOW_LOSS_DELTA = 1e-8
+"""δ under the square root of the flow loss: keeps its gradient finite at
+zero flow, where every neighbour difference vanishes."""
+
+_ADAM_BETA_1 = 0.9
+_ADAM_BETA_2 = 0.999
+_ADAM_EPSILON = 1e-8
+
+
+def flow_warp(images, flow):
+    """Bilinearly resample ``images`` at the positions displaced by ``flow``.
+
+    ``out[b, u, v] = bilinear(images[b], clamp(u + Δu, 0, H−1), clamp(v + Δv, 0, W−1))``
+    with ``Δu = flow[b, u, v, 0]`` (rows) and ``Δv = flow[b, u, v, 1]``
+    (columns). Zero flow is the identity; integer flows copy pixels exactly.
+    Differentiable in ``flow`` (through the interpolation weights).
+
+    Args:
+        images: float ``[B, H, W, C]``.
+        flow: float ``[B, H, W, 2]``, displacements in pixels.
+
+    Returns:
+        float ``[B, H, W, C]``.
+    """
+    images = tf.convert_to_tensor(images)
+    flow = tf.cast(flow, images.dtype)
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    rows = tf.cast(tf.range(height), images.dtype)[None, :, None]
+    cols = tf.cast(tf.range(width), images.dtype)[None, None, :]
+    sample_rows = tf.clip_by_value(rows + flow[..., 0], 0.0, tf.cast(height - 1, images.dtype))
+    sample_cols = tf.clip_by_value(cols + flow[..., 1], 0.0, tf.cast(width - 1, images.dtype))
+    # floor() has zero gradient: the flow gradient flows through the weights.
+    row0 = tf.floor(sample_rows)
+    col0 = tf.floor(sample_cols)
+    row_weight = (sample_rows - row0)[..., None]
+    col_weight = (sample_cols - col0)[..., None]
+    row0 = tf.cast(row0, tf.int32)
+    col0 = tf.cast(col0, tf.int32)
+    row1 = tf.minimum(row0 + 1, height - 1)
+    col1 = tf.minimum(col0 + 1, width - 1)
+
+    # Gather from the flattened batch: index b·H·W + r·W + c.
+    pixels = tf.reshape(images, [-1, shape[3]])
+    offsets = (tf.range(batch) * height * width)[:, None, None]
+
+    def at(r, c):
+        return tf.gather(pixels, offsets + r * width + c)
+
+    top = at(row0, col0) + col_weight * (at(row0, col1) - at(row0, col0))
+    bottom = at(row1, col0) + col_weight * (at(row1, col1) - at(row1, col0))
+    return top + row_weight * (bottom - top)
+
+
+def flow_loss(flow, delta=FLOW_LOSS_DELTA):
+    """The smoothness loss of a flow field, per example (Xiao et al., eq. 4).
+
+    ``L_flow(f) = Σ_p Σ_{q∈N(p)} sqrt(‖Δu_p − Δu_q‖² + ‖Δv_p − Δv_q‖² + δ)``
+
+    with ``N(p)`` the 4-connected neighbours of ``p`` inside the image (no
+    padding: border pixels have fewer neighbours). The double sum visits
+    every unordered pair of adjacent pixels twice, once from each end, so
+    this is twice the sum over horizontal and vertical adjacent pairs.
+
+    Args:
+        flow: float ``[B, H, W, 2]``.
+        delta: δ, small and positive.
+
+    Returns:
+        float32 ``[B]``.
+    """
+    flow = tf.cast(flow, tf.float32)
+
+    def pair_distances(difference):
+        return tf.reduce_sum(tf.sqrt(tf.reduce_sum(tf.square(difference), axis=-1) + delta), axis=[1, 2])
+
+    vertical = pair_distances(flow[:, 1:] - flow[:, :-1])
+    horizontal = pair_distances(flow[:, :, 1:] - flow[:, :, :-1])
+    return 2.0 * (vertical + horizontal)
+
+
+def stadv(
+    model_fn,
+    x,
+    y,
+    tau=0.05,
+    steps=DEFAULT_STEPS,
+    learning_rate=DEFAULT_LEARNING_RATE,
+    kappa=0.0,
+    flow_bound=None,
+    targeted=False,
+    *,
+    training=False,
+    jit_compile=True,
+):
+    """Spatially transformed adversarial examples: a smooth flow that fools the model.
+
+    Starting from zero flow, Adam minimises, per example,
+
+        L(f) = L_adv(x_f) + τ · L_flow(f),   x_f = flow_warp(x, f)
+
+    with ``L_adv`` the Carlini–Wagner margin with confidence κ
+    (:func:`tfadv.attacks.losses.carlini_wagner`: ``max(z_y − max_{i≠y} z_i,
+    −κ)``, or for targets ``max(max_{i≠t} z_i − z_t, −κ)``) and ``L_flow``
+    the smoothness loss (:func:`flow_loss`). Adam's moments are tensors of
+    the compiled loop, not a Keras optimizer. With ``flow_bound`` every flow
+    component is clipped to ``[−flow_bound, flow_bound]`` after each step.
+    The result is the warp by the last flow, clipped to [0, 1] against
+    rounding (a bilinear mix of pixels in [0, 1] stays in [0, 1]).
+
+    Args:
+        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+            mapping images in [0, 1] to logits.
+        x: images ``[B, H, W, C]`` in [0, 1].
+        y: int labels ``[B]``: true labels, or the targets if ``targeted``.
+        tau: τ >= 0, the weight of the flow loss.
+        steps: Adam steps, >= 1 (a tensor is fine).
+        learning_rate: Adam's learning rate, in pixels, > 0.
+        kappa: κ >= 0, the logit margin beyond which an example stops being
+            pushed.
+        flow_bound: ``None``, or the largest displacement in pixels of any
+            flow component (L∞ bound on f), > 0.
+        targeted: move towards the class ``y``.
+        training: run the model in training mode while crafting.
+        jit_compile: compile with XLA.
+
+    Returns:
+        The adversarial images, same shape and dtype as ``x``.
+
+    Reference:
+        Xiao, Zhu, Li, He, Liu & Song, "Spatially Transformed Adversarial
+        Examples", ICLR 2018 (arXiv:1801.02612).
+    """
+    _compile.check_images(x)
+    _compile.check_labels(x, y)
+    _compile.check_non_negative("tau", tau)
+    _compile.check_count("steps", steps)
+    _compile.check_positive("learning_rate", learning_rate)
+    _compile.check_non_negative("kappa", kappa)
+    if flow_bound is not None:
+        _compile.check_positive("flow_bound", flow_bound)
+    images = _compile.as_float(x)
+    tensors = (
+        images,
+        tf.convert_to_tensor(y),
+        _compile.as_float(tau),
+        tf.cast(steps, tf.int32),
+        _compile.as_float(learning_rate),
+        _compile.as_float(kappa),
+        _compile.as_float(0.0 if flow_bound is None else flow_bound),
+    )
+    static = {"targeted": bool(targeted), "bounded": flow_bound is not None}
+    x_adv = _compile.run_compiled("stadv", _stadv_graph, model_fn, tensors, static, training, jit_compile)
+    return _compile.restore_dtype(x_adv, x)
+
+
+def _stadv_graph(model_call, x, y, tau, steps, learning_rate, kappa, flow_bound, *, targeted, bounded):
+    def adversarial_loss(logits):
+        return carlini_wagner(logits, y, kappa, targeted)
+
+    def adam_step(step, flow, first_moment, second_moment):
+        with tf.GradientTape() as tape:
+            tape.watch(flow)
+            x_flow = flow_warp(x, flow)
+            smoothness = flow_loss(flow)
+        # The model's part goes through the mixed-precision-safe input gradient.
+        _, image_grad = _compile.loss_and_input_gradient(model_call, x_flow, adversarial_loss)
+        grad = tape.gradient(
+            [x_flow, smoothness], flow, output_gradients=[image_grad, tau * tf.ones_like(smoothness)]
+        )
+        first_moment = _ADAM_BETA_1 * first_moment + (1.0 - _ADAM_BETA_1) * grad
+        second_moment = _ADAM_BETA_2 * second_moment + (1.0 - _ADAM_BETA_2) * tf.square(grad)
+        t = tf.cast(step, tf.float32)
+        unbiased_first = first_moment / (1.0 - _ADAM_BETA_1**t)
+        unbiased_second = second_moment / (1.0 - _ADAM_BETA_2**t)
+        flow = flow - learning_rate * unbiased_first / (tf.sqrt(unbiased_second) + _ADAM_EPSILON)
+        if bounded:
+            flow = tf.clip_by_value(flow, -flow_bound, flow_bound)
+        return step + 1, flow, first_moment, second_moment
+
+    zeros = tf.zeros(tf.concat([tf.shape(x)[:3], [2]], axis=0))
+    _, flow, _, _ = tf.while_loop(
+        lambda step, *_: step <= steps, adam_step, (tf.constant(1), zeros, zeros, zeros)
+    )
+    return tf.clip_by_value(flow_warp(x, flow), 0.0, 1.0)
