@@ -1,0 +1,58 @@
+"""The ``tfadv`` command: train, eval, landscape, export, tune, quickstart, bench.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and
+``run(args)``. User errors (bad config, bad value, missing data) print one line
+and exit with code 2; nothing imports this package.
+"""
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("train", "eval", "landscape", "export", "tune", "quickstart", "bench")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfadv",
+        description="Adversarial-robustness research for TensorFlow / Keras.",
+    )
+    parser.add_argument("--version", action="store_true", help="print versions and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"tfadv.cli.{name}_cmd").add_parser(subparsers)
+    return parser
+
+
+def _user_error_types():
+    from tfadv.config import ConfigError
+    from tfadv.data import DatasetNotFoundError
+
+    return (ConfigError, DatasetNotFoundError, ValueError, FileNotFoundError, NotImplementedError)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        import tensorflow as tf
+
+        import tfadv
+
+        print(f"tfadv {tfadv.__version__} (TensorFlow {tf.__version__})")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("tfadv: interrupted; finished work is saved, run the same command to continue.",
+              file=sys.stderr)
+        return 130
+    except _user_error_types() as err:
+        print(f"tfadv {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

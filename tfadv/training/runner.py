@@ -1,0 +1,217 @@
+"""``tfadv train``: one experiment config → a run folder, with ``model.fit``.
+
+The runner composes the pieces (data, model, training method, optimizer,
+callbacks); the training methods themselves live in ``tfadv.training.methods``.
+"""
+import dataclasses
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv import data as tfdata
+from tfadv import models
+from tfadv.config import ConfigError, save_config, to_dict
+from tfadv.training.optimizers import make_optimizer
+from tfadv.training.runs import (
+    EpochCheckpoint,
+    HistoryCSV,
+    environment_record,
+    load_model,
+    read_history,
+    write_json,
+)
+
+# Keys that may differ between an interrupted run and its resumption.
+_RESUME_FREE_KEYS = {("train", "verbose")}
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: str
+    model: keras.Model
+    history: list
+    resumed_from_epoch: int
+    completed: bool
+
+
+def make_strategy(kind):
+    """The ``tf.distribute`` strategy a ``TrainConfig.distribute`` names."""
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def load_split_arrays(data_config, split):
+    x, y = tfdata.load_arrays(data_config.source, split, data_config.data_dir)
+    limit = data_config.limit_train if split == "train" else data_config.limit_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def _config_differences(saved, current):
+    diffs = []
+    for section, values in current.items():
+        if not isinstance(values, dict):
+            if saved.get(section) != values:
+                diffs.append(section)
+            continue
+        for key, value in values.items():
+            if (section, key) in _RESUME_FREE_KEYS:
+                continue
+            if (saved.get(section) or {}).get(key) != value:
+                diffs.append(f"{section}.{key}")
+    return diffs
+
+
+def _prepare_run_dir(config, overwrite):
+    import yaml
+
+    run_dir = os.path.join(config.output_dir, config.name)
+    config_path = os.path.join(run_dir, "config.yaml")
+    if overwrite and os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            saved = yaml.safe_load(handle) or {}
+        diffs = _config_differences(saved, to_dict(config))
+        if diffs:
+            raise ConfigError(
+                f"{run_dir} holds a run with a different config ({', '.join(diffs)} changed). "
+                "Resume with the same config, choose another name, or pass --overwrite."
+            )
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    save_config(config, config_path)
+    return run_dir
+
+
+def build_inner_model(config, x_train, y_train):
+    """The architecture the config names, or the pretrained model it starts from."""
+    if config.model.init_from:
+        return load_model(config.model.init_from)
+    info = tfdata.dataset_info(x_train, y_train)
+    mean, std = tfdata.channel_stats(x_train)
+    return models.build(
+        config.model.name,
+        num_classes=info["num_classes"],
+        input_shape=info["input_shape"],
+        norm=config.model.norm,
+        norm_options=config.model.norm_options,
+        mean=mean,
+        std=np.maximum(std, 1e-3),
+        **config.model.options,
+    )
+
+
+def wrap_for_method(inner, config, train_arrays=None, run_dir=None):
+    """The ``keras.Model`` whose ``train_step`` implements ``config.method``."""
+    if config.method.kind == "standard":
+        if models.is_conditioned(inner):
+            raise ConfigError(
+                f"method.kind 'standard' trains plain models; model.norm={config.model.norm!r} "
+                "needs method.kind advprop or robmask"
+            )
+        return inner
+    from tfadv.training import methods
+
+    return methods.wrap_from_config(inner, config, train_arrays=train_arrays, run_dir=run_dir)
+
+
+def _save_model_atomically(model, path):
+    tmp = path[: -len(".keras")] + ".partial.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def train_from_config(config, overwrite=False, stop_after_epochs=None):
+    """Train the experiment ``config`` describes; resume it if its run folder exists.
+
+    Args:
+        config: an ``ExperimentConfig``.
+        overwrite: delete an existing run folder of the same name first.
+        stop_after_epochs: stop after this many epochs of this call (tests of resume).
+
+    Returns:
+        A ``RunResult`` with the run folder, the trained inner model and the history rows.
+    """
+    run_dir = _prepare_run_dir(config, overwrite)
+    final_path = os.path.join(run_dir, "model.keras")
+    history_path = os.path.join(run_dir, "history.csv")
+    done = read_history(history_path)
+    if os.path.exists(final_path) and len(done) >= config.train.epochs:
+        return RunResult(run_dir, load_model(final_path), done, len(done), True)
+
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+    x_train, y_train = load_split_arrays(config.data, "train")
+    x_test, y_test = load_split_arrays(config.data, "test")
+    batch_size = config.data.batch_size
+    steps_per_epoch = config.train.steps_per_epoch or max(1, len(x_train) // batch_size)
+
+    strategy = make_strategy(config.train.distribute)
+    with strategy.scope():
+        inner = build_inner_model(config, x_train, y_train)
+        trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=run_dir)
+        trained.compile(
+            optimizer=make_optimizer(config.train, steps_per_epoch),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=config.train.jit_compile,
+        )
+        # Optimizer slots must exist before a checkpoint can restore them.
+        trained.optimizer.build(trained.trainable_variables)
+
+    checkpoint = EpochCheckpoint(
+        os.path.join(run_dir, "checkpoints"), {"model": trained, "optimizer": trained.optimizer}
+    )
+    initial_epoch = checkpoint.restore()
+    train_ds = getattr(trained, "training_dataset", None)
+    if train_ds is None:
+        train_ds = tfdata.make_dataset(
+            x_train, y_train, batch_size, shuffle=True, augment=config.data.augment,
+            seed=config.seed + initial_epoch, drop_remainder=True, repeat=True,
+        )
+    else:
+        train_ds = train_ds(batch_size, config.seed + initial_epoch)
+    val_ds = tfdata.make_dataset(x_test, y_test, batch_size)
+    epochs = config.train.epochs
+    if stop_after_epochs is not None:
+        epochs = min(epochs, initial_epoch + stop_after_epochs)
+
+    callbacks = [
+        checkpoint,
+        HistoryCSV(history_path),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
+    ]
+    started = time.time()
+    if initial_epoch < epochs:
+        trained.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=config.train.verbose,
+            shuffle=False,  # the dataset is shuffled (seeded) by make_dataset
+        )
+    history = read_history(history_path)
+    completed = len(history) >= config.train.epochs
+    if completed:
+        _save_model_atomically(inner, final_path)
+        write_json(
+            os.path.join(run_dir, "summary.json"),
+            {
+                "config": to_dict(config),
+                "final": history[-1] if history else {},
+                "resumed_from_epoch": initial_epoch,
+                "seconds_this_call": round(time.time() - started, 2),
+                "environment": environment_record(),
+            },
+        )
+    keras.mixed_precision.set_global_policy("float32")
+    return RunResult(run_dir, inner, history, initial_epoch, completed)
