@@ -91,6 +91,8 @@ __all__ = [
     "NORM_KINDS",
     "bind_condition",
     "build",
+    "builder_options",
+    "get_builder",
     "call_model",
     "condition_inputs",
     "is_conditioned",

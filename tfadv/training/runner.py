@@ -138,6 +138,8 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     Returns:
         A ``RunResult`` with the run folder, the trained inner model and the history rows.
     """
+    if not config.model.init_from:
+        models.get_builder(config.model.name)  # fail on a bad name before making a folder
     run_dir = _prepare_run_dir(config, overwrite)
     final_path = os.path.join(run_dir, "model.keras")
     history_path = os.path.join(run_dir, "history.csv")

@@ -1,0 +1,60 @@
+import keras
+import numpy as np
+import pytest
+
+from tfadv import models
+
+EXPECTED_PARAMS = {"resnet20": 0.27e6, "resnet32": 0.46e6, "resnet56": 0.85e6, "resnet18": 11.17e6}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_parameter_counts_match_the_papers(name):
+    model = models.build(name)
+    assert model.count_params() == pytest.approx(EXPECTED_PARAMS[name], rel=0.02)
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_model_maps_images_to_logits(name):
+    model = models.build(name, num_classes=7, input_shape=(32, 32, 3))
+    logits = model(np.zeros((2, 32, 32, 3), "float32"))
+    assert logits.shape == (2, 7) and logits.dtype == "float32"
+
+
+def test_registry_errors_name_the_bad_value():
+    with pytest.raises(ValueError, match="Unknown model 'resnet19'"):
+        models.build("resnet19")
+    with pytest.raises(ValueError, match="norm=.*'groupnorm'"):
+        models.build("tiny", norm="groupnorm")
+    with pytest.raises(ValueError, match="depth"):
+        from tfadv.models.resnet_cifar import cifar_resnet
+
+        cifar_resnet(None, None, 21)
+    with pytest.raises(ValueError, match="Unknown option"):
+        models.build("tiny", depth=3)
+
+
+def test_input_normalization_is_inside_the_model():
+    mean, std = [0.2, 0.4, 0.6], [0.1, 0.2, 0.3]
+    model = models.build("tiny", mean=mean, std=std)
+    layer = model.get_layer("input_normalization")
+    x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(layer(x), (x - mean) / np.array(std), rtol=1e-5, atol=1e-5)
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads():
+    from tfadv.models.blocks import ShortcutPadding
+
+    x = np.arange(2 * 4 * 4 * 2, dtype="float32").reshape(2, 4, 4, 2)
+    out = np.asarray(ShortcutPadding(6, 2)(x))
+    assert out.shape == (2, 2, 2, 6)
+    np.testing.assert_array_equal(out[..., 2:4], x[:, ::2, ::2, :])
+    assert not out[..., :2].any() and not out[..., 4:].any()
+
+
+def test_keras_round_trip_predicts_identically(tmp_path):
+    model = models.build("resnet20", num_classes=10)
+    x = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(model(x), loaded(x))
