@@ -31,6 +31,7 @@ def condition_batch(p, images):
 
 def condition_inputs(images, p):
     """The input dict a conditioned model expects, with ``p`` broadcast."""
+    images = tf.convert_to_tensor(images)  # Keras refuses dicts mixing arrays and tensors
     return {IMAGES: images, CONDITION: condition_batch(p, images)}
 
 
