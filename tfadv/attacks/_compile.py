@@ -51,9 +51,10 @@ def known_value(value):
     if value is None:
         return None
     try:
-        return tf.get_static_value(value)
+        array = tf.get_static_value(value)
     except (TypeError, ValueError):
         return None
+    return None if array is None else np.asarray(array)
 
 
 def _shape(value):

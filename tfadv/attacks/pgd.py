@@ -49,7 +49,9 @@ def pgd(
         restarts: number of independent runs, >= 1 (a Python int).
         training: run the model in training mode while crafting.
         seed: int seed of the random starts; ``None`` draws one from
-            TensorFlow's global generator.
+            TensorFlow's global generator. A seed reproduces the attack for
+            one setting of ``jit_compile`` (XLA's random number generator
+            differs from TensorFlow's kernels).
         jit_compile: compile with XLA.
 
     Returns:
