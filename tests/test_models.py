@@ -58,3 +58,26 @@ def test_keras_round_trip_predicts_identically(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(model(x), loaded(x))
+
+
+@pytest.mark.parametrize("norm", ["dual_bn", "robmask"])
+def test_conditioned_models_take_a_condition_and_round_trip(norm, tmp_path):
+    model = models.build("tiny", norm=norm)
+    assert models.is_conditioned(model) and not models.is_conditioned(models.build("tiny"))
+    x = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype("float32")
+    bound = models.bind_condition(model, 0.25)
+    direct = model({"images": x, "condition": np.full((3, 1), 0.25, "float32")})
+    np.testing.assert_array_equal(bound(x), direct)
+    np.testing.assert_array_equal(models.call_model(model, x, 0.25), direct)
+    model.save(tmp_path / "c.keras")
+    loaded = keras.models.load_model(tmp_path / "c.keras")
+    np.testing.assert_array_equal(models.call_model(loaded, x, 0.25), direct)
+    with pytest.raises(ValueError, match="conditioned model"):
+        models.bind_condition(models.build("tiny"), 0.5)
+
+
+def test_robmask_k_is_validated():
+    with pytest.raises(ValueError, match="k must be an integer >= 1. Received: k=0"):
+        models.build("tiny", norm="robmask", norm_options={"k": 0})
+    with pytest.raises(ValueError, match="'k' applies to norm='robmask'"):
+        models.build("tiny", norm="bn", norm_options={"k": 2})
