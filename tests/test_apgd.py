@@ -1,0 +1,231 @@
+"""APGD: schedule, DLR loss, constraints, closed forms and strength against PGD."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv.attacks import _compile, pgd
+from tfadv.attacks.apgd import apgd, checkpoints, dlr_loss
+from tfadv.models.conditioning import bind_condition
+
+
+# Most tests run the graph without XLA: compiling each configuration with XLA
+# costs seconds on two shared cores. XLA itself is covered by one test.
+PLAIN = dict(jit_compile=False)
+
+
+def _predict(model, x):
+    return np.argmax(model(tf.convert_to_tensor(x), training=False).numpy(), axis=-1)
+
+
+@pytest.fixture(scope="module")
+def trained_toy():
+    """A small MLP trained to ~100 % on 3 linearly separable classes of 6×6 images."""
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.2, 0.8, size=(48, 6, 6, 1)).astype("float32")
+    directions = rng.normal(size=(3, 36))
+    y = np.argmax((x.reshape(48, -1) - 0.5) @ directions.T, axis=-1).astype("int64")
+    model = keras.Sequential(
+        [keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(3)]
+    )
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=150, batch_size=48, verbose=0)
+    return model, x, y
+
+
+def _linear_model(weights, bias, input_shape):
+    model = keras.Sequential(
+        [keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(weights.shape[1])]
+    )
+    model.layers[-1].set_weights([weights, bias])
+    return model
+
+
+def _fractional_checkpoints(steps):
+    """The paper's schedule, written with exact fractions as an independent check."""
+    from fractions import Fraction
+
+    p = [Fraction(0), Fraction(22, 100)]
+    while p[-1] <= 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - Fraction(3, 100), Fraction(6, 100)))
+    w = sorted({int(np.ceil(float(pj * steps))) if (pj * steps).denominator != 1 else int(pj * steps) for pj in p[1:]})
+    return [v for v in w if 1 <= v <= steps]
+
+
+@pytest.mark.parametrize("steps", [1, 5, 10, 37, 100, 250])
+def test_checkpoints_follow_the_paper(steps):
+    assert checkpoints(steps) == _fractional_checkpoints(steps)
+    if steps == 100:
+        assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+
+
+def test_dlr_loss_matches_numpy_and_is_shift_and_scale_invariant():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20, 5)).astype("float32")
+    labels = rng.integers(0, 5, size=20)
+    expected = []
+    for z, label in zip(logits, labels):
+        ordered = np.sort(z)[::-1]
+        other = np.max(np.delete(z, label))
+        expected.append(-(z[label] - other) / (ordered[0] - ordered[2] + 1e-12))
+    got = dlr_loss(logits, labels).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(dlr_loss(3.0 * logits + 7.0, labels).numpy(), expected, rtol=1e-4)
+    # Positive exactly for misclassified examples.
+    np.testing.assert_array_equal(got > 0, np.argmax(logits, -1) != labels)
+
+
+def test_output_stays_in_eps_ball_and_box(trained_toy):
+    model, x, y = trained_toy
+    eps = 0.1
+    for loss in ("ce", "dlr"):
+        x_adv = apgd(model, x, y, eps, steps=10, loss=loss, seed=0, **PLAIN).numpy()
+        assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
+        assert np.all(np.abs(x_adv - x) <= eps + 1e-6)
+        assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+def test_zero_eps_returns_the_input_exactly(trained_toy):
+    model, x, y = trained_toy
+    np.testing.assert_array_equal(apgd(model, x, y, 0.0, steps=5, seed=0, **PLAIN).numpy(), x)
+
+
+def test_linear_binary_model_reaches_the_loss_maximising_corner():
+    """With 2-class linear logits the CE of the true class increases with the
+    other class's margin, which is linear: d·x with d = w_other − w_y. Its
+    maximum over the ε-ball ∩ box is the corner clip(x + ε·sign(d), 0, 1).
+    With ε below every margin nothing flips, so APGD must return that corner."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, size=(8, 4, 4, 1)).astype("float32")
+    weights = rng.normal(size=(16, 2)).astype("float32")
+    model = _linear_model(weights, np.zeros(2, "float32"), (4, 4, 1))
+    y = np.argmax(x.reshape(8, -1) @ weights, axis=-1).astype("int64")
+    d = weights[:, 1] - weights[:, 0]
+    margins = np.abs(x.reshape(8, -1) @ d)
+    eps = float(0.5 * margins.min() / np.abs(d).sum())  # can move a margin by at most half
+    toward_other = np.where(y == 0, 1.0, -1.0)[:, None] * np.sign(d)[None, :]
+    corner = np.clip(x + eps * toward_other.reshape(x.shape), 0.0, 1.0)
+    x_adv = apgd(model, x, y, eps, steps=10, seed=3, **PLAIN).numpy()
+    np.testing.assert_allclose(x_adv, corner, atol=1e-6)
+    assert np.all(_predict(model, x_adv) == y)
+
+
+def test_already_misclassified_examples_are_returned_unchanged(trained_toy):
+    model, x, y = trained_toy
+    wrong = (y + 1) % 3  # every example "misclassified" with respect to these labels
+    np.testing.assert_array_equal(apgd(model, x, wrong, 0.1, steps=5, seed=0, **PLAIN).numpy(), x)
+
+
+def test_apgd_is_at_least_as_strong_as_pgd_with_the_same_budget(trained_toy):
+    model, x, y = trained_toy
+    eps, steps = 0.06, 20
+    clean_accuracy = np.mean(_predict(model, x) == y)
+    pgd_accuracy = np.mean(_predict(model, pgd(model, x, y, eps, eps / 4, steps, seed=0)) == y)
+    for loss in ("ce", "dlr"):
+        apgd_accuracy = np.mean(_predict(model, apgd(model, x, y, eps, steps=steps, loss=loss, seed=0, **PLAIN)) == y)
+        assert apgd_accuracy <= pgd_accuracy, (loss, apgd_accuracy, pgd_accuracy)
+    assert pgd_accuracy < clean_accuracy  # the budget is large enough to matter
+
+
+def test_restarts_never_raise_accuracy(trained_toy):
+    model, x, y = trained_toy
+    eps = 0.04
+    one = _predict(model, apgd(model, x, y, eps, steps=8, restarts=1, seed=5, **PLAIN)) == y
+    three = _predict(model, apgd(model, x, y, eps, steps=8, restarts=3, seed=5, **PLAIN)) == y
+    # The first run is shared (same seed); later ones only add fooled examples.
+    assert np.all(three <= one)
+
+
+def test_dlr_defeats_saturated_cross_entropy(trained_toy):
+    """Logits scaled by 10⁴: softmax is exactly one-hot in float32, so the CE
+    gradient vanishes and APGD-CE is stuck, while the scale-invariant DLR loss
+    still points the way (the gradient-masking case DLR was designed for)."""
+    model, x, y = trained_toy
+    scaled = keras.Sequential([model, keras.layers.Rescaling(1e4)])
+    eps, steps = 0.06, 20
+    ce = np.mean(_predict(scaled, apgd(scaled, x, y, eps, steps=steps, loss="ce", seed=0, **PLAIN)) == y)
+    dlr = np.mean(_predict(scaled, apgd(scaled, x, y, eps, steps=steps, loss="dlr", seed=0, **PLAIN)) == y)
+    unscaled = np.mean(_predict(model, apgd(model, x, y, eps, steps=steps, loss="dlr", seed=0, **PLAIN)) == y)
+    assert dlr < ce
+    assert dlr == pytest.approx(unscaled, abs=0.1)
+
+
+def test_targeted_apgd_reaches_the_target(trained_toy):
+    model, x, y = trained_toy
+    target = (y + 1) % 3
+    x_adv = apgd(model, x, target, 0.3, steps=20, targeted=True, seed=0, **PLAIN)
+    assert np.mean(_predict(model, x_adv) == target) >= 0.9
+    with pytest.raises(NotImplementedError, match="Targeted APGD-DLR"):
+        apgd(model, x, target, 0.3, steps=20, loss="dlr", targeted=True)
+
+
+def test_xla_compiles_once_for_repeated_calls_and_new_eps(trained_toy):
+    model, x, y = trained_toy
+    before = _compile.TRACE_COUNTS["apgd"]
+    for eps in (0.01, 0.02, tf.constant(0.03), 0.0):
+        x_adv = apgd(model, x[:8], y[:8], eps, steps=4, seed=1).numpy()
+        assert np.all(np.abs(x_adv - x[:8]) <= float(eps) + 1e-6)
+    assert _compile.TRACE_COUNTS["apgd"] == before + 1
+
+
+def test_conditioned_model_fn_compiles_once_for_every_p():
+    images = keras.Input((4, 4, 1), name="images")
+    condition = keras.Input((1,), name="condition")
+    features = keras.layers.Flatten()(images)
+    logits = keras.layers.Dense(3)(keras.layers.Concatenate()([features, condition]))
+    model = keras.Model({"images": images, "condition": condition}, logits)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(4, 4, 4, 1)).astype("float32")
+    y = np.arange(4) % 3
+    apgd(bind_condition(model, 0.0), x, y, 0.05, steps=3, seed=0, **PLAIN)
+    before = _compile.TRACE_COUNTS["apgd"]
+    apgd(bind_condition(model, 1.0), x, y, 0.05, steps=3, seed=0, **PLAIN)
+    assert _compile.TRACE_COUNTS["apgd"] == before
+
+
+def test_inlines_inside_a_tf_function(trained_toy):
+    # Compared with the plain graph: XLA draws different random starts.
+    model, x, y = trained_toy
+
+    @tf.function
+    def attack(images, labels):
+        return apgd(model, images, labels, 0.05, steps=5, seed=0, **PLAIN)
+
+    x_adv = attack(tf.constant(x), tf.constant(y)).numpy()
+    eager = apgd(model, x, y, 0.05, steps=5, seed=0, **PLAIN).numpy()
+    np.testing.assert_allclose(x_adv, eager, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(eps=1.5), "eps"),
+        (dict(eps=-0.1), "eps"),
+        (dict(loss="l2"), "loss"),
+        (dict(steps=0), "steps"),
+        (dict(restarts=0), "restarts"),
+        (dict(rho=0.0), "rho"),
+    ],
+)
+def test_bad_arguments_raise_value_error(trained_toy, kwargs, message):
+    model, x, y = trained_toy
+    arguments = dict(eps=0.1, steps=3)
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        apgd(model, x[:4], y[:4], **arguments)
+
+
+def test_bad_images_and_labels_raise_value_error(trained_toy):
+    model, x, y = trained_toy
+    with pytest.raises(ValueError, match="x"):
+        apgd(model, x[:4] * 3.0, y[:4], 0.1, steps=3)
+    with pytest.raises(ValueError, match="batch size"):
+        apgd(model, x[:4], y[:3], 0.1, steps=3)
+
+
+def test_dlr_needs_three_classes():
+    model = _linear_model(np.ones((16, 2), "float32"), np.zeros(2, "float32"), (4, 4, 1))
+    x = np.full((2, 4, 4, 1), 0.5, "float32")
+    with pytest.raises(ValueError, match="3 classes"):
+        apgd(model, x, np.array([0, 1]), 0.1, steps=3, loss="dlr")

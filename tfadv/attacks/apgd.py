@@ -1,0 +1,278 @@
+"""APGD: Auto-PGD with the cross-entropy or the DLR loss (Croce & Hein, 2020).
+
+APGD is L∞ PGD without a step size to tune. It starts with a large step
+η = 2ε, adds momentum, and at a fixed schedule of checkpoints halves the step
+of every example whose search stalled, restarting it from the best point
+found so far. With the DLR loss, which is invariant to shifts and positive
+rescaling of the logits, it also defeats models that only look robust
+because their cross-entropy saturates (gradient masking).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tfadv.attacks import _compile
+from tfadv.attacks.losses import cross_entropy_objective, margin
+
+LOSSES = ("ce", "dlr")
+MOMENTUM = 0.75
+"""α of the momentum update; the first step of every run has none (α = 1)."""
+
+_DLR_EPSILON = 1e-12
+
+
+def checkpoints(steps):
+    """Iterations after which APGD may halve its step: ``w_j = ⌈p_j · steps⌉``.
+
+    ``p_0 = 0``, ``p_1 = 0.22`` and ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03,
+    0.06)``: the intervals shrink from 22 % of the budget to 6 %. The
+    fractions are kept in integer hundredths so that 0.22 · 100 is exactly 22.
+
+    Returns:
+        The increasing list of distinct checkpoint iterations in [1, steps];
+        for 100 steps ``[22, 41, 57, 70, 80, 87, 93, 99]``.
+    """
+    _compile.check_static_count("steps", steps)
+    points, p_previous, p = [], 0, 22
+    while True:
+        w = -(-p * steps // 100)  # ⌈p · steps / 100⌉ in integers
+        if w > steps:
+            return points
+        if not points or w > points[-1]:
+            points.append(w)
+        p_previous, p = p, p + max(p - p_previous - 3, 6)
+
+
+def dlr_loss(logits, labels):
+    """Difference-of-logits-ratio loss per example (Croce & Hein 2020, eq. 6).
+
+    ``DLR(z, y) = −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e−12)`` with
+    ``z_π1 ≥ z_π2 ≥ …`` the sorted logits. Positive exactly when the example
+    is misclassified; unchanged by adding a constant to ``z`` or scaling it
+    by a positive factor.
+
+    Args:
+        logits: float ``[B, K]`` with ``K >= 3``.
+        labels: int ``[B]``.
+
+    Returns:
+        float32 ``[B]``.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if logits.shape[-1] is not None and logits.shape[-1] < 3:
+        raise ValueError(f"The DLR loss needs at least 3 classes. Received: logits.shape={logits.shape}")
+    top3 = tf.math.top_k(logits, k=3).values
+    return -margin(logits, labels) / (top3[:, 0] - top3[:, 2] + _DLR_EPSILON)
+
+
+def apgd(
+    model_fn,
+    x,
+    y,
+    eps,
+    steps=100,
+    loss="ce",
+    restarts=1,
+    rho=0.75,
+    targeted=False,
+    *,
+    seed=None,
+    training=False,
+    jit_compile=True,
+):
+    """APGD (Croce & Hein 2020), L∞: Auto-PGD on the CE or the DLR loss.
+
+    Each run starts at a uniform random point of the ε-ball (clipped to
+    [0, 1]) and iterates, with P the projection onto the ε-ball ∩ [0, 1]^d
+    and L the loss (or −L of the target when ``targeted``)::
+
+        z     = P(x_k + η_k · sign(∇ₓ L(x_k)))
+        x_k+1 = P(x_k + α (z − x_k) + (1 − α)(x_k − x_k−1)),   α = 0.75
+
+    (α = 1 on the first step), from η = 2ε. At the checkpoints
+    ``w_j = ⌈p_j · steps⌉`` (:func:`checkpoints`) an example halves its step
+    and jumps back to its best point when
+
+    1. its loss rose in fewer than a fraction ``rho`` of the steps since the
+       previous checkpoint, or
+    2. its step was not halved at the previous checkpoint and its best loss
+       has not improved since.
+
+    The jump drops the momentum. With ``restarts > 1`` further runs start
+    from new random points; they only matter for examples not yet fooled,
+    and stop early once every example is. Everything, restarts included, is
+    one compiled graph with per-example state in ``tf.while_loop``\\ s.
+
+    Args:
+        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+            mapping images in [0, 1] to logits.
+        x: images ``[B, H, W, C]`` in [0, 1].
+        y: int labels ``[B]``: true labels, or the targets if ``targeted``.
+        eps: L∞ radius in pixel units (``8/255``), scalar or ``[B]``; a
+            tensor is fine (changing it never recompiles).
+        steps: iterations per run, a Python int >= 1 (it fixes the checkpoint
+            schedule, so each value compiles once); the paper uses 100.
+        loss: ``"ce"`` (cross-entropy) or ``"dlr"`` (:func:`dlr_loss`, needs
+            at least 3 classes).
+        restarts: random restarts, a Python int >= 1.
+        rho: ρ in (0, 1], the fraction of increasing steps below which the
+            step is halved (condition 1).
+        targeted: move towards the class ``y`` by climbing ``−CE(z, y)``
+            (``loss="ce"`` only: the paper's targeted DLR needs the true
+            labels as well as the targets, which this signature does not
+            take, so ``loss="dlr"`` with ``targeted=True`` raises
+            ``NotImplementedError``).
+        seed: int seed of the random starts; ``None`` draws one from
+            TensorFlow's global generator.
+        training: run the model in training mode while crafting.
+        jit_compile: compile with XLA.
+
+    Returns:
+        The adversarial images, same shape and dtype as ``x``: per example
+        the first point found that fools the model (``x`` itself if the
+        model already misclassifies it), otherwise the point of highest loss.
+
+    Reference:
+        Croce & Hein, "Reliable evaluation of adversarial robustness with an
+        ensemble of diverse parameter-free attacks", ICML 2020
+        (arXiv:2003.01690).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}. Received: loss={loss!r}")
+    if loss == "dlr" and targeted:
+        raise NotImplementedError(
+            "Targeted APGD-DLR is not implemented: its loss −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2) "
+            "needs the true labels as well as the targets. Use loss='ce' for targeted attacks."
+        )
+    _compile.check_images(x)
+    _compile.check_labels(x, y)
+    _compile.check_in_unit_interval("eps", eps)
+    _compile.check_per_example("eps", eps, x)
+    _compile.check_static_count("steps", steps)
+    _compile.check_static_count("restarts", restarts)
+    if not (isinstance(rho, (int, float)) and 0.0 < rho <= 1.0):
+        raise ValueError(f"rho must be a number in (0, 1]. Received: rho={rho!r}")
+    images = _compile.as_float(x)
+    tensors = (images, tf.convert_to_tensor(y), _compile.as_float(eps), _compile.seed_tensor(seed))
+    static = {
+        "steps": steps, "loss": loss, "restarts": restarts, "rho": float(rho), "targeted": bool(targeted),
+    }
+    x_adv = _compile.run_compiled("apgd", _apgd_graph, model_fn, tensors, static, training, jit_compile)
+    return tf.cast(x_adv, tf.as_dtype(getattr(x, "dtype", images.dtype)))
+
+
+def _apgd_graph(model_call, x, y, eps, seed, *, steps, loss, restarts, rho, targeted):
+    if loss == "dlr":
+        objective = lambda logits: dlr_loss(logits, y)  # noqa: E731  (untargeted only)
+    else:
+        objective = cross_entropy_objective(y, targeted)
+    labels = tf.cast(y, tf.int64)
+    batch = tf.shape(x)[0]
+    eps_images = _compile.per_example(eps)
+    lower = tf.maximum(x - eps_images, 0.0)
+    upper = tf.minimum(x + eps_images, 1.0)
+
+    def project(v):
+        # The ε-ball and the box intersect (both hold x), so clipping to the
+        # elementwise intersection is the exact projection.
+        return tf.clip_by_value(v, lower, upper)
+
+    def fooled(logits):
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
+        return tf.equal(predicted, labels) if targeted else tf.not_equal(predicted, labels)
+
+    def evaluate(x_adv):
+        """Objective, input gradient and logits at ``x_adv``: one forward and backward pass."""
+        seen = {}
+
+        def recording_objective(logits):
+            seen["logits"] = logits  # the same graph: reuse the forward pass
+            return objective(logits)
+
+        value, grad = _compile.loss_and_input_gradient(model_call, x_adv, recording_objective)
+        return value, grad, seen["logits"]
+
+    def where(condition, a, b):
+        if a.shape.rank > 1:
+            condition = tf.reshape(condition, [-1] + [1] * (a.shape.rank - 1))
+        return tf.where(condition, a, b)
+
+    points = checkpoints(steps)
+    is_checkpoint = tf.constant([i + 1 in points for i in range(steps)])
+    interval = np.zeros(steps, np.float32)  # at a checkpoint: steps since the previous one
+    for previous, current in zip([0] + points, points):
+        interval[current - 1] = current - previous
+    interval = tf.constant(interval)
+
+    def single_run(run_seed):
+        noise = tf.random.stateless_uniform(tf.shape(x), run_seed, -1.0, 1.0)
+        x0 = project(x + eps_images * noise)
+        loss0, grad0, _ = evaluate(x0)
+        state = dict(
+            x=x0, x_previous=x0, grad=grad0, loss=loss0,
+            step=tf.broadcast_to(2.0 * eps, [batch]),
+            x_best=x0, grad_best=grad0, loss_best=loss0,
+            x_fooling=x, fooled=tf.zeros([batch], tf.bool),
+            increases=tf.zeros([batch]),
+            loss_best_at_checkpoint=loss0,
+            halved_at_checkpoint=tf.zeros([batch], tf.bool),
+        )
+
+        def iteration(i, s):
+            alpha = tf.where(i == 0, 1.0, MOMENTUM)
+            z = project(s["x"] + _compile.per_example(s["step"]) * tf.sign(s["grad"]))
+            x_new = project(s["x"] + alpha * (z - s["x"]) + (1.0 - alpha) * (s["x"] - s["x_previous"]))
+            loss_new, grad_new, logits = evaluate(x_new)
+
+            newly_fooled = fooled(logits) & ~s["fooled"]
+            increases = s["increases"] + tf.cast(loss_new > s["loss"], tf.float32)
+            improved = loss_new > s["loss_best"]
+            x_best = where(improved, x_new, s["x_best"])
+            grad_best = where(improved, grad_new, s["grad_best"])
+            loss_best = where(improved, loss_new, s["loss_best"])
+
+            at_checkpoint = is_checkpoint[i]
+            oscillating = increases < rho * interval[i]  # condition 1
+            stalled = ~s["halved_at_checkpoint"] & (loss_best <= s["loss_best_at_checkpoint"])  # condition 2
+            halve = at_checkpoint & (oscillating | stalled)
+            return i + 1, dict(
+                x=where(halve, x_best, x_new),
+                x_previous=where(halve, x_best, s["x"]),
+                grad=where(halve, grad_best, grad_new),
+                loss=where(halve, loss_best, loss_new),
+                step=where(halve, s["step"] / 2.0, s["step"]),
+                x_best=x_best, grad_best=grad_best, loss_best=loss_best,
+                x_fooling=where(newly_fooled, x_new, s["x_fooling"]),
+                fooled=s["fooled"] | newly_fooled,
+                increases=where(at_checkpoint, tf.zeros_like(increases), increases),
+                loss_best_at_checkpoint=where(at_checkpoint, loss_best, s["loss_best_at_checkpoint"]),
+                halved_at_checkpoint=where(at_checkpoint, halve, s["halved_at_checkpoint"]),
+            )
+
+        _, s = tf.while_loop(lambda i, s: i < steps, iteration, (tf.constant(0), state))
+        return s["x_fooling"], s["fooled"], s["x_best"], s["loss_best"]
+
+    # The clean image is a candidate: an example the model already gets
+    # wrong stays wrong, so APGD never reports accuracy above clean accuracy.
+    result = dict(
+        x_fooling=x, fooled=fooled(model_call(x)),
+        x_best=x, loss_best=tf.fill([batch], -np.inf),
+    )
+
+    def restart(r, best):
+        x_fooling, run_fooled, x_best, loss_best = single_run(seed + tf.cast([0, r], tf.int64))
+        newly_fooled = run_fooled & ~best["fooled"]
+        improved = loss_best > best["loss_best"]
+        return r + 1, dict(
+            x_fooling=where(newly_fooled, x_fooling, best["x_fooling"]),
+            fooled=best["fooled"] | run_fooled,
+            x_best=where(improved, x_best, best["x_best"]),
+            loss_best=where(improved, loss_best, best["loss_best"]),
+        )
+
+    _, result = tf.while_loop(
+        lambda r, best: (r < restarts) & ~tf.reduce_all(best["fooled"]),
+        restart,
+        (tf.constant(0), result),
+    )
+    return where(result["fooled"], result["x_fooling"], result["x_best"])
