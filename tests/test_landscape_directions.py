@@ -164,3 +164,20 @@ def test_pca_directions_recover_the_plane_of_a_synthetic_trajectory(tmp_path):
     np.testing.assert_allclose(reconstructed, differences, atol=1e-4)
     with pytest.raises(ValueError, match="checkpoint"):
         D.pca_directions(model, paths[:1])
+
+
+def test_biasbn_covers_two_dimensional_normalization_variables():
+    """RobMask's gamma/beta bases are 2-D but BN parameters: zero under biasbn."""
+    from tfadv.models import build
+
+    model = build("tiny", input_shape=(8, 8, 3), norm="robmask")
+    directions = D.random_directions(model, 1, seed=0)
+    for path, d in zip(directions.variable_paths, directions.x):
+        if "robmask" in path or path.endswith("bias"):
+            np.testing.assert_array_equal(d, 0.0)
+        else:
+            assert np.linalg.norm(d) > 0, path
+    copied = D.random_directions(model, 1, seed=0, ignore="none")
+    for variable, d in zip(D.landscape_variables(model), copied.x):
+        if "basis" in variable.path:
+            np.testing.assert_array_equal(d, variable.numpy())

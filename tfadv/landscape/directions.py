@@ -67,14 +67,36 @@ def landscape_variables(model, mode="weights"):
     return [v for v in variables if np.dtype(v.dtype).kind == "f"]
 
 
-def _output_axes_by_variable(model):
-    """id(variable) -> number of trailing axes that index an output channel."""
-    counts = {}
+def _normalization_layer_types():
+    from tfadv import layers
+
+    return (keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+            keras.layers.GroupNormalization, layers.DualBatchNormalization,
+            layers.ConditionedBatchNormalization)
+
+
+def _variable_roles(model):
+    """Facts about variables that their shapes alone do not tell.
+
+    Returns:
+        ``(output_axes, bias_or_norm)``: ``{id(variable): trailing axes that
+        index the filters}`` for depthwise kernels (default 1), and the ids
+        of variables owned by normalization layers (e.g. RobMask's 2-D
+        ``gamma_basis``), which ``ignore="biasbn"`` treats like biases.
+    """
+    output_axes, bias_or_norm = {}, set()
+    norm_types = _normalization_layer_types()
     for layer in model._flatten_layers(include_self=True, recursive=True):
         for layer_type, attribute in _DEPTHWISE_KERNELS.items():
             if isinstance(layer, layer_type) and getattr(layer, attribute, None) is not None:
-                counts[id(getattr(layer, attribute))] = 2
-    return counts
+                output_axes[id(getattr(layer, attribute))] = 2
+        if isinstance(layer, norm_types):
+            bias_or_norm.update(id(v) for v in layer.weights)
+    return output_axes, bias_or_norm
+
+
+def _is_bias_or_norm(variable, bias_or_norm):
+    return len(variable.shape) <= 1 or id(variable) in bias_or_norm
 
 
 def normalize_direction(direction, weights, norm="filter", output_axes=1):
@@ -184,10 +206,11 @@ def _values(variables):
 def random_direction(model, rng, norm="filter", ignore="biasbn", mode="weights"):
     """A Gaussian direction, normalized per filter (or layer) to the weights.
 
-    1-D variables (biases, BN γ/β and, in ``"states"`` mode, BN moving
-    statistics) are not normalized: with ``ignore="biasbn"`` they get a zero
-    direction, otherwise the direction is a copy of the weights, as in the
-    reference tool.
+    Biases and normalization-layer variables (every 1-D variable, plus those
+    owned by a BN / LayerNorm / GroupNorm / AdvProp / RobMask layer; in
+    ``"states"`` mode also the BN moving statistics) are not normalized:
+    with ``ignore="biasbn"`` they get a zero direction, otherwise the
+    direction is a copy of the weights, as in the reference tool.
 
     Args:
         model: a Keras model at the trained weights θ*.
@@ -201,11 +224,11 @@ def random_direction(model, rng, norm="filter", ignore="biasbn", mode="weights")
     """
     _check_choice("norm", norm, NORMS)
     _check_choice("ignore", ignore, IGNORES)
-    output_axes = _output_axes_by_variable(model)
+    output_axes, bias_or_norm = _variable_roles(model)
     direction = []
     for variable in landscape_variables(model, mode):
         weights = np.asarray(variable.numpy(), np.float32)
-        if weights.ndim <= 1:
+        if _is_bias_or_norm(variable, bias_or_norm):
             direction.append(np.zeros_like(weights) if ignore == "biasbn" else weights.copy())
             continue
         gaussian = rng.standard_normal(weights.shape)
@@ -301,8 +324,8 @@ def pca_directions(model, checkpoint_paths, mode="weights", ignore="biasbn"):
     (the model as passed); :class:`sklearn.decomposition.PCA` of these
     flattened differences gives two orthonormal directions that capture most
     of the motion of training, so the trajectory can be drawn on the surface.
-    With ``ignore="biasbn"`` 1-D variables are left out (zero), as in the
-    reference tool.
+    With ``ignore="biasbn"`` biases and normalization variables are left out
+    (zero), as in the reference tool.
 
     Args:
         model: the model at the final weights θ*.
@@ -322,8 +345,10 @@ def pca_directions(model, checkpoint_paths, mode="weights", ignore="biasbn"):
             "pca_directions needs at least two checkpoints. "
             f"Received: checkpoint_paths={checkpoint_paths}"
         )
-    final = _values(landscape_variables(model, mode))
-    keep = [not (ignore == "biasbn" and w.ndim <= 1) for w in final]
+    variables = landscape_variables(model, mode)
+    final = _values(variables)
+    _, bias_or_norm = _variable_roles(model)
+    keep = [not (ignore == "biasbn" and _is_bias_or_norm(v, bias_or_norm)) for v in variables]
     rows = []
     for values in _checkpoint_values(model, checkpoint_paths, mode):
         diff = [(v.astype(np.float64) - w) * k for v, w, k in zip(values, final, keep)]
