@@ -139,6 +139,17 @@ def test_pgd_reaches_at_least_fgsm_loss_on_trained_model(trained):
     assert pgd_loss.mean() > loss_of(model, x, y).mean() + 1.0
 
 
+def test_untargeted_attacks_fool_the_trained_model(trained):
+    model, x, y = trained  # all 32 clean images are classified correctly
+
+    def accuracy(images):
+        return np.mean(np.argmax(model(images), axis=1) == y)
+
+    assert accuracy(pgd(model, x, y, eps=0.2, step_size=0.05, steps=10)) <= 0.1
+    assert accuracy(fgsm(model, x, y, eps=0.2)) < 0.7
+    assert accuracy(stadv(model, x, y)) <= 0.2  # default steps and learning rate
+
+
 def test_restarts_never_lower_the_loss(trained):
     model, x, y = trained
     # With one seed the first restart is the same run, and later ones only replace it when better.
