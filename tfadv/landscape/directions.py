@@ -13,7 +13,9 @@ filter is one slice along the **last axis** of a kernel (Conv*D: ``[kh, kw,
 in, out]``, Dense: ``[in, out]``), except for depthwise kernels ``[kh, kw,
 in, multiplier]`` whose output channels are the last *two* axes. (Transposed
 convolutions ``[kh, kw, out, in]`` are normalized per input channel, which is
-what the reference PyTorch tool does for them too.)
+what the reference PyTorch tool does for them too.) Biases and the
+parameters of normalization layers are not filters: by default
+(``ignore="biasbn"``) they do not move at all.
 
 A direction here is a list of NumPy arrays, one per variable of
 :func:`landscape_variables`, held in a :class:`Directions` pair (x and,

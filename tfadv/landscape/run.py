@@ -26,7 +26,7 @@ from tfadv.landscape.surface import parse_grid, sweep_surface
 from tfadv.landscape.vtk import write_vtp
 
 
-def _direction_request(model, dim, norm, ignore, mode, seed, same_dir, other_model, checkpoints):
+def _direction_request(dim, norm, ignore, mode, seed, same_dir, other_model, checkpoints):
     """The direction settings asked for: the keys a stored directions file must match."""
     if other_model is not None and checkpoints:
         raise ValueError("give other_model or checkpoints, not both. Received: both")
@@ -125,7 +125,7 @@ def run_landscape(model, x, y, out_dir, name=None, dim=2, grid="-1:1:51", ygrid=
     ycoordinates = parse_grid(ygrid or grid, "ygrid") if dim == 2 else None
     x, y = np.asarray(x)[: int(examples)], np.asarray(y)[: int(examples)]
 
-    request = _direction_request(model, dim, norm, ignore, mode, seed, same_dir, other_model, checkpoints)
+    request = _direction_request(dim, norm, ignore, mode, seed, same_dir, other_model, checkpoints)
     paths = {"dir": folder, "directions": os.path.join(folder, "directions.h5"),
              "surface": os.path.join(folder, "surface.h5"),
              "settings": os.path.join(folder, "settings.json")}
