@@ -6,6 +6,7 @@ and exit with code 2; nothing imports this package.
 """
 import argparse
 import importlib
+import re
 import sys
 
 COMMANDS = ("train", "eval", "landscape", "export", "tune", "quickstart", "bench")
@@ -30,9 +31,21 @@ def _user_error_types():
     return (ConfigError, DatasetNotFoundError, ValueError, FileNotFoundError, NotImplementedError)
 
 
+def _join_negative_values(argv):
+    """``--grid -1:1:51`` → ``--grid=-1:1:51``: argparse would read "-1:1:51" as an option."""
+    joined = []
+    for token in argv:
+        if (joined and joined[-1].startswith("--") and "=" not in joined[-1]
+                and re.match(r"^-\d", token)):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if args.version:
         import tensorflow as tf
 

@@ -1,0 +1,42 @@
+"""The CLI subcommands end to end on a tiny trained run (tests of the library are elsewhere)."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from tfadv.cli.main import _join_negative_values, main
+from tfadv.config import load_config
+from tfadv.training import train_from_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    config = load_config(data={
+        "name": "tiny", "output_dir": str(out), "model": {"name": "tiny"},
+        "data": {"limit_train": 128, "limit_test": 64, "batch_size": 32, "augment": False},
+        "train": {"epochs": 1, "verbose": 0},
+    })
+    return train_from_config(config).run_dir
+
+
+def test_negative_grid_values_are_joined():
+    assert _join_negative_values(["landscape", "m", "--grid", "-1:1:5", "--dim", "2"]) == [
+        "landscape", "m", "--grid=-1:1:5", "--dim", "2"]
+
+
+def test_landscape_command_writes_surface_plots_and_sharpness(tiny_run, tmp_path):
+    out = tmp_path / "ls"
+    argv = ["landscape", tiny_run, "--grid", "-1:1:3", "--examples", "32", "--out", str(out),
+            "--hutchinson-samples", "2"]
+    assert main(argv) == 0
+    folder = out / "tiny"
+    with h5py.File(folder / "surface.h5") as surface:
+        loss = surface["train_loss"][...]
+        assert loss.shape == (3, 3) and np.isfinite(loss).all()
+    assert (folder / "loss_2dcontour.png").exists() and (folder / "loss_3dsurface.png").exists()
+    assert json.loads((folder / "sharpness.json").read_text())
+    assert main(argv) == 0  # a second run resumes (nothing left to do) and succeeds
+    assert main(["landscape", tiny_run, "--grid", "1:x:3", "--out", str(out)]) == 2
