@@ -1,0 +1,152 @@
+"""Models to evaluate: run folders, ``.keras`` files and exported SavedModels.
+
+A SavedModel is wrapped as a plain ``images -> logits`` callable built on its
+serving signature. Restored signatures are differentiable (TensorFlow
+re-derives their gradients from the saved graph), so every attack runs on
+them as on the Keras model; only exports with uint8 inputs cannot be
+attacked (no gradient reaches integer pixels).
+"""
+
+import hashlib
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class SavedModelFunction:
+    """``images -> logits`` of an exported SavedModel.
+
+    Works with ``tfadv export`` output (signature ``serving_default(images)
+    -> {logits, probabilities}``; for conditioned models also
+    ``serve_tradeoff(images, p)``) and with Keras' ``model.export`` (one
+    output). Images are float32 ``[B, H, W, C]`` in [0, 1].
+
+    Args:
+        path: the SavedModel directory (holding ``saved_model.pb``).
+
+    Attributes:
+        conditioned: whether the export has ``serve_tradeoff`` (a masking
+            strength p), see :meth:`logits_at`.
+        variables: the restored variables (they identify the weights).
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._loaded = tf.saved_model.load(self.path)
+        signatures = self._loaded.signatures
+        if "serving_default" not in signatures:
+            raise ValueError(
+                f"The SavedModel has no serving_default signature. Received: path={self.path!r} "
+                f"with signatures {sorted(signatures)}"
+            )
+        self._default = signatures["serving_default"]
+        self._tradeoff = signatures["serve_tradeoff"] if "serve_tradeoff" in signatures else None
+        inputs = self._default.structured_input_signature[1]
+        if len(inputs) != 1:
+            raise ValueError(
+                f"serving_default must take one input (the images). Received: path={self.path!r} "
+                f"with inputs {sorted(inputs)}"
+            )
+        (self._images_name, spec), = inputs.items()
+        if spec.dtype != tf.float32:
+            raise ValueError(
+                f"Attacks need float32 image inputs to take gradients; this SavedModel takes "
+                f"{spec.dtype.name} (exported with uint8=True?). Export it again with float inputs. "
+                f"Received: path={self.path!r}"
+            )
+        self.conditioned = self._tradeoff is not None
+        self.variables = list(self._loaded.variables)
+
+    @staticmethod
+    def _logits(outputs):
+        if "logits" in outputs:
+            return outputs["logits"]
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        raise ValueError(f"Cannot tell which SavedModel output holds the logits. Received outputs: {sorted(outputs)}")
+
+    def __call__(self, images):
+        return self._logits(self._default(**{self._images_name: tf.cast(images, tf.float32)}))
+
+    def logits_at(self, images, p):
+        """Logits at masking strength ``p`` (a scalar, a float or a tensor); conditioned exports only."""
+        if not self.conditioned:
+            raise ValueError(f"This SavedModel has no masking strength p. Received: path={self.path!r}")
+        return self._logits(self._tradeoff(images=tf.cast(images, tf.float32), p=tf.cast(p, tf.float32)))
+
+    def at(self, p):
+        """``images -> logits`` at a fixed strength ``p``."""
+        return lambda images: self.logits_at(images, p)
+
+    def __repr__(self):
+        return f"SavedModelFunction(path={self.path!r})"
+
+
+def load_model(path):
+    """Load what ``tfadv eval`` evaluates.
+
+    Args:
+        path: a run folder (``runs/<name>/`` holding ``model.keras``), a
+            ``.keras`` file, or an exported SavedModel directory.
+
+    Returns:
+        A ``keras.Model`` (run folders and ``.keras`` files) or a
+        :class:`SavedModelFunction`.
+
+    Raises:
+        ValueError: naming the path when it holds no model or cannot be read.
+    """
+    from tfadv import layers, models  # noqa: F401  (registers tfadv's custom layers)
+
+    path = os.fspath(path)
+    keras_file = None
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
+        keras_file = os.path.join(path, "model.keras")
+    elif os.path.isfile(path) and path.endswith(".keras"):
+        keras_file = path
+    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        try:
+            return SavedModelFunction(path)
+        except ValueError:
+            raise
+        except Exception as error:  # a damaged SavedModel: TensorFlow raises many kinds
+            raise ValueError(f"Could not load the SavedModel at path={path!r}: {error}") from error
+    if keras_file is None:
+        raise ValueError(
+            "Expected a run folder holding model.keras, a .keras file or a SavedModel directory. "
+            f"Received: path={path!r}"
+        )
+    try:
+        return keras.saving.load_model(keras_file, compile=False, safe_mode=True)
+    except Exception as error:  # a damaged file: zipfile, h5py and Keras raise many kinds
+        raise ValueError(f"Could not load the model at path={keras_file!r}: {error}") from error
+
+
+def default_name(path):
+    """A model's name in the tables: the run folder's or file's name without extension."""
+    path = os.path.normpath(os.fspath(path))
+    if os.path.basename(path) == "model.keras":
+        path = os.path.dirname(path)
+    name = os.path.basename(path)
+    return name[: -len(".keras")] if name.endswith(".keras") else name
+
+
+def weights_fingerprint(model):
+    """SHA-256 of a model's weight values (in order), or ``None`` if it has none we can see.
+
+    Identifies the trained weights, so results stored for a model are reused
+    only for the very same weights.
+    """
+    variables = getattr(model, "weights", None)
+    if variables is None:
+        variables = getattr(model, "variables", None)
+    if not variables:
+        return None
+    digest = hashlib.sha256()
+    for variable in variables:
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]

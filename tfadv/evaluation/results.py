@@ -1,0 +1,121 @@
+"""``eval.json``: every number with the settings, model and data that produced it.
+
+Layout::
+
+    {
+      "format": "tfadv-eval/1",
+      "environment": {"tfadv": ..., "tensorflow": ..., "keras": ..., "python": ...},
+      "dataset": {"name": ..., "num_examples": N, "fingerprint": ...},
+      "plan": {"attacks": [...], "sweep": [...], "tradeoff_attack": ..., "p_grid": [...], "p": 0.0},
+      "models": {
+        "<name>": {
+          "source": ..., "fingerprint": ..., "conditioned": false,
+          "parts": {"<part id>": {"attack": {settings} | null, "p": ..., "accuracy": ...,
+                                   "clean_accuracy": ..., "correct": "0110…", ...}},
+          "worst_case": {"accuracy": ..., "attacks": [...], "correct": "…"} | null
+        }
+      },
+      "figures": [...]
+    }
+
+A *part* is the evaluation of one model under one attack (or none: clean) at
+one masking strength p; it is what a rerun skips when its ``key`` matches.
+Per-example correctness is stored as a string of ``0``/``1`` (one character
+per example), so the worst case over attacks can be recomputed from the file.
+"""
+
+import hashlib
+import json
+import os
+import platform
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+FORMAT = "tfadv-eval/1"
+RESULTS_FILE = "eval.json"
+REPORT_FILE = "eval.md"
+CLEAN = "clean"
+
+
+def environment():
+    """The versions that produced a result."""
+    import tfadv
+
+    return {
+        "tfadv": tfadv.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def data_fingerprint(x, y):
+    """SHA-256 of the images and labels: a rerun on other data never reuses results."""
+    digest = hashlib.sha256()
+    for array in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def part_id(attack_id, p=None):
+    """The name of a part: ``clean`` or an attack's id, with ``@ p=…`` for conditioned models."""
+    base = CLEAN if attack_id is None else attack_id
+    return base if p is None else f"{base} @ p={float(p)!r}"
+
+
+def part_key(model_fingerprint, dataset_fingerprint, attack_settings, p):
+    """What must be unchanged for a stored part to be reused; ``None`` if the model is unidentifiable."""
+    if model_fingerprint is None:
+        return None
+    record = [FORMAT, model_fingerprint, dataset_fingerprint, attack_settings, p]
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def encode_mask(mask):
+    """A boolean vector as a string of ``0``/``1``."""
+    return (np.asarray(mask, bool).astype(np.uint8) + ord("0")).tobytes().decode("ascii")
+
+
+def decode_mask(text):
+    """The inverse of :func:`encode_mask`."""
+    return np.frombuffer(text.encode("ascii"), np.uint8) == ord("1")
+
+
+def new_results(dataset):
+    return {"format": FORMAT, "environment": environment(), "dataset": dataset, "plan": {}, "models": {}, "figures": []}
+
+
+def results_path(path):
+    """``path`` itself if it is a file, else ``path/eval.json``."""
+    path = os.fspath(path)
+    return path if os.path.isfile(path) or path.endswith(".json") else os.path.join(path, RESULTS_FILE)
+
+
+def load_results(path):
+    """Read ``eval.json`` (a file, or the folder holding it).
+
+    Raises:
+        ValueError: naming the path if it is missing or not an evaluation.
+    """
+    path = results_path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            results = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"Cannot read evaluation results. Received: path={path!r} ({error})") from error
+    if not isinstance(results, dict) or results.get("format") != FORMAT:
+        raise ValueError(f"Not a {FORMAT} file. Received: path={path!r}")
+    return results
+
+
+def save_results(results, path):
+    """Write ``eval.json`` atomically (a crash mid-write leaves the previous file)."""
+    path = results_path(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1, allow_nan=False)
+    os.replace(temporary, path)

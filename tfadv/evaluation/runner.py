@@ -1,0 +1,425 @@
+"""``evaluate``: models × attacks → ``eval.json``, ``eval.md`` and figures, resumable per part.
+
+The unit of work is a *part*: one model, one attack (or none, for clean
+accuracy), one masking strength p. Parts run batch by batch through the
+compiled attacks; the last, partial batch is padded to the batch size (by
+repeating its last example, whose extra results are dropped) so that every
+attack traces exactly once per model. After each part the results are
+written to ``eval.json`` and ``eval.md``, so an evaluation that fails halfway
+keeps what it finished, and a rerun skips every part whose model weights,
+data and attack settings are unchanged.
+"""
+
+import dataclasses
+import hashlib
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
+from tfadv.evaluation.loading import SavedModelFunction, default_name, load_model, weights_fingerprint
+from tfadv.evaluation.results import (
+    REPORT_FILE,
+    data_fingerprint,
+    decode_mask,
+    encode_mask,
+    environment,
+    load_results,
+    new_results,
+    part_id,
+    part_key,
+    save_results,
+)
+from tfadv.evaluation.specs import AttackSpec
+from tfadv.evaluation.tables import format_report
+from tfadv.metrics import ssim_distance
+from tfadv.models.conditioning import ConditionedModelFn, bind_condition, condition_inputs, is_conditioned
+
+DEFAULT_TRADEOFF_ATTACK = AttackSpec("pgd", eps=8 / 255, steps=10)
+"""The trade-off curve's attack when neither ``tradeoff_attack`` nor ``attacks`` name one."""
+
+
+@dataclasses.dataclass
+class _Model:
+    """One model under evaluation, whatever form it came in."""
+
+    name: str
+    source: str
+    handle: object  # keras.Model, SavedModelFunction or a callable images -> logits
+    fingerprint: Optional[str]
+    conditioned: bool
+
+    def __post_init__(self):
+        self._bound = {}
+        self.predict = tf.function(self._predictions)
+
+    def model_fn(self, p):
+        """``images -> logits`` at strength ``p``; one object per p, so the attacks' cache hits."""
+        if not self.conditioned:
+            return self.handle
+        if p not in self._bound:
+            handle = self.handle
+            self._bound[p] = bind_condition(handle, p) if isinstance(handle, keras.Model) else handle.at(p)
+        return self._bound[p]
+
+    def _predictions(self, images, p):
+        handle = self.handle
+        if isinstance(handle, keras.Model):
+            inputs = condition_inputs(images, p) if self.conditioned else images
+            logits = handle(inputs, training=False)
+        elif self.conditioned:
+            logits = handle.logits_at(images, p)
+        else:
+            logits = handle(images)
+        return tf.argmax(logits, axis=-1, output_type=tf.int64)
+
+
+def _model_entries(models):
+    if isinstance(models, (str, os.PathLike)) or not isinstance(models, (Mapping, list, tuple)):
+        raise ValueError(
+            f"models must be a dict name -> model (or path), or a list of paths. Received: models={models!r}"
+        )
+    if not isinstance(models, Mapping):
+        named = {}
+        for item in models:
+            if not isinstance(item, (str, os.PathLike)):
+                raise ValueError(f"A list of models must hold paths; use a dict to name models. Received: {item!r}")
+            named[default_name(item)] = item
+        models = named
+    if not models:
+        raise ValueError("models is empty: nothing to evaluate.")
+    entries = []
+    for name, model in models.items():
+        source = "in memory"
+        if isinstance(model, (str, os.PathLike)):
+            source = os.path.abspath(os.fspath(model))
+            model = load_model(model)
+        if isinstance(model, SavedModelFunction):
+            source = model.path
+            fingerprint, conditioned = weights_fingerprint(model), model.conditioned
+        elif isinstance(model, keras.Model):
+            fingerprint, conditioned = weights_fingerprint(model), is_conditioned(model)
+        elif isinstance(model, ConditionedModelFn):
+            # A bound strength is part of the model's identity.
+            condition = np.asarray(keras.ops.convert_to_numpy(model.condition)).tolist()
+            fingerprint, conditioned = f"{weights_fingerprint(model.model)}@p={condition!r}", False
+        elif callable(model):
+            fingerprint, conditioned = weights_fingerprint(model), False
+        else:
+            raise ValueError(f"models[{name!r}] must be a model, a path or a callable. Received: {model!r}")
+        entries.append(_Model(str(name), source, model, fingerprint, conditioned))
+    return entries
+
+
+def _checked_data(x, y):
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"x must be float images [N, H, W, C] in [0, 1]. Received: x.shape={x.shape}, dtype={x.dtype}")
+    if len(x) == 0:
+        raise ValueError("x is empty: nothing to evaluate.")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"x must be in [0, 1]. Received: x in [{x.min():.4g}, {x.max():.4g}]")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must hold one integer label per image. Received: y.shape={y.shape}, x.shape={x.shape}")
+    return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
+
+
+def _strength(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1]. Received: {name}={value!r}")
+    return float(value)
+
+
+def _specs(attacks, name):
+    if isinstance(attacks, (str, Mapping, AttackSpec)):
+        raise ValueError(f"{name} must be a list of attacks. Received: {name}={attacks!r}")
+    return [AttackSpec.create(attack) for attack in (attacks or [])]
+
+
+def _sweep_label(sweep):
+    """E.g. ``L∞ PGD-100 (step ε/5, random start)``; generic when the sweep mixes settings."""
+    moving = [spec for spec in sweep if spec.eps]
+    if not moving or len({spec.label.split(" ε=")[0] for spec in moving}) != 1:
+        return "the sweep attacks"
+    head = "L∞ " + moving[0].label.split(" ε=")[0]
+    if moving[0].name != "pgd":
+        return head
+    ratios = {round(spec.step_size / spec.eps, 9) for spec in moving}
+    start = "random start" if moving[0].random_start else "no random start"
+    if len(ratios) != 1:
+        return f"{head} ({start})"
+    ratio = ratios.pop()
+    step = f"ε/{round(1 / ratio)}" if abs(1 / ratio - round(1 / ratio)) < 1e-6 else f"{ratio:g}·ε"
+    return f"{head} (step {step}, {start})"
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def _pad(array, size):
+    """``array`` extended to ``size`` rows by repeating its last row."""
+    missing = size - len(array)
+    return array if missing == 0 else np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
+
+
+def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
+    """Clean and adversarial predictions of every example, batch by batch.
+
+    Returns the part's record and, if ``keep`` > 0, the first ``keep``
+    clean/adversarial images for the image grid.
+    """
+    count = len(x)
+    size = min(batch_size, count)
+    model_fn = model.model_fn(p)
+    strength = tf.constant(0.0 if p is None else p, tf.float32)
+    clean_correct = np.zeros(count, bool)
+    adversarial_correct = np.zeros(count, bool)
+    flipped = np.zeros(count, bool)
+    distances = np.zeros(count) if attack is not None else None
+    samples = None
+    batches = -(-count // size)
+    bar = keras.utils.Progbar(batches, unit_name="batch") if progress else None
+    started = time.perf_counter()
+    for index, start in enumerate(range(0, count, size)):
+        stop = min(start + size, count)
+        real = stop - start
+        x_batch, y_batch = _pad(x[start:stop], size), _pad(y[start:stop], size)
+        clean_predictions = model.predict(x_batch, strength).numpy()[:real]
+        if attack is None:
+            x_adv, adversarial_predictions = x_batch[:real], clean_predictions
+        else:
+            x_adv_padded = attack.run(model_fn, x_batch, y_batch, batch_index=index, jit_compile=jit_compile)
+            adversarial_predictions = model.predict(x_adv_padded, strength).numpy()[:real]
+            x_adv = np.asarray(x_adv_padded)[:real]
+            distances[start:stop] = ssim_distance(x[start:stop], x_adv).per_image
+        clean_correct[start:stop] = clean_predictions == y[start:stop]
+        adversarial_correct[start:stop] = adversarial_predictions == y[start:stop]
+        flipped[start:stop] = adversarial_predictions != clean_predictions
+        if keep and samples is None:
+            samples = dict(
+                x=x[start:start + keep], x_adv=x_adv[:keep], y=y[start:start + keep],
+                predictions=adversarial_predictions[:keep],
+            )
+        if bar is not None:
+            bar.update(index + 1, [("accuracy", float(adversarial_correct[:stop].mean()))], finalize=index + 1 == batches)
+    part = {
+        "attack_id": None if attack is None else attack.id,
+        "label": "Clean" if attack is None else attack.label,
+        "attack": None if attack is None else attack.settings(),
+        "p": p,
+        "num_examples": count,
+        "accuracy": float(adversarial_correct.mean()),
+        "clean_accuracy": float(clean_correct.mean()),
+        "correct": encode_mask(adversarial_correct),
+        "flipped": int(flipped.sum()),
+        "ssim_distance_flipped": None,
+        "ssim_distance_all": None,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if distances is not None:
+        part["ssim_distance_all"] = float(distances.mean())
+        part["ssim_distance_flipped"] = float(distances[flipped].mean()) if flipped.any() else None
+    return part, samples
+
+
+def _worst_case(record, attacks, p):
+    """Per example, correct only if correct clean and under every attack: the min over attacks."""
+    ids = [part_id(None, p)] + [part_id(attack.id, p) for attack in attacks]
+    if len(ids) == 1 or any(i not in record["parts"] for i in ids):
+        return None
+    correct = np.logical_and.reduce([decode_mask(record["parts"][i]["correct"]) for i in ids])
+    return {"accuracy": float(correct.mean()), "attacks": [a.id for a in attacks], "correct": encode_mask(correct)}
+
+
+def _start(out_dir, dataset, force, say):
+    """The stored results to continue from, or fresh ones (other data, or none stored)."""
+    if out_dir is None or not os.path.exists(os.path.join(out_dir, "eval.json")):
+        return new_results(dataset)
+    try:
+        results = load_results(out_dir)
+    except ValueError:
+        if not force:
+            raise
+        say(f"{out_dir}/eval.json is unreadable; starting afresh (force=True).")
+        return new_results(dataset)
+    if results.get("dataset", {}).get("fingerprint") != dataset["fingerprint"]:
+        say(f"{out_dir}/eval.json holds results on other data; starting afresh.")
+        return new_results(dataset)
+    results["dataset"] = dataset
+    results["environment"] = environment()
+    return results
+
+
+def evaluate(
+    models,
+    x,
+    y,
+    attacks=(),
+    out_dir=None,
+    *,
+    sweep=(),
+    p_grid=None,
+    tradeoff_attack=None,
+    p=0.0,
+    dataset=None,
+    batch_size=128,
+    force=False,
+    progress=True,
+    plots=True,
+    grid_examples=8,
+    jit_compile=True,
+):
+    """Evaluate models under attacks: the papers' tables, the worst case and the trade-off curve.
+
+    For every model: clean top-1 accuracy; for each attack of ``attacks``,
+    accuracy under it and mean 1 − SSIM(adversarial, clean) over the
+    examples whose prediction it changed and over all; the per-example worst
+    case (an example counts only if it is classified correctly clean and
+    under every attack); accuracy under each attack of ``sweep`` (an ε
+    sweep, :func:`tfadv.evaluation.pgd_sweep`); and, for conditioned models,
+    clean and robust accuracy at each masking strength of ``p_grid``.
+
+    Args:
+        models: ``{name: model}`` where a model is a ``keras.Model``, a path
+            (run folder, ``.keras`` file or SavedModel directory, see
+            :func:`tfadv.evaluation.load_model`), a :class:`SavedModelFunction`
+            or any callable images -> logits; or a list of paths (named
+            after their folders or files).
+        x: float images ``[N, H, W, C]`` in [0, 1].
+        y: int labels ``[N]``.
+        attacks: the table's attacks: :class:`AttackSpec`\\ s, names or
+            mappings (``{"name": "pgd", "eps": "8/255", "steps": 10}``).
+        out_dir: folder for ``eval.json``, ``eval.md``, the figures and the
+            image samples; ``None`` computes in memory only (no resume).
+        sweep: attacks whose accuracies form the ε-sweep table and plot.
+        p_grid: masking strengths in [0, 1] of the trade-off curve
+            (conditioned models only; e.g. ``[0, 0.25, 0.5, 0.75, 1]``).
+        tradeoff_attack: the attack of the trade-off curve; default the first
+            of ``attacks``, else PGD-10 at 8/255.
+        p: the strength at which conditioned models fill the other tables.
+        dataset: the data's name, recorded with the results.
+        batch_size: examples per compiled attack call.
+        force: recompute every part even if ``eval.json`` has it.
+        progress: print a progress bar per part.
+        plots: write the PNG figures (``out_dir`` only).
+        grid_examples: examples in each attack's image grid (0: none).
+        jit_compile: compile the attacks with XLA.
+
+    Returns:
+        The results dict, exactly what ``eval.json`` holds (see
+        :mod:`tfadv.evaluation.results`).
+
+    Raises:
+        ValueError: bad data, models, attacks (unknown name, ε outside
+            [0, 1], ...), strengths or batch size; a path that is no model.
+    """
+    x, y = _checked_data(x, y)
+    attacks, sweep = _specs(attacks, "attacks"), _specs(sweep, "sweep")
+    p = _strength(p, "p")
+    p_grid = None if p_grid is None else [_strength(value, "p_grid") for value in p_grid]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
+    if isinstance(grid_examples, bool) or not isinstance(grid_examples, (int, np.integer)) or grid_examples < 0:
+        raise ValueError(f"grid_examples must be an integer >= 0. Received: grid_examples={grid_examples!r}")
+    if p_grid and tradeoff_attack is None:
+        tradeoff_attack = attacks[0] if attacks else DEFAULT_TRADEOFF_ATTACK
+    tradeoff_attack = None if tradeoff_attack is None else AttackSpec.create(tradeoff_attack)
+    entries = _model_entries(models)
+    out_dir = None if out_dir is None else os.fspath(out_dir)
+
+    def say(message):
+        if progress:
+            print(message, flush=True)
+
+    dataset_record = {"name": dataset, "num_examples": int(len(x)), "fingerprint": data_fingerprint(x, y)}
+    results = _start(out_dir, dataset_record, force, say)
+    results["plan"] = {
+        "attacks": [attack.id for attack in attacks],
+        "sweep": [spec.id for spec in sweep],
+        "sweep_eps": [spec.eps for spec in sweep],
+        "sweep_label": _sweep_label(sweep) if sweep else None,
+        "tradeoff_attack": None if tradeoff_attack is None or not p_grid else tradeoff_attack.id,
+        "p_grid": p_grid,
+        "p": p,
+    }
+
+    def flush():
+        if out_dir is not None:
+            save_results(results, out_dir)
+            with open(os.path.join(out_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
+                handle.write(format_report(results))
+
+    for model in entries:
+        record = results["models"].get(model.name)
+        if record is None or record.get("fingerprint") != model.fingerprint:
+            if record is not None:
+                say(f"[{model.name}] the weights changed since the stored results: recomputing.")
+            record = {"parts": {}, "worst_case": None}
+        record.update(source=model.source, fingerprint=model.fingerprint, conditioned=model.conditioned)
+        results["models"][model.name] = record
+        main_p = p if model.conditioned else None
+        jobs = [(None, main_p)] + [(attack, main_p) for attack in attacks + sweep]
+        if model.conditioned and p_grid and tradeoff_attack is not None:
+            jobs += [(tradeoff_attack, value) for value in p_grid]
+        jobs = list({part_id(None if a is None else a.id, q): (a, q) for a, q in jobs}.items())
+        for number, (name, (attack, q)) in enumerate(jobs, start=1):
+            key = part_key(model.fingerprint, dataset_record["fingerprint"], None if attack is None else attack.settings(), q)
+            stored = record["parts"].get(name)
+            label = ("Clean" if attack is None else attack.label) + ("" if q is None else f" @ p={q:g}")
+            if not force and key is not None and stored is not None and stored.get("key") == key:
+                say(f"[{model.name}] {number}/{len(jobs)} {label}: stored, skipped (force=True recomputes)")
+                continue
+            say(f"[{model.name}] {number}/{len(jobs)} {label}")
+            keep = grid_examples if out_dir is not None and attack in attacks and q == main_p else 0
+            part, samples = _run_part(model, attack, q, x, y, batch_size, progress, jit_compile, keep)
+            part["key"] = key
+            if samples is not None:
+                part["samples"] = _save_samples(out_dir, model.name, name, samples)
+            record["parts"][name] = part
+            flush()
+        record["worst_case"] = _worst_case(record, attacks, main_p)
+        flush()
+
+    if out_dir is not None and plots:
+        results["figures"] = _write_figures(results, out_dir)
+        flush()
+    return results
+
+
+def _save_samples(out_dir, model_name, name, samples):
+    folder = os.path.join(out_dir, "samples")
+    os.makedirs(folder, exist_ok=True)
+    relative = f"samples/{_slug(model_name)}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.npz"
+    np.savez_compressed(os.path.join(out_dir, relative), **samples)
+    return relative
+
+
+def _write_figures(results, out_dir):
+    """Every figure the results can fill; returns their file names (relative to ``out_dir``)."""
+    figures = []
+    for file_name, plot in (("accuracy_vs_eps.png", plot_accuracy_vs_eps), ("tradeoff.png", plot_tradeoff)):
+        if plot(results, os.path.join(out_dir, file_name)):
+            figures.append(file_name)
+    plan = results["plan"]
+    for model_name, record in results["models"].items():
+        p = plan["p"] if record.get("conditioned") else None
+        for attack_id in plan["attacks"]:
+            part = record["parts"].get(part_id(attack_id, p))
+            if not part or "samples" not in part or not os.path.exists(os.path.join(out_dir, part["samples"])):
+                continue
+            with np.load(os.path.join(out_dir, part["samples"])) as samples:
+                file_name = f"grid-{_slug(model_name)}-{_slug(part['label'])}.png"
+                plot_image_grid(
+                    samples["x"], samples["x_adv"], os.path.join(out_dir, file_name),
+                    title=f"{model_name}: {part['label']}", labels=samples["y"], predictions=samples["predictions"],
+                )
+            figures.append(file_name)
+    return figures

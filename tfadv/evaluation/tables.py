@@ -1,0 +1,193 @@
+"""The papers' tables, built from evaluation results alone (so ``eval.json`` reproduces them).
+
+- :func:`accuracy_table` — the loss-landscape paper's Table 1 layout: clean
+  top-1 accuracy and accuracy under each attack, one row per model, plus the
+  per-example worst case over the attacks.
+- :func:`ssim_table` — its Table 2: mean 1 − SSIM between adversarial and
+  clean images per attack, over the examples whose prediction the attack
+  changed and over all.
+- :func:`sweep_table` — the layout of Tables 5/6 of the second paper:
+  accuracy under L∞ PGD for each ε of the sweep.
+- :func:`tradeoff_tables` — clean and robust accuracy over the masking
+  strength p of conditioned models.
+
+Every function returns :class:`Table` objects holding raw numbers (fractions
+and distances); :func:`format_report` renders them as the ``eval.md``
+Markdown.
+"""
+
+import dataclasses
+from typing import List
+
+from tfadv.evaluation.results import part_id
+from tfadv.evaluation.specs import format_eps
+
+MISSING = "–"
+
+
+@dataclasses.dataclass
+class Table:
+    """A titled table: ``rows[i][0]`` names the row, the other cells are numbers or ``None``.
+
+    ``kind`` says how numbers read: ``"accuracy"`` (fractions, shown as
+    percentages with two decimals) or ``"distance"`` (shown with 4 decimals).
+    """
+
+    title: str
+    header: List[str]
+    rows: List[list]
+    kind: str = "accuracy"
+
+    def markdown(self):
+        def cell(value):
+            if value is None:
+                return MISSING
+            if isinstance(value, str):
+                return value
+            return f"{100 * value:.2f}" if self.kind == "accuracy" else f"{value:.4f}"
+
+        lines = [
+            f"### {self.title}",
+            "",
+            "| " + " | ".join(self.header) + " |",
+            "|" + "|".join([" --- "] + [" ---: "] * (len(self.header) - 1)) + "|",
+        ]
+        lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+def _plan(results):
+    return results.get("plan") or {}
+
+
+def _model_p(results, record):
+    return _plan(results).get("p", 0.0) if record.get("conditioned") else None
+
+
+def _row_name(name, record, p):
+    return f"{name} (p={p:g})" if record.get("conditioned") else name
+
+
+def _part(record, attack_id, p):
+    return record.get("parts", {}).get(part_id(attack_id, p))
+
+
+def _value(record, attack_id, p, key):
+    part = _part(record, attack_id, p)
+    return None if part is None else part.get(key)
+
+
+def _labels(results, ids):
+    """Column headers of attack ids, from any stored part that ran them."""
+    labels = {}
+    for record in results.get("models", {}).values():
+        for part in record.get("parts", {}).values():
+            if part.get("attack_id") in ids:
+                labels[part["attack_id"]] = part["label"]
+    return [labels.get(attack_id, attack_id) for attack_id in ids]
+
+
+def accuracy_table(results):
+    """Clean accuracy, accuracy under each planned attack and the worst case, per model."""
+    attack_ids = _plan(results).get("attacks", [])
+    header = ["Model", "Clean"] + _labels(results, attack_ids)
+    if attack_ids:
+        header.append("Worst case")
+    rows = []
+    for name, record in results.get("models", {}).items():
+        p = _model_p(results, record)
+        row = [_row_name(name, record, p), _value(record, None, p, "accuracy")]
+        row += [_value(record, attack_id, p, "accuracy") for attack_id in attack_ids]
+        if attack_ids:
+            worst = record.get("worst_case")
+            row.append(None if worst is None else worst["accuracy"])
+        rows.append(row)
+    return Table("Top-1 accuracy (%) under attack — paper 1, Table 1 layout", header, rows)
+
+
+def ssim_table(results):
+    """Mean 1 − SSIM per planned attack: over flipped examples and over all."""
+    attack_ids = _plan(results).get("attacks", [])
+    if not attack_ids:
+        return None
+    header = ["Model"]
+    for label in _labels(results, attack_ids):
+        header += [f"{label} (flipped)", f"{label} (all)"]
+    rows = []
+    for name, record in results.get("models", {}).items():
+        p = _model_p(results, record)
+        row = [_row_name(name, record, p)]
+        for attack_id in attack_ids:
+            row += [
+                _value(record, attack_id, p, "ssim_distance_flipped"),
+                _value(record, attack_id, p, "ssim_distance_all"),
+            ]
+        rows.append(row)
+    title = "Mean 1 − SSIM(adversarial, clean) — paper 1, Table 2 layout (flipped: prediction changed)"
+    return Table(title, header, rows, kind="distance")
+
+
+def sweep_table(results):
+    """Accuracy under each attack of the ε sweep (columns ordered as planned)."""
+    sweep_ids = _plan(results).get("sweep", [])
+    if not sweep_ids:
+        return None
+    epsilons = _plan(results).get("sweep_eps", [None] * len(sweep_ids))
+    header = ["Model"] + [f"ε={format_eps(eps)}" if eps is not None else label
+                          for eps, label in zip(epsilons, _labels(results, sweep_ids))]
+    rows = []
+    for name, record in results.get("models", {}).items():
+        p = _model_p(results, record)
+        rows.append([_row_name(name, record, p)] + [_value(record, i, p, "accuracy") for i in sweep_ids])
+    attack = _plan(results).get("sweep_label") or "attack"
+    return Table(f"Accuracy (%) under {attack} over ε — paper 2, Tables 5/6 layout", header, rows)
+
+
+def tradeoff_tables(results):
+    """One table per conditioned model: clean and robust accuracy at each p of the grid."""
+    plan = _plan(results)
+    attack_id, grid = plan.get("tradeoff_attack"), plan.get("p_grid") or []
+    tables = []
+    if attack_id is None or not grid:
+        return tables
+    label = _labels(results, [attack_id])[0]
+    for name, record in results.get("models", {}).items():
+        if not record.get("conditioned"):
+            continue
+        rows = [
+            [f"{p:g}", _value(record, attack_id, p, "clean_accuracy"), _value(record, attack_id, p, "accuracy")]
+            for p in grid
+        ]
+        tables.append(Table(f"Trade-off over the masking strength p — {name}", ["p", "Clean", f"Robust ({label})"], rows))
+    return tables
+
+
+def all_tables(results):
+    """Every table the results can fill, in report order."""
+    tables = [accuracy_table(results), ssim_table(results), sweep_table(results)]
+    return [table for table in tables if table is not None] + tradeoff_tables(results)
+
+
+def format_report(results):
+    """``eval.md``: a header naming data and versions, then every table and figure."""
+    dataset = results.get("dataset", {})
+    versions = results.get("environment", {})
+    lines = [
+        "# Robustness evaluation",
+        "",
+        f"Data: {dataset.get('name') or 'arrays'}, {dataset.get('num_examples', '?')} examples "
+        f"(fingerprint {dataset.get('fingerprint', '?')}). "
+        + ", ".join(f"{key} {value}" for key, value in versions.items())
+        + ". Attacks are untargeted and run on the model in inference mode; "
+        "every setting is in eval.json.",
+    ]
+    for table in all_tables(results):
+        lines += ["", table.markdown()]
+    figures = results.get("figures", [])
+    if figures:
+        lines += ["", "### Figures", ""] + [f"![{figure}]({figure})" for figure in figures]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Table", "accuracy_table", "all_tables", "format_report", "ssim_table", "sweep_table",
+           "tradeoff_tables"]
