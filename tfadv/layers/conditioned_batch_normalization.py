@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import initializers, ops
 
+from tfadv.layers.dual_batch_normalization import add_moving_statistic
+
 
 def encode_strength(p, k):
     """Encode masking strengths ``p`` in [0, 1] as weights ``u`` over k bases.
@@ -147,15 +149,10 @@ class ConditionedBatchNormalization(keras.layers.Layer):
             self.beta_basis = self.add_weight(
                 shape=(self.k, channels), name="beta_basis",
                 initializer=_tiled(self.beta_initializer, self.k), autocast=False)
-        # aggregation="mean": replicas keep one value under tf.distribute.
-        self.moving_mean = self.add_weight(
-            shape=(channels,), name="moving_mean",
-            initializer=self.moving_mean_initializer, trainable=False,
-            autocast=False, aggregation="mean")
-        self.moving_variance = self.add_weight(
-            shape=(channels,), name="moving_variance",
-            initializer=self.moving_variance_initializer, trainable=False,
-            autocast=False, aggregation="mean")
+        self.moving_mean = add_moving_statistic(
+            self, "moving_mean", self.moving_mean_initializer, (channels,))
+        self.moving_variance = add_moving_statistic(
+            self, "moving_variance", self.moving_variance_initializer, (channels,))
 
     def call(self, inputs, training=None):
         x, condition = inputs

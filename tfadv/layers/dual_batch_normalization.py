@@ -9,6 +9,21 @@ def _per_example(condition, rank):
     return ops.reshape(ops.cast(condition, "float32"), [-1] + [1] * (rank - 1))
 
 
+def add_moving_statistic(layer, name, initializer, shape):
+    """A non-trainable float32 moving statistic of ``layer``, replica-local under tf.distribute.
+
+    Each replica updates its own copy during a step without communication
+    (``synchronization="on_read"``) and reading it outside the step (saving,
+    ``get_weights``) averages the copies (``aggregation="mean"``), as tf-keras'
+    BN did. Keras 3's ``add_weight`` takes no ``synchronization``, so the
+    variable is made here and tracked by assigning it to the layer.
+    """
+    with keras.name_scope(layer.name, caller=layer):
+        return keras.Variable(initializer=initializer, shape=shape, dtype="float32",
+                              trainable=False, autocast=False, aggregation="mean",
+                              synchronization="on_read", name=name)
+
+
 def _moving_average_update(variable, value, momentum, share):
     """``variable ← variable - (1 - momentum) · share · (variable - value)``.
 
@@ -133,16 +148,10 @@ class DualBatchNormalization(keras.layers.Layer):
                 setattr(self, f"{branch}_beta", self.add_weight(
                     shape=shape, name=f"{branch}_beta",
                     initializer=self.beta_initializer, autocast=False))
-            # aggregation="mean": replicas assign the same value when the
-            # statistics are synchronized, and stay equal otherwise.
-            setattr(self, f"{branch}_moving_mean", self.add_weight(
-                shape=shape, name=f"{branch}_moving_mean",
-                initializer=self.moving_mean_initializer, trainable=False,
-                autocast=False, aggregation="mean"))
-            setattr(self, f"{branch}_moving_variance", self.add_weight(
-                shape=shape, name=f"{branch}_moving_variance",
-                initializer=self.moving_variance_initializer, trainable=False,
-                autocast=False, aggregation="mean"))
+            setattr(self, f"{branch}_moving_mean", add_moving_statistic(
+                self, f"{branch}_moving_mean", self.moving_mean_initializer, shape))
+            setattr(self, f"{branch}_moving_variance", add_moving_statistic(
+                self, f"{branch}_moving_variance", self.moving_variance_initializer, shape))
 
     def _affine(self, branch):
         """The branch's (gamma, beta), ones/zeros when scale/center are off."""

@@ -1,0 +1,83 @@
+"""Adversarial training (Madry et al.), on adversarial images only or a clean mix."""
+
+import keras
+import tensorflow as tf
+
+from tfadv.training.methods._common import AttackSpec, TrainingMethod, cross_entropy
+
+
+class AdversarialTraining(TrainingMethod):
+    """Train on adversarial examples crafted against the current model.
+
+    Each batch of B images, the first ``n = round(adversarial_fraction · B)``
+    (batches are shuffled, so a random subset) are replaced by their
+    adversarial versions, and the model takes one step on the mixed batch:
+
+        x_adv = attack(f_θ, x[:n], y[:n])
+        loss = mean CE(f_θ([x_adv; x[n:]]), y)      (training mode)
+
+    ``adversarial_fraction = 1`` is Madry et al.'s min-max training; 0.5 is
+    the online variant of the loss-landscape paper's 1:1 clean+adversarial
+    fine-tuning. Only the n attacked images pay for the attack.
+
+    Metrics: ``loss``; ``robust_accuracy`` on the adversarial part of the
+    training forward pass; ``accuracy`` on the clean part, or, with
+    ``adversarial_fraction = 1``, from one extra inference-mode forward pass
+    on the clean batch. Validation (``test_step``) attacks with the same
+    attack.
+
+    Args:
+        inner: a plain (unconditioned) model, images → logits.
+        attack: an ``AttackSpec``, attack name or mapping of its settings.
+        adversarial_fraction: share of each batch that is attacked, in (0, 1].
+
+    Reference:
+        Madry et al., "Towards Deep Learning Models Resistant to Adversarial
+        Attacks", ICLR 2018.
+    """
+
+    def __init__(self, inner, attack="pgd", adversarial_fraction=1.0, **kwargs):
+        attack = AttackSpec.create(attack)
+        super().__init__(inner, eval_attack=attack, **kwargs)
+        if self.conditioned:
+            raise ValueError(
+                "Adversarial training needs a plain model; conditioned models train with "
+                f"advprop or robmask. Received: inner={inner.name!r}"
+            )
+        if not 0 < adversarial_fraction <= 1:
+            raise ValueError(
+                f"adversarial_fraction must be in (0, 1]. Received: adversarial_fraction={adversarial_fraction}"
+            )
+        self.attack = attack
+        self.adversarial_fraction = float(adversarial_fraction)
+
+    def _split(self, x):
+        """Number of attacked images: a Python int when the batch size is static."""
+        batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+        if self.adversarial_fraction == 1.0:
+            return batch
+        if isinstance(batch, int):
+            return int(round(self.adversarial_fraction * batch))
+        return tf.cast(tf.round(self.adversarial_fraction * tf.cast(batch, tf.float32)), tf.int32)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        n = self._split(x)
+        all_adversarial = self.adversarial_fraction == 1.0
+        x_adv = self.attack(self.inner, x if all_adversarial else x[:n], y if all_adversarial else y[:n])
+        images = x_adv if all_adversarial else tf.concat([x_adv, x[n:]], axis=0)
+        if all_adversarial:  # no clean image in the training pass: measure before the update
+            self.accuracy_tracker.update_state(y, self.inner(x, training=False), sample_weight)
+        with tf.GradientTape() as tape:
+            logits = self.inner(images, training=True)
+            loss = cross_entropy(y, logits, sample_weight)
+            objective = self.objective(loss)
+        self.apply_update(tape, objective)
+
+        weights = sample_weight if sample_weight is not None else tf.ones_like(y, tf.float32)
+        adversarial = tf.cast(tf.range(tf.shape(y)[0]) < n, tf.float32)
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+        self.robust_accuracy_tracker.update_state(y, logits, weights * adversarial)
+        if not all_adversarial:
+            self.accuracy_tracker.update_state(y, logits, weights * (1.0 - adversarial))
+        return self.results()

@@ -1,0 +1,168 @@
+"""The loss-landscape paper's protocol: fine-tune on a stored 1:1 clean+adversarial set.
+
+Offline (the paper): attack a clean pretrained model once, one untargeted
+adversarial example per training image, store them on disk
+(:func:`generate_adversarial_examples`), then fine-tune on the union of the
+clean and adversarial images (:class:`OfflineFineTuning`). Online (fresh
+adversarial examples every batch) is ``AdversarialTraining`` with
+``adversarial_fraction=0.5``.
+"""
+
+import hashlib
+import json
+import os
+
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tfadv
+from tfadv.models.conditioning import IMAGES
+from tfadv.training.methods._common import AttackSpec, TrainingMethod, cross_entropy
+
+ADVERSARIAL = "adversarial"
+"""Key of the per-example flag (1 adversarial, 0 clean) in the fine-tuning inputs."""
+
+
+def _fingerprint(*arrays):
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _model_fingerprint(model):
+    return _fingerprint(*[np.asarray(w) for w in model.get_weights()])
+
+
+def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500):
+    """Craft one untargeted adversarial example per image and store them in HDF5.
+
+    The file holds ``adversarial_images`` (float32, like ``x``) and ``labels``
+    and, as attributes, the attack settings (JSON), the model's name, SHA-256
+    fingerprints of ``(x, y)`` and of the model's weights, and ``completed``,
+    the number of examples written. Examples are written chunk by chunk and
+    ``completed`` is advanced after each chunk is flushed, so an interrupted
+    generation resumes where it stopped when called again with the same
+    model, data and attack; anything else raises ``ValueError`` instead of
+    mixing two sets.
+
+    Args:
+        model: the (pretrained, plain) Keras model to attack, in inference mode.
+        x: float32 images ``[N, H, W, C]`` in [0, 1].
+        y: int labels ``[N]``.
+        attack: an ``AttackSpec``, attack name or mapping of its settings.
+        path: the ``.h5`` file to write (folders are created).
+        chunk_size: images attacked per call (one compiled graph per chunk size).
+
+    Returns:
+        ``path``.
+    """
+    attack = AttackSpec.create(attack)
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length. Received: len(x)={len(x)}, len(y)={len(y)}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1. Received: chunk_size={chunk_size}")
+    record = {
+        "attack": json.dumps(attack.as_dict(), sort_keys=True),
+        "model_name": model.name,
+        "model_sha256": _model_fingerprint(model),
+        "data_sha256": _fingerprint(x, y),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with h5py.File(path, "a") as handle:
+        if "completed" in handle.attrs:
+            stored = {key: handle.attrs[key] for key in record}
+            if stored != record:
+                changed = sorted(key for key in record if stored[key] != record[key])
+                raise ValueError(
+                    f"{path} holds adversarial examples of another {', '.join(changed)}; "
+                    f"remove it or choose another path. Received: path={path!r}"
+                )
+        else:
+            handle.create_dataset("adversarial_images", shape=x.shape, dtype="float32",
+                                  chunks=(min(chunk_size, len(x)),) + x.shape[1:])
+            handle.create_dataset("labels", data=y)
+            handle.attrs.update(record)
+            handle.attrs["tfadv_version"] = tfadv.__version__
+            handle.attrs["completed"] = 0
+        images = handle["adversarial_images"]
+        for start in range(int(handle.attrs["completed"]), len(x), chunk_size):
+            stop = min(start + chunk_size, len(x))
+            images[start:stop] = np.asarray(attack(model, x[start:stop], y[start:stop]))
+            handle.flush()
+            handle.attrs["completed"] = stop
+            handle.flush()
+    return path
+
+
+def load_adversarial_examples(path):
+    """``(adversarial_images, labels, attributes)`` of a complete stored set."""
+    with h5py.File(path, "r") as handle:
+        attributes = dict(handle.attrs)
+        total = handle["labels"].shape[0]
+        if attributes.get("completed") != total:
+            raise ValueError(
+                f"{path} is incomplete ({attributes.get('completed')} of {total} examples); "
+                f"run generate_adversarial_examples again to finish it. Received: path={path!r}"
+            )
+        return handle["adversarial_images"][...], handle["labels"][...], attributes
+
+
+class OfflineFineTuning(TrainingMethod):
+    """Fine-tune on the union of the clean images and their stored adversarial versions.
+
+    The training data is the 2N examples ``{(x_i, y_i)} ∪ {(x_adv_i, y_i)}``,
+    shuffled together (:meth:`training_dataset`; no augmentation, which would
+    alter the stored perturbations), and each step is plain supervised
+    training, ``loss = mean CE(f_θ(batch), y)`` in training mode. The inputs
+    are ``{"images": [B, H, W, C], "adversarial": [B]}``; the flag only splits
+    the metrics: ``accuracy`` over the clean examples of the batch and
+    ``robust_accuracy`` over the stored adversarial ones. Validation
+    (``test_step``) attacks the current model with the same attack.
+
+    Args:
+        inner: the plain pretrained model.
+        attack: the attack that made the stored set (and that validation uses).
+        x, y: the clean training images and labels.
+        adversarial_images: the stored adversarial images, aligned with ``x``.
+    """
+
+    def __init__(self, inner, attack, x, y, adversarial_images, **kwargs):
+        super().__init__(inner, eval_attack=attack, **kwargs)
+        if self.conditioned:
+            raise ValueError(f"Fine-tuning needs a plain model. Received: inner={inner.name!r}")
+        if np.shape(adversarial_images) != np.shape(x) or len(y) != len(x):
+            raise ValueError(
+                "x, y and adversarial_images must be aligned. Received: "
+                f"x.shape={np.shape(x)}, len(y)={len(y)}, adversarial_images.shape={np.shape(adversarial_images)}"
+            )
+        self.x, self.y, self.adversarial_images = x, y, adversarial_images
+
+    def training_dataset(self, batch_size, seed=0):
+        """Shuffled, repeated batches of the 1:1 clean+adversarial union."""
+        images = np.concatenate([self.x, self.adversarial_images])
+        labels = np.concatenate([self.y, self.y]).astype(np.int64)
+        flags = np.repeat(np.array([0.0, 1.0], np.float32), len(self.x))
+        dataset = tf.data.Dataset.from_tensor_slices(({IMAGES: images, ADVERSARIAL: flags}, labels))
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat()
+        return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    def train_step(self, data):
+        inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        images, adversarial = inputs[IMAGES], tf.cast(inputs[ADVERSARIAL], tf.float32)
+        with tf.GradientTape() as tape:
+            logits = self.inner(images, training=True)
+            loss = cross_entropy(y, logits, sample_weight)
+            objective = self.objective(loss)
+        self.apply_update(tape, objective)
+        weights = tf.ones_like(adversarial) if sample_weight is None else tf.cast(sample_weight, tf.float32)
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(images)[0])
+        self.accuracy_tracker.update_state(y, logits, weights * (1.0 - adversarial))
+        self.robust_accuracy_tracker.update_state(y, logits, weights * adversarial)
+        return self.results()
