@@ -184,7 +184,7 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
     adversarial_correct = np.zeros(count, bool)
     flipped = np.zeros(count, bool)
     distances = np.zeros(count) if attack is not None else None
-    samples = None
+    samples = {"x_adv": [], "predictions": []}
     batches = -(-count // size)
     bar = keras.utils.Progbar(batches, unit_name="batch") if progress else None
     started = time.perf_counter()
@@ -203,11 +203,10 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
         clean_correct[start:stop] = clean_predictions == y[start:stop]
         adversarial_correct[start:stop] = adversarial_predictions == y[start:stop]
         flipped[start:stop] = adversarial_predictions != clean_predictions
-        if keep and samples is None:
-            samples = dict(
-                x=x[start:start + keep], x_adv=x_adv[:keep], y=y[start:start + keep],
-                predictions=adversarial_predictions[:keep],
-            )
+        if start < keep:  # the first examples, for the image grid
+            take = min(keep - start, real)
+            samples["x_adv"].append(x_adv[:take])
+            samples["predictions"].append(adversarial_predictions[:take])
         if bar is not None:
             bar.update(index + 1, [("accuracy", float(adversarial_correct[:stop].mean()))], finalize=index + 1 == batches)
     part = {
@@ -227,7 +226,10 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
     if distances is not None:
         part["ssim_distance_all"] = float(distances.mean())
         part["ssim_distance_flipped"] = float(distances[flipped].mean()) if flipped.any() else None
-    return part, samples
+    if not keep:
+        return part, None
+    samples = {key: np.concatenate(value) for key, value in samples.items()}
+    return part, dict(x=x[:keep], y=y[:keep], **samples)
 
 
 def _worst_case(record, attacks, p):
