@@ -121,7 +121,9 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
 
     @property
     def steps_per_epoch(self):
-        return self.config.train.steps_per_epoch or max(1, len(self.train_arrays[0]) // self.config.data.batch_size)
+        """Optimizer steps per epoch: ``train.steps_per_epoch``, or one pass over the training set."""
+        examples = len(self.train_arrays[0])
+        return self.config.train.steps_per_epoch or max(1, examples // self.config.data.batch_size)
 
     def trial_config(self, hp):
         """The experiment config of one trial: the base config with ``hp``'s values.

@@ -34,7 +34,8 @@ def trial_rows(oracle):
         trial = oracle.trials[trial_id]
         hyperparameters = trial.hyperparameters.values
         values = {k: v for k, v in hyperparameters.items() if not k.startswith(_BOOKKEEPING_PREFIX)}
-        values.update({name: hyperparameters[key] for key, name in _HYPERBAND_COLUMNS.items() if key in hyperparameters})
+        values.update({name: hyperparameters[key] for key, name in _HYPERBAND_COLUMNS.items()
+                       if key in hyperparameters})
         eps_255 = float(values.pop("eps_max"))
         # Hyperband continues trials from an earlier one's weights at tuner/initial_epoch.
         first_epoch = int(hyperparameters.get("tuner/initial_epoch", 0))

@@ -163,7 +163,8 @@ def run_tuning(config, overwrite=False, progress=True):
         rows = trial_rows(tuner.oracle)
         if not any(row["objective"] is not None for row in rows):
             messages = [t.message for t in tuner.oracle.trials.values() if t.message]
-            raise RuntimeError("No trial of the search completed." + (f" Last error:\n{messages[-1]}" if messages else ""))
+            last_error = f" Last error:\n{messages[-1]}" if messages else ""
+            raise RuntimeError(f"No trial of the search in {directory} completed.{last_error}")
         (best_trial,) = tuner.oracle.get_best_trials(1)
         best = next(row for row in rows if row["trial"] == best_trial.trial_id)
         paths = {
