@@ -40,3 +40,14 @@ def test_landscape_command_writes_surface_plots_and_sharpness(tiny_run, tmp_path
     assert json.loads((folder / "sharpness.json").read_text())
     assert main(argv) == 0  # a second run resumes (nothing left to do) and succeeds
     assert main(["landscape", tiny_run, "--grid", "1:x:3", "--out", str(out)]) == 2
+
+
+def test_tune_command_runs_a_search_and_reports_the_best(tmp_path, capsys):
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "tune", "digits_tiny_robmask.yaml")
+    argv = ["tune", config, "--set", f"output_dir={tmp_path}", "--set", "tune.max_trials=1",
+            "--set", "tune.epochs=1", "--set", "data.limit_train=64", "--set", "data.limit_test=32",
+            "--set", "train.verbose=0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "best eps_max:" in printed and "best.keras" in printed
+    assert (tmp_path / "tune-digits-tiny-robmask" / "tuning" / "best.keras").exists()
