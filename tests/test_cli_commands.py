@@ -51,3 +51,22 @@ def test_tune_command_runs_a_search_and_reports_the_best(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "best eps_max:" in printed and "best.keras" in printed
     assert (tmp_path / "tune-digits-tiny-robmask" / "tuning" / "best.keras").exists()
+
+
+def test_eval_command_tables_and_bad_input(tiny_run, tmp_path, capsys):
+    from tfadv.cli.eval_cmd import parse_attack
+
+    assert parse_attack("pgd:eps=8/255,steps=20") == {"name": "pgd", "eps": "8/255", "steps": 20}
+    out = tmp_path / "ev"
+    argv = ["eval", tiny_run, "--limit", "16", "--out", str(out), "--attack", "fgsm:eps=2/255",
+            "--preset", "strong", "--eps-sweep", "0,2/255"]
+    assert main(argv) == 0
+    results = json.loads((out / "eval.json").read_text())
+    assert (out / "eval.md").exists()
+    printed = capsys.readouterr().out
+    assert "APGD" in printed and "FGSM" in printed
+    assert json.dumps(results)  # plain JSON
+    assert main(["eval", tiny_run, "--attack", "cw", "--out", str(out)]) == 2
+    assert "cw" in capsys.readouterr().err
+    assert main(["eval", tiny_run, "--attack", "pgd:eps=2", "--out", str(out)]) == 2
+    assert main(["eval", str(tmp_path / "missing"), "--out", str(out)]) == 2

@@ -1,8 +1,118 @@
-"""tfadv eval: Robustness evaluation (tfadv eval) — arrives with issue #5."""
-from tfadv.cli.common import not_yet
+"""tfadv eval MODEL...: the papers' robustness tables, plots and the worst case over attacks."""
+import os
+
+from tfadv.cli.common import add_data_arguments, resolve_data_source
+
+DEFAULT_P_GRID = "0,0.25,0.5,0.75,1"
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("eval", help="Robustness evaluation (tfadv eval) (not available yet)")
-    parser.add_argument("args", nargs="*")
-    parser.set_defaults(run=not_yet(5, "Robustness evaluation (tfadv eval)"))
+    parser = subparsers.add_parser(
+        "eval", help="robustness tables (clean, FGSM, PGD, stAdv, APGD), 1 − SSIM, ε sweeps, trade-off",
+        description="Evaluate run folders, .keras files or SavedModels on a test split; writes "
+        "OUT/eval.json, OUT/eval.md and PNG plots. Finished parts are skipped on a re-run "
+        "unless --force.",
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL")
+    parser.add_argument(
+        "--preset", action="append", default=None,
+        choices=("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
+        help="attack set (repeatable): paper1_table1 (default; clean, FGSM 8/255, PGD-10 1/255, "
+        "stAdv, with Table 2's 1 − SSIM), paper2_sweep (PGD-100, ε 0..8/255), strong (APGD-CE/DLR)",
+    )
+    parser.add_argument(
+        "--attack", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+        help="an extra attack, e.g. pgd:eps=8/255,steps=20 or apgd-ce:eps=4/255 (repeatable)",
+    )
+    parser.add_argument("--eps-sweep", default=None, metavar="E1,E2,...",
+                        help="PGD-100 sweep over these ε (e.g. 0,2/255,8/255)")
+    parser.add_argument("--p-grid", default=DEFAULT_P_GRID,
+                        help=f"masking strengths of the trade-off curve (default {DEFAULT_P_GRID})")
+    parser.add_argument("--config", default=None, help="take attacks, preset, sweep, p grid from this config's eval section")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N test images")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
+    parser.add_argument("--force", action="store_true", help="recompute finished parts")
+    parser.add_argument("--no-xla", action="store_true", help="compile the attacks without XLA")
+    add_data_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def parse_attack(text):
+    """``"pgd:eps=8/255,steps=20"`` → ``{"name": "pgd", "eps": "8/255", "steps": 20}``."""
+    import yaml
+
+    name, _, rest = text.partition(":")
+    spec = {"name": name.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--attack settings are KEY=VALUE pairs. Received: {text!r}")
+        parsed = yaml.safe_load(value)
+        spec[key.strip()] = value.strip() if "/" in value else parsed
+    return spec
+
+
+def _numbers(text, name):
+    from tfadv.evaluation import parse_eps
+
+    return [parse_eps(item, name) for item in text.split(",") if item.strip()]
+
+
+def plan_from_args(args):
+    """The ``evaluate`` keyword arguments the flags (or --config) ask for."""
+    from tfadv.evaluation import pgd_sweep, preset
+
+    attacks, sweep = [], []
+    presets = list(args.preset or [])
+    p_grid = _numbers(args.p_grid, "p_grid")
+    limit, batch_size = args.limit, args.batch_size
+    if args.config:
+        import dataclasses
+
+        from tfadv.config import load_config
+
+        section = load_config(args.config).eval
+        attacks += [dataclasses.asdict(a) for a in section.attacks]
+        presets = presets or ([section.preset] if not section.attacks else [])
+        if section.preset == "paper2_sweep" or args.eps_sweep is None and "paper2_sweep" in presets:
+            sweep = pgd_sweep(section.eps_sweep)
+            presets = [p for p in presets if p != "paper2_sweep"]
+        p_grid = section.p_grid
+        limit = limit if limit is not None else section.limit
+        batch_size = section.batch_size
+    if not presets and not args.attack and not attacks and not args.eps_sweep and not sweep:
+        presets = ["paper1_table1"]
+    for name in dict.fromkeys(presets):
+        plan = preset(name)
+        attacks += [a for a in plan.get("attacks", []) if a not in attacks]
+        sweep = sweep or plan.get("sweep", [])
+    attacks += [parse_attack(text) for text in args.attack]
+    if args.eps_sweep:
+        sweep = pgd_sweep(_numbers(args.eps_sweep, "eps_sweep"))
+    return {"attacks": attacks, "sweep": sweep, "p_grid": p_grid, "batch_size": batch_size}, limit
+
+
+def run(args):
+    from tfadv.data import load_arrays
+    from tfadv.evaluation import default_name, evaluate, format_report
+
+    plan, limit = plan_from_args(args)
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1. Received: --limit={limit}")
+    for path in args.models:
+        if not os.path.exists(path):
+            raise ValueError(f"No model at {path!r}")
+    source, data_dir = resolve_data_source(args, args.models)
+    x, y = load_arrays(source, "test", data_dir)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    models = {default_name(path): path for path in args.models}
+    print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
+    results = evaluate(
+        models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,
+        jit_compile=not args.no_xla, **plan,
+    )
+    print(format_report(results))
+    print(f"[eval] {os.path.join(args.out, 'eval.md')}")
+    return 0
