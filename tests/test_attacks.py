@@ -275,9 +275,21 @@ def test_xla_failure_falls_back_to_graph_mode():
     y = np.array([0, 1, 2])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        x_adv = fgsm(opaque, x, y, 0.1)
+        x_adv = fgsm(opaque, x, y, 0.1, jit_compile=True)
     assert any("jit_compile" in str(w.message) for w in caught)
     np.testing.assert_allclose(x_adv, fgsm(model, x, y, 0.1), atol=1e-6)
+
+
+def test_xla_and_graph_mode_agree(trained):
+    model, x, y = trained
+    for attack in (
+        lambda jit: fgsm(model, x, y, 0.1, jit_compile=jit),
+        lambda jit: pgd(model, x, y, 0.1, 0.02, 3, random_start=False, jit_compile=jit),
+        lambda jit: stadv(model, x, y, steps=3, jit_compile=jit),
+    ):
+        with_xla, without = np.asarray(attack(True)), np.asarray(attack(False))
+        # Rounding may flip the sign of a near-zero gradient component now and then.
+        assert np.mean(np.abs(with_xla - without) < 1e-4) > 0.99
 
 
 # ---------------------------------------------------------------- mixed precision

@@ -6,7 +6,7 @@ from tfadv.attacks import _compile
 from tfadv.attacks.losses import cross_entropy_objective
 
 
-def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=True):
+def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=None):
     """One signed gradient step of size ε, in the L∞ ball around ``x``.
 
     Untargeted, the step climbs the cross-entropy of the true label;
@@ -29,8 +29,10 @@ def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=Tru
         targeted: move towards the class ``y`` instead of away from it.
         training: run the model in training mode while crafting (BN batch
             statistics); by default inference mode.
-        jit_compile: compile with XLA (falls back to plain graph mode if XLA
-            cannot compile the model).
+        jit_compile: compile with XLA: ``True``, ``False``, or ``None``
+            (default) for XLA on GPU/TPU only, where it pays (on CPU it
+            makes these attacks slower; see ``_compile.use_xla``). If XLA
+            cannot compile the model, the attack falls back to graph mode.
 
     Returns:
         The adversarial images, same shape and dtype as ``x``.
@@ -44,7 +46,7 @@ def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=Tru
     _compile.check_in_unit_interval("eps", eps)
     _compile.check_per_example("eps", eps, x)
     images = _compile.as_float(x)
-    tensors = (images, tf.convert_to_tensor(y), _compile.as_float(eps))
+    tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps))
     x_adv = _compile.run_compiled(
         "fgsm", _fgsm_graph, model_fn, tensors, {"targeted": bool(targeted)}, training, jit_compile
     )

@@ -19,7 +19,7 @@ def pgd(
     *,
     training=False,
     seed=None,
-    jit_compile=True,
+    jit_compile=None,
 ):
     """L∞ projected gradient ascent on the cross-entropy, with random restarts.
 
@@ -52,7 +52,10 @@ def pgd(
             TensorFlow's global generator. A seed reproduces the attack for
             one setting of ``jit_compile`` (XLA's random number generator
             differs from TensorFlow's kernels).
-        jit_compile: compile with XLA.
+        jit_compile: compile with XLA: ``True``, ``False``, or ``None``
+            (default) for XLA on GPU/TPU only, where it pays (on CPU it
+            makes these attacks slower; see ``_compile.use_xla``). If XLA
+            cannot compile the model, the attack falls back to graph mode.
 
     Returns:
         The adversarial images, same shape and dtype as ``x``.
@@ -72,7 +75,7 @@ def pgd(
     images = _compile.as_float(x)
     tensors = (
         images,
-        tf.convert_to_tensor(y),
+        tf.cast(y, tf.int64),
         _compile.as_float(eps),
         _compile.as_float(step_size),
         tf.cast(steps, tf.int32),

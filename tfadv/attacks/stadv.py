@@ -115,7 +115,7 @@ def stadv(
     targeted=False,
     *,
     training=False,
-    jit_compile=True,
+    jit_compile=None,
 ):
     """Spatially transformed adversarial examples: a smooth flow that fools the model.
 
@@ -146,7 +146,10 @@ def stadv(
             flow component (L∞ bound on f), > 0.
         targeted: move towards the class ``y``.
         training: run the model in training mode while crafting.
-        jit_compile: compile with XLA.
+        jit_compile: compile with XLA: ``True``, ``False``, or ``None``
+            (default) for XLA on GPU/TPU only, where it pays (on CPU it
+            makes these attacks slower; see ``_compile.use_xla``). If XLA
+            cannot compile the model, the attack falls back to graph mode.
 
     Returns:
         The adversarial images, same shape and dtype as ``x``.
@@ -166,7 +169,7 @@ def stadv(
     images = _compile.as_float(x)
     tensors = (
         images,
-        tf.convert_to_tensor(y),
+        tf.cast(y, tf.int64),
         _compile.as_float(tau),
         tf.cast(steps, tf.int32),
         _compile.as_float(learning_rate),

@@ -1,0 +1,145 @@
+"""Benchmark: what the compiled attacks cost against the gradient passes they need.
+
+Two ratios on one model (CIFAR ResNet-20 by default), one batch, one process:
+
+- **PGD-10 / ten input-gradient passes** (target ≤ 1.15). The reference is a
+  plain compiled function, independent of ``tfadv.attacks``: logits,
+  summed cross-entropy and its gradient with respect to the images — one
+  forward and one backward pass, nothing else. Ten of them, called back to
+  back, against one call of ``pgd(steps=10)``. The excess is what the attack
+  adds: the random start, sign, projection, loop and dispatch.
+- **one stAdv step / one PGD step** (target ≤ 1.6). A step's cost is taken
+  as a difference, ``(t(10 steps) − t(2 steps)) / 8`` for each attack, so
+  the fixed costs outside the loop (dispatch, PGD's random start, stAdv's
+  final warp) cancel and what remains is the loop body: for stAdv the warp,
+  the model's forward and backward passes, the warp's backward pass, the
+  flow loss and Adam.
+
+Every function is compiled (called once) before timing, with the same
+``jit_compile`` setting. Each repeat times all measurements back to back,
+so that load from other processes on a shared machine falls on all of them
+alike, and the reported figures are medians over repeats.
+
+Run: ``python -m tfadv.bench.attacks`` (or ``tfadv bench attacks``).
+"""
+import json
+import time
+
+import numpy as np
+import tensorflow as tf
+
+PGD_TARGET = 1.15
+STADV_TARGET = 1.6
+LONG_RUN, SHORT_RUN = 10, 2
+
+
+def _input_gradient_pass(model, jit_compile):
+    """One compiled forward + backward pass to the input, written without tfadv.attacks."""
+
+    @tf.function(jit_compile=jit_compile)
+    def gradient(x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = tf.cast(model(x, training=False), tf.float32)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tape.gradient(loss, x)
+
+    return gradient
+
+
+def _seconds(function):
+    start = time.perf_counter()
+    result = function()
+    np.asarray(result)  # wait for the result
+    return time.perf_counter() - start
+
+
+def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed=0):
+    """Measure the two attack ratios.
+
+    Args:
+        batch_size: images per batch (32×32×3, 10 classes).
+        repeats: timed repetitions of every measurement; medians are reported.
+        model_name: a ``tfadv.models.build`` name.
+        jit_compile: XLA for the attacks and for the reference pass alike;
+            ``None`` is the attacks' default (XLA on GPU/TPU only).
+        seed: seed of the random images and labels.
+
+    Returns:
+        dict with the two ratios, their targets and pass/fail, the absolute
+        milliseconds behind them (medians) and the settings.
+    """
+    from tfadv import models
+    from tfadv.attacks import pgd, stadv
+    from tfadv.attacks._compile import use_xla
+
+    jit_compile = use_xla(jit_compile)
+
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.uniform(0, 1, (batch_size, 32, 32, 3)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, batch_size).astype("int64"))
+    model = models.build(model_name, num_classes=10, input_shape=(32, 32, 3))
+    gradient = _input_gradient_pass(model, jit_compile)
+    eps, step_size = 8 / 255, 2 / 255
+
+    def ten_gradients():
+        for _ in range(LONG_RUN):
+            grad = gradient(x, y)
+        return grad
+
+    measurements = {
+        "ten_gradients": ten_gradients,
+        "pgd_long": lambda: pgd(model, x, y, eps, step_size, LONG_RUN, jit_compile=jit_compile),
+        "pgd_short": lambda: pgd(model, x, y, eps, step_size, SHORT_RUN, jit_compile=jit_compile),
+        "stadv_long": lambda: stadv(model, x, y, steps=LONG_RUN, jit_compile=jit_compile),
+        "stadv_short": lambda: stadv(model, x, y, steps=SHORT_RUN, jit_compile=jit_compile),
+    }
+    for function in measurements.values():  # compile; steps are tensors, so one graph per attack
+        function()
+    times = {name: [] for name in measurements}
+    for _ in range(repeats):
+        for name, function in measurements.items():
+            times[name].append(_seconds(function))
+    median = {name: float(np.median(values)) for name, values in times.items()}
+
+    gradient_pass = median["ten_gradients"] / LONG_RUN
+    pgd_step = (median["pgd_long"] - median["pgd_short"]) / (LONG_RUN - SHORT_RUN)
+    stadv_step = (median["stadv_long"] - median["stadv_short"]) / (LONG_RUN - SHORT_RUN)
+    pgd_ratio = median["pgd_long"] / median["ten_gradients"]
+    stadv_ratio = stadv_step / pgd_step
+    return {
+        "benchmark": "attacks",
+        "model": model_name,
+        "batch_size": int(batch_size),
+        "repeats": int(repeats),
+        "jit_compile": bool(jit_compile),
+        "pgd10_over_10_gradients": pgd_ratio,
+        "pgd10_target": PGD_TARGET,
+        "pgd10_pass": pgd_ratio <= PGD_TARGET,
+        "stadv_step_over_pgd_step": stadv_ratio,
+        "stadv_target": STADV_TARGET,
+        "stadv_pass": stadv_ratio <= STADV_TARGET,
+        "gradient_pass_ms": gradient_pass * 1e3,
+        "pgd10_ms": median["pgd_long"] * 1e3,
+        "pgd_step_ms": pgd_step * 1e3,
+        "stadv_step_ms": stadv_step * 1e3,
+    }
+
+
+def summary(result):
+    """Two printable lines: the figures, the targets and pass/fail."""
+    verdict = {True: "PASS", False: "FAIL"}
+    return (
+        f"PGD-10 / 10 input-gradient passes: {result['pgd10_over_10_gradients']:.3f} "
+        f"(target <= {result['pgd10_target']}, {verdict[result['pgd10_pass']]}; "
+        f"{result['pgd10_ms']:.0f} ms vs 10 x {result['gradient_pass_ms']:.1f} ms)\n"
+        f"stAdv step / PGD step: {result['stadv_step_over_pgd_step']:.3f} "
+        f"(target <= {result['stadv_target']}, {verdict[result['stadv_pass']]}; "
+        f"{result['stadv_step_ms']:.1f} ms vs {result['pgd_step_ms']:.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    result = run()
+    print(json.dumps(result, indent=2))
+    print(summary(result))
