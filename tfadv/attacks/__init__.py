@@ -1,7 +1,7 @@
 """Compiled adversarial attacks: plain functions of ``(model_fn, x, y, ...)``.
 
 Each returns the adversarial batch (same shape and dtype as ``x``). Called
-eagerly, an attack runs a ``tf.function`` (XLA by default) compiled once per
+eagerly, an attack runs a ``tf.function`` compiled once per
 model, input shape and static setting; called inside a ``tf.function`` it
 is inlined into the caller's graph. ``model_fn`` is a Keras model, a
 ``ConditionedModelFn`` (``tfadv.models.conditioning.bind_condition``) or any
@@ -10,10 +10,15 @@ callable images in [0, 1] -> logits.
 - :func:`fgsm` — one signed gradient step (Goodfellow et al., 2014).
 - :func:`pgd` — L∞ projected gradient ascent with restarts (Madry et al., 2018).
 - :func:`stadv` — spatially transformed adversarial examples (Xiao et al., 2018).
+- :func:`apgd` — Auto-PGD with the CE or DLR loss (Croce & Hein, 2020).
+
+XLA (``jit_compile``) is on by default on GPU/TPU only: on CPU it made the
+attacks slower (see ``tfadv.attacks._compile.use_xla``).
 """
 
+from tfadv.attacks.apgd import apgd
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import flow_loss, flow_warp, stadv
 
-__all__ = ["fgsm", "pgd", "stadv", "flow_warp", "flow_loss"]
+__all__ = ["apgd", "fgsm", "pgd", "stadv", "flow_warp", "flow_loss"]
