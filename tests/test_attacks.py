@@ -48,7 +48,12 @@ def trained(digits):
     keras.utils.set_random_seed(0)
     x, y = digits
     model = keras.Sequential(
-        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)]
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ]
     )
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:1200], y[:1200], epochs=15, batch_size=64, verbose=0)
@@ -170,12 +175,13 @@ def test_pgd_random_start_depends_on_seed_only(trained):
 def test_targeted_attacks_move_predictions_to_the_target(trained):
     model, x, y = trained
     target = (y + 1) % 10
-    clean_hits = np.mean(np.argmax(model(x), axis=1) == target)
-    pgd_hits = np.mean(np.argmax(model(pgd(model, x, y=target, eps=0.3, step_size=0.05, steps=20, targeted=True)), 1) == target)
-    fgsm_hits = np.mean(np.argmax(model(fgsm(model, x, target, 0.3, targeted=True)), 1) == target)
-    stadv_hits = np.mean(
-        np.argmax(model(stadv(model, x, target, steps=50, learning_rate=0.05, targeted=True)), 1) == target
-    )
+    def hits(images):
+        return np.mean(np.argmax(model(images), axis=1) == target)
+
+    clean_hits = hits(x)
+    pgd_hits = hits(pgd(model, x, target, eps=0.3, step_size=0.05, steps=20, targeted=True))
+    fgsm_hits = hits(fgsm(model, x, target, 0.3, targeted=True))
+    stadv_hits = hits(stadv(model, x, target, steps=50, learning_rate=0.05, targeted=True))
     assert clean_hits == 0
     assert pgd_hits >= 0.9
     assert fgsm_hits >= 0.25
@@ -223,7 +229,8 @@ def test_conditioned_model_compiles_once_and_feeds_the_condition(digits):
         direct = fgsm(lambda images, p=p: model(condition_inputs(images, p)), x, y, 0.1, jit_compile=False)
         np.testing.assert_allclose(bound, direct, atol=1e-6)
     assert _compile.TRACE_COUNTS["fgsm"] - before == 1 + 3  # one bound graph; the fresh lambdas trace each
-    assert np.abs(np.asarray(fgsm(bind_condition(model, 0.0), x, y, 0.1)) - fgsm(bind_condition(model, 1.0), x, y, 0.1)).max() > 0
+    at_zero, at_one = (np.asarray(fgsm(bind_condition(model, p), x, y, 0.1)) for p in (0.0, 1.0))
+    assert np.abs(at_zero - at_one).max() > 0
 
 
 def test_unbound_conditioned_model_is_rejected(digits):
@@ -256,7 +263,12 @@ def test_compiled_attacks_do_not_keep_the_model_alive():
 
 def test_model_runs_in_inference_mode_unless_asked(digits):
     model = keras.Sequential(
-        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.BatchNormalization(), keras.layers.Dense(10)]
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(10),
+        ]
     )
     x, y = digits[0][:16], digits[1][:16]
     moving_mean = model.layers[1].moving_mean
@@ -308,10 +320,15 @@ def test_float16_policy_gives_nonzero_perturbations():
     images = tf.constant(x)
     with tf.GradientTape() as tape:  # the naive float16 input gradient
         tape.watch(images)
-        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, tf.cast(model(images), "float32"), from_logits=True))
+        logits = tf.cast(model(images), "float32")
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
     assert np.all(tape.gradient(loss, images).numpy() == 0), "the setting should underflow without rescaling"
 
-    for x_adv in (fgsm(model, x, y, 0.03), pgd(model, x, y, 0.03, 0.01, 3, random_start=False), stadv(model, x, y, steps=2)):
+    for x_adv in (
+        fgsm(model, x, y, 0.03),
+        pgd(model, x, y, 0.03, 0.01, 3, random_start=False),
+        stadv(model, x, y, steps=2),
+    ):
         assert x_adv.dtype == tf.float32
         moved = np.abs(np.asarray(x_adv) - x).reshape(4, -1).max(axis=1)
         assert np.all(moved > 0)
@@ -320,7 +337,8 @@ def test_float16_policy_gives_nonzero_perturbations():
     keras.mixed_precision.set_global_policy("float32")
     reference = linear_model()
     reference.set_weights([w.astype("float32") for w in model.get_weights()])
-    agree = np.sign(np.asarray(fgsm(model, x, y, 0.03)) - x) == np.sign(np.asarray(fgsm(reference, x, y, 0.03)) - x)
+    half, full = (np.sign(np.asarray(fgsm(m, x, y, 0.03)) - x) for m in (model, reference))
+    agree = half == full
     assert agree.mean() > 0.95
 
 
@@ -333,8 +351,10 @@ def test_float16_policy_gives_nonzero_perturbations():
         (lambda m, x, y: fgsm(m, x, y, eps=-0.1), r"eps must be in \[0, 1\]. Received: eps=-0.1"),
         (lambda m, x, y: fgsm(m, x, y, eps=8), r"eps must be in \[0, 1\]. Received: eps=8"),
         (lambda m, x, y: pgd(m, x, y, eps=tf.constant(1.5), step_size=0.1, steps=1), r"Received: eps=1.5"),
-        (lambda m, x, y: pgd(m, x, y, 0.1, step_size=0.0, steps=3), r"step_size must be > 0. Received: step_size=0.0"),
-        (lambda m, x, y: pgd(m, x, y, 0.1, 0.01, steps=0), r"steps must be an integer >= 1. Received: steps=0"),
+        (lambda m, x, y: pgd(m, x, y, 0.1, step_size=0.0, steps=3),
+         r"step_size must be > 0. Received: step_size=0.0"),
+        (lambda m, x, y: pgd(m, x, y, 0.1, 0.01, steps=0),
+         r"steps must be an integer >= 1. Received: steps=0"),
         (lambda m, x, y: pgd(m, x, y, 0.1, 0.01, steps=2.5), r"Received: steps=2.5"),
         (lambda m, x, y: pgd(m, x, y, 0.1, 0.01, 3, restarts=0), r"restarts must be an integer >= 1"),
         (lambda m, x, y: fgsm(m, x * 255, y, 0.1), r"x must be images in \[0, 1\]"),

@@ -24,7 +24,8 @@ def ssim_np(x, y, size=11, sigma=1.5, k1=0.01, k2=0.03, data_range=1.0):
             var_a = blur(a[..., c] ** 2) - mu_a**2
             var_b = blur(b[..., c] ** 2) - mu_b**2
             cov = blur(a[..., c] * b[..., c]) - mu_a * mu_b
-            ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+            numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+            ssim_map = numerator / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
             channel_scores.append(ssim_map.mean())
         scores.append(np.mean(channel_scores))
     return np.array(scores)

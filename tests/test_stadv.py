@@ -17,7 +17,8 @@ def images():
 def linear_model(input_shape=(7, 9, 2)):
     model = keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(10)])
     rng = np.random.default_rng(1)
-    model.layers[-1].set_weights([rng.normal(0, 1, (int(np.prod(input_shape)), 10)).astype("float32"), np.zeros(10, "float32")])
+    kernel = rng.normal(0, 1, (int(np.prod(input_shape)), 10)).astype("float32")
+    model.layers[-1].set_weights([kernel, np.zeros(10, "float32")])
     return model
 
 
@@ -30,7 +31,9 @@ def test_integer_flows_shift_pixels_exactly(images):
     flow = np.random.default_rng(1).integers(-3, 4, (batch, height, width, 2)).astype("float32")
     b, u, v = np.meshgrid(np.arange(batch), np.arange(height), np.arange(width), indexing="ij")
     # Channel 0 moves along rows, channel 1 along columns; positions beyond the border clamp to it.
-    expected = images[b, np.clip(u + flow[..., 0].astype(int), 0, height - 1), np.clip(v + flow[..., 1].astype(int), 0, width - 1)]
+    rows = np.clip(u + flow[..., 0].astype(int), 0, height - 1)
+    cols = np.clip(v + flow[..., 1].astype(int), 0, width - 1)
+    expected = images[b, rows, cols]
     np.testing.assert_array_equal(flow_warp(images, flow), expected)
 
 
@@ -51,7 +54,8 @@ def test_fractional_flows_match_scipy_bilinear_interpolation(images):
         rows = np.clip(u + flow[b, ..., 0], 0, height - 1)
         cols = np.clip(v + flow[b, ..., 1], 0, width - 1)
         for c in range(channels):
-            expected[b, ..., c] = ndimage.map_coordinates(images[b, ..., c].astype(np.float64), [rows, cols], order=1)
+            channel = images[b, ..., c].astype(np.float64)
+            expected[b, ..., c] = ndimage.map_coordinates(channel, [rows, cols], order=1)
     np.testing.assert_allclose(flow_warp(images, flow), expected, atol=1e-5)
 
 
@@ -83,7 +87,8 @@ def test_flow_loss_equals_the_formula_evaluated_directly():
 def test_gradients_with_respect_to_the_flow_are_nonzero(images):
     model = linear_model()
     labels = np.argmax(model(images), axis=1)  # correctly classified: the CW margin is above its floor
-    for flow_value in (np.zeros(images.shape[:3] + (2,), "float32"), np.full(images.shape[:3] + (2,), 0.3, "float32")):
+    flow_shape = images.shape[:3] + (2,)
+    for flow_value in (np.zeros(flow_shape, "float32"), np.full(flow_shape, 0.3, "float32")):
         flow = tf.Variable(flow_value)
         with tf.GradientTape() as tape:
             loss = carlini_wagner(model(flow_warp(images, flow)), labels) + 0.05 * flow_loss(flow)

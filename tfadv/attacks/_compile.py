@@ -140,7 +140,8 @@ def check_labels(x, y, name="y"):
     batch = _shape(x)[0]
     if batch is not None and shape[0] is not None and batch != shape[0]:
         raise ValueError(
-            f"x and {name} must have the same batch size. Received: x.shape[0]={batch}, {name}.shape[0]={shape[0]}"
+            f"x and {name} must have the same batch size. "
+            f"Received: x.shape[0]={batch}, {name}.shape[0]={shape[0]}"
         )
 
 
@@ -223,7 +224,9 @@ def model_caller(owner, condition, training):
     """
     compute_dtype = getattr(owner, "compute_dtype", None) or tf.float32
     if condition is not None:
-        return lambda images: owner(condition_inputs(tf.cast(images, compute_dtype), condition), training=training)
+        return lambda images: owner(
+            condition_inputs(tf.cast(images, compute_dtype), condition), training=training
+        )
     if isinstance(owner, keras.Layer):
         return lambda images: owner(tf.cast(images, compute_dtype), training=training)
     return lambda images: owner(images)
@@ -322,7 +325,10 @@ def run_compiled(name, body, model_fn, tensors, static, training=False, jit_comp
         # Some ops have no XLA kernel; compile this model without XLA from now on.
         fallback = _compiled_function(owner, key, jit_compile=False)
         result = fallback(tensors, condition)
-        warnings.warn(f"{name}: XLA could not compile the attack for this model, running without jit_compile ({error.message.splitlines()[0]})")
+        warnings.warn(
+            f"{name}: XLA could not compile the attack for this model, running without "
+            f"jit_compile ({error.message.splitlines()[0]})"
+        )
         _store(owner, key + (True,), fallback)
         return result
 
