@@ -20,13 +20,9 @@ def not_yet(issue, what):
 
 def model_name_for(path):
     """A short name for a model path: the run folder's name or the file's stem."""
-    import os
+    from tfadv.models.io import model_display_name
 
-    path = os.path.normpath(os.fspath(path))
-    if os.path.isdir(path):
-        return os.path.basename(path)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return os.path.basename(os.path.dirname(path)) if stem == "model" else stem
+    return model_display_name(path)
 
 
 def run_data_config(path):

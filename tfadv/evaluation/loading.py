@@ -14,6 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv.models.io import load_model as load_keras_model
+from tfadv.models.io import model_display_name, resolve_model_path
+
 
 class SavedModelFunction:
     """``images -> logits`` of an exported SavedModel.
@@ -98,39 +101,27 @@ def load_model(path):
     Raises:
         ValueError: naming the path when it holds no model or cannot be read.
     """
-    from tfadv import layers, models  # noqa: F401  (registers tfadv's custom layers)
-
     path = os.fspath(path)
-    keras_file = None
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
-        keras_file = os.path.join(path, "model.keras")
-    elif os.path.isfile(path) and path.endswith(".keras"):
-        keras_file = path
-    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
         try:
             return SavedModelFunction(path)
         except ValueError:
             raise
         except Exception as error:  # a damaged SavedModel: TensorFlow raises many kinds
             raise ValueError(f"Could not load the SavedModel at path={path!r}: {error}") from error
-    if keras_file is None:
+    try:
+        resolve_model_path(path)
+    except ValueError:
         raise ValueError(
             "Expected a run folder holding model.keras, a .keras file or a SavedModel directory. "
             f"Received: path={path!r}"
-        )
-    try:
-        return keras.saving.load_model(keras_file, compile=False, safe_mode=True)
-    except Exception as error:  # a damaged file: zipfile, h5py and Keras raise many kinds
-        raise ValueError(f"Could not load the model at path={keras_file!r}: {error}") from error
+        ) from None
+    return load_keras_model(path)
 
 
 def default_name(path):
     """A model's name in the tables: the run folder's or file's name without extension."""
-    path = os.path.normpath(os.fspath(path))
-    if os.path.basename(path) == "model.keras":
-        path = os.path.dirname(path)
-    name = os.path.basename(path)
-    return name[: -len(".keras")] if name.endswith(".keras") else name
+    return model_display_name(path)
 
 
 def weights_fingerprint(model):

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 import tfadv
 from tfadv.export.signatures import P_MEANINGS, ServingFunctions
+from tfadv.models.io import load_model, resolve_model_path
 
 SIGNATURES_FILE = "signatures.json"
 FORMAT = "tfadv.export/1"
@@ -123,17 +124,14 @@ def _resolve_model(model_or_path):
     """``(model, source)``; source names the ``.keras`` file and run folder it came from."""
     if isinstance(model_or_path, keras.Model):
         return model_or_path, {}
-    path = os.path.abspath(os.fspath(model_or_path))
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
-        path = os.path.join(path, "model.keras")
-    elif not (os.path.isfile(path) and path.endswith(".keras")):
+    try:
+        path = os.path.abspath(resolve_model_path(model_or_path))
+    except ValueError:
         raise ValueError(
             f"model_or_path must be a keras.Model, a .keras file or a run folder holding "
             f"model.keras. Received: model_or_path={model_or_path!r}"
-        )
-    from tfadv import models  # noqa: F401  (registers the tfadv layers for loading)
-
-    model = keras.models.load_model(path, safe_mode=True)
+        ) from None
+    model = load_model(path)
     run_dir = os.path.dirname(path)
     has_config = os.path.isfile(os.path.join(run_dir, "config.yaml"))
     return model, {"model_path": path, "run_dir": run_dir if has_config else None}

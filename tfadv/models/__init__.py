@@ -20,6 +20,7 @@ from tfadv.models.conditioning import (
     is_conditioned,
     model_fn_for,
 )
+from tfadv.models.io import load_model, model_display_name, resolve_model_path
 from tfadv.models.norms import CONDITIONED_NORMS, NORM_KINDS, NormContext
 from tfadv.models.registry import builder_options, get_builder, list_models, register_model
 
@@ -97,6 +98,9 @@ __all__ = [
     "condition_inputs",
     "is_conditioned",
     "list_models",
+    "load_model",
+    "model_display_name",
+    "resolve_model_path",
     "model_fn_for",
     "register_model",
 ]

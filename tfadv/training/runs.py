@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 import tfadv
+from tfadv.models.io import load_model, resolve_model_path  # noqa: F401  (re-exported)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -90,22 +91,3 @@ def write_json(path, data):
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, default=str)
     os.replace(tmp, path)
-
-
-def resolve_model_path(path):
-    """A ``.keras`` file, or a run folder holding ``model.keras``."""
-    path = os.fspath(path)
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
-        return os.path.join(path, "model.keras")
-    if os.path.isfile(path) and path.endswith(".keras"):
-        return path
-    raise ValueError(
-        f"No model at {path!r}: expected a .keras file or a run folder holding model.keras"
-    )
-
-
-def load_model(path):
-    """Load a tfadv model from a ``.keras`` file or a run folder (no code is run from the file)."""
-    from tfadv import layers, models  # noqa: F401  (registers the custom layers)
-
-    return keras.models.load_model(resolve_model_path(path), safe_mode=True)
