@@ -184,9 +184,11 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     if stop_after_epochs is not None:
         epochs = min(epochs, initial_epoch + stop_after_epochs)
 
+    # The history row is written before the checkpoint that marks its epoch done: a kill
+    # between the two redoes the epoch and replaces the row, never loses it.
     callbacks = [
-        checkpoint,
         HistoryCSV(history_path),
+        checkpoint,
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
     ]
     started = time.time()
