@@ -1,1 +1,63 @@
-"""tfadv.bench."""
+"""The benchmark suite behind ``tfadv bench``: ratios measured within one run.
+
+Each benchmark module has ``run(**settings) -> dict``; ``ratio_rows`` turns
+its result into uniform rows (what, ratio, target, pass) for one table. Speed
+targets are ratios of two things timed on the same machine in the same
+process, so a shared, noisy machine shifts both alike. They are never timed tests.
+"""
+import importlib
+
+BENCHMARKS = ("attacks", "train", "landscape", "export")
+
+
+def run_benchmark(name, **settings):
+    if name not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {', '.join(BENCHMARKS)} or all. Received: {name!r}")
+    return importlib.import_module(f"tfadv.bench.{name}").run(**settings)
+
+
+def _row(what, ratio, target, detail):
+    return {"what": what, "ratio": float(ratio), "target": float(target), "pass": ratio <= target,
+            "detail": detail}
+
+
+def ratio_rows(result):
+    """Uniform ``{what, ratio, target, pass, detail}`` rows of one benchmark's result."""
+    kind = result["benchmark"]
+    if kind == "attacks":
+        return [
+            _row("PGD-10 / 10 input-gradient passes", result["pgd10_over_10_gradients"],
+                 result["pgd10_target"],
+                 f"{result['pgd10_ms']:.0f} ms vs 10 × {result['gradient_pass_ms']:.1f} ms"),
+            _row("stAdv step / PGD step", result["stadv_step_over_pgd_step"], result["stadv_target"],
+                 f"{result['stadv_step_ms']:.1f} ms vs {result['pgd_step_ms']:.1f} ms"),
+        ]
+    if kind == "train":
+        return [
+            _row("PGD-7 adversarial train step / clean step", result["pgd7_over_clean_step"],
+                 result["pgd7_target"], f"{result['pgd7_step_ms']:.0f} ms vs {result['clean_step_ms']:.0f} ms"),
+            _row("RobMask train step / AdvProp step", result["robmask_over_advprop_step"],
+                 result["robmask_target"],
+                 f"{result['robmask_step_ms']:.0f} ms vs {result['advprop_step_ms']:.0f} ms"),
+            _row("peak memory PGD-7 / clean training", result["pgd7_over_clean_peak_memory"],
+                 result["memory_target"],
+                 f"{result['pgd7_peak_mb']:.0f} MB vs {result['clean_peak_mb']:.0f} MB"),
+        ]
+    if kind == "landscape":
+        return [_row("landscape grid point / forward pass", result["ratio"], result["target"],
+                     f"{result['point_seconds'] * 1e3:.1f} ms vs {result['forward_seconds'] * 1e3:.1f} ms")]
+    if kind == "export":
+        return [
+            _row(f"serve_tradeoff / serving_default, batch {batch}", entry["ratio"], result["target"],
+                 f"{entry['serve_tradeoff_ms']:.2f} ms vs {entry['serving_default_ms']:.2f} ms")
+            for batch, entry in result["batches"].items()
+        ]
+    raise ValueError(f"Unknown benchmark result kind {kind!r}")
+
+
+def format_table(rows):
+    lines = ["| benchmark | ratio | target | | measured |", "|---|---:|---:|---|---|"]
+    for row in rows:
+        verdict = "PASS" if row["pass"] else "FAIL"
+        lines.append(f"| {row['what']} | {row['ratio']:.3f} | ≤ {row['target']:g} | {verdict} | {row['detail']} |")
+    return "\n".join(lines)
