@@ -248,6 +248,10 @@ def test_invalid_settings_raise_value_errors_naming_the_value():
         methods.wrap(plain, "adversarial", attack="apgd-ce")
     with pytest.raises(ValueError, match="attack='bim'"):
         methods.wrap(plain, "adversarial", attack={"name": "bim"})
+    with pytest.raises(ValueError, match="targeted=True"):
+        methods.wrap(plain, "adversarial", attack={"name": "pgd", "targeted": True})
+    with pytest.raises(ValueError, match="epsilon"):
+        methods.wrap(plain, "adversarial", attack={"name": "pgd", "epsilon": 0.1})
     with pytest.raises(ValueError, match="method='madry'"):
         methods.wrap(plain, "madry")
     with pytest.raises(ValueError, match="eps_maximum"):

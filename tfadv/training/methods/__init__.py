@@ -15,7 +15,8 @@ the inner model is the one to save. Methods and their settings:
   ``adversarial_examples`` (offline: path of the ``.h5`` set, generated from
   ``inner`` with :func:`generate_adversarial_examples` if missing or
   incomplete); ``train_arrays`` (offline: the clean ``(x, y)``);
-  ``chunk_size`` (generation chunk, 500).
+  ``chunk_size`` (generation chunk, 500); ``jit_compile`` (XLA for the
+  generation, True).
 - ``"advprop"`` (:class:`AdvProp`, Xie et al. 2020): ``attack``; ``inner``
   built with ``norm="dual_bn"``.
 - ``"robmask"`` (:class:`RobMask`, Algorithm 1): ``eps_max`` (8/255),
@@ -65,7 +66,7 @@ def _settings_of(cls):
 
 
 def _finetune(inner, attack="pgd", online=False, adversarial_examples=None, train_arrays=None,
-              chunk_size=500):
+              chunk_size=500, jit_compile=True):
     if online:
         return AdversarialTraining(inner, attack, adversarial_fraction=ONLINE_FINETUNE_FRACTION)
     if adversarial_examples is None or train_arrays is None:
@@ -75,7 +76,7 @@ def _finetune(inner, attack="pgd", online=False, adversarial_examples=None, trai
             f"train_arrays={'None' if train_arrays is None else 'given'}"
         )
     x, y = train_arrays
-    generate_adversarial_examples(inner, x, y, attack, adversarial_examples, chunk_size)
+    generate_adversarial_examples(inner, x, y, attack, adversarial_examples, chunk_size, jit_compile)
     adversarial_images, _, _ = load_adversarial_examples(adversarial_examples)
     return OfflineFineTuning(inner, attack, x, y, adversarial_images)
 
@@ -118,8 +119,9 @@ def wrap_from_config(inner, config, train_arrays=None, run_dir=None):
     ``method.attack`` is the training attack; RobMask's PGD step is
     ``attack.step_size`` scaled with ε (``step_fraction = step_size / eps_max``)
     or ε/5 when unset, its steps ``method.pgd_steps``. Offline fine-tuning
-    stores its adversarial set in ``<run_dir>/adversarial_examples.h5`` and
-    needs ``model.init_from`` (the pretrained model). ``bn_finetune`` with
+    stores its adversarial set in ``<run_dir>/adversarial_examples.h5``
+    (generated with XLA if ``train.jit_compile``) and needs
+    ``model.init_from`` (the pretrained model). ``bn_finetune`` with
     ``method.robust_model`` copies that model's weights into ``inner``.
     """
     method = config.method
@@ -140,7 +142,8 @@ def wrap_from_config(inner, config, train_arrays=None, run_dir=None):
         if run_dir is None:
             raise ValueError("Offline fine-tuning stores its adversarial set in the run folder. Received: run_dir=None")
         return wrap(inner, kind, attack=attack, train_arrays=train_arrays,
-                    adversarial_examples=os.path.join(run_dir, ADVERSARIAL_EXAMPLES_FILE))
+                    adversarial_examples=os.path.join(run_dir, ADVERSARIAL_EXAMPLES_FILE),
+                    jit_compile=config.train.jit_compile)
     if kind == "advprop":
         return wrap(inner, kind, attack=attack)
     if kind == "robmask":

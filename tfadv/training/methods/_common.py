@@ -74,30 +74,39 @@ class AttackSpec:
             attack = dataclasses.asdict(attack)
         if not isinstance(attack, dict):
             raise ValueError(f"attack must be a name, a mapping or an AttackSpec. Received: attack={attack!r}")
+        # AttackConfig's evaluation-only keys: refuse values that would be ignored.
+        if attack.get("targeted", False) or attack.get("restarts", 1) != 1:
+            raise ValueError(
+                "Training attacks are untargeted with one start. Received: "
+                f"targeted={attack.get('targeted', False)}, restarts={attack.get('restarts', 1)}"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
-        # AttackConfig's evaluation-only keys (restarts, targeted) do not apply to training.
+        unknown = sorted(set(attack) - fields - {"targeted", "restarts"})
+        if unknown:
+            raise ValueError(f"Unknown attack setting(s) {unknown}. Available: {sorted(fields)}")
         return cls(**{key: value for key, value in attack.items() if key in fields})
 
     def as_dict(self):
         return dataclasses.asdict(self)
 
-    def __call__(self, model_fn, x, y, eps=None):
+    def __call__(self, model_fn, x, y, eps=None, jit_compile=True):
         """The adversarial batch of ``x`` against ``model_fn`` (inference mode).
 
-        ``eps`` overrides the radius (a tensor is fine: RobMask draws it per
-        batch); the pgd step then stays ``step_size`` if one was given, else
-        ``eps / 4``.
+        ``eps`` overrides the radius (a tensor is fine). Inside a
+        ``train_step`` the attack inlines into the step's graph;
+        ``jit_compile`` matters only for eager calls (see ``tfadv.attacks``).
         """
+        common = {"training": False, "jit_compile": jit_compile}
         if self.name == "stadv":
             return attacks.stadv(model_fn, x, y, tau=self.tau, steps=self.steps,
                                  learning_rate=self.learning_rate, kappa=self.kappa,
-                                 flow_bound=self.flow_bound, training=False)
+                                 flow_bound=self.flow_bound, **common)
         eps = self.eps if eps is None else eps
         if self.name == "fgsm":
-            return attacks.fgsm(model_fn, x, y, eps, training=False)
+            return attacks.fgsm(model_fn, x, y, eps, **common)
         step_size = self.step_size if self.step_size is not None else eps / 4
         return attacks.pgd(model_fn, x, y, eps, step_size, self.steps,
-                           random_start=self.random_start, training=False)
+                           random_start=self.random_start, **common)
 
     def describe(self):
         """A short human name, e.g. ``pgd(eps=0.0314, steps=10)``."""

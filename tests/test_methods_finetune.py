@@ -1,0 +1,185 @@
+"""Paper-1 offline fine-tuning, BN-only fine-tuning and masking interpolation."""
+
+import json
+
+import h5py
+
+import keras
+import numpy as np
+import pytest
+
+from tfadv import attacks, models
+from tfadv.config import ExperimentConfig
+from tfadv.layers import ConditionedBatchNormalization
+from tfadv.models.conditioning import condition_inputs
+from tfadv.training import methods
+
+SHAPE = (8, 8, 3)
+EPS = 8 / 255
+FGSM = {"name": "fgsm", "eps": EPS}
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, size=(14,) + SHAPE).astype("float32")
+    y = rng.integers(0, 10, size=(14,)).astype("int64")
+    return x, y
+
+
+def _tiny():
+    return models.build("tiny", input_shape=SHAPE)
+
+
+def _moved(model, x):
+    """Give the BN layers non-trivial statistics and affine parameters."""
+    model(x, training=True)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.3, layer.beta.shape).astype("float32"))
+    return model
+
+
+# ------------------------------------------------------------ stored adversarial set
+
+
+def test_generated_set_is_the_attack_output_with_its_settings_recorded(data, tmp_path):
+    x, y = data
+    model = _moved(_tiny(), x)
+    path = methods.generate_adversarial_examples(model, x, y, FGSM, tmp_path / "adv.h5", chunk_size=5)
+    images, labels, attributes = methods.load_adversarial_examples(path)
+    np.testing.assert_allclose(images, attacks.fgsm(model, x, y, EPS), atol=1e-6)
+    np.testing.assert_array_equal(labels, y)
+    assert json.loads(attributes["attack"])["name"] == "fgsm"
+    assert json.loads(attributes["attack"])["eps"] == pytest.approx(EPS)
+    assert attributes["completed"] == len(x) and attributes["model_name"] == "tiny"
+
+
+def test_generation_resumes_after_the_last_completed_chunk(data, tmp_path):
+    x, y = data
+    model = _moved(_tiny(), x)
+    path = tmp_path / "adv.h5"
+    methods.generate_adversarial_examples(model, x, y, FGSM, path, chunk_size=5)
+    expected = methods.load_adversarial_examples(path)[0]
+    with h5py.File(path, "a") as handle:  # as if killed after the first chunk
+        handle["adversarial_images"][:5] = -1.0  # marks rows that must not be redone
+        handle["adversarial_images"][5:] = 0.0
+        handle.attrs["completed"] = 5
+    with pytest.raises(ValueError, match="incomplete"):
+        methods.load_adversarial_examples(path)
+    methods.generate_adversarial_examples(model, x, y, FGSM, path, chunk_size=5)
+    images = methods.load_adversarial_examples(path)[0]
+    np.testing.assert_array_equal(images[:5], -1.0)
+    np.testing.assert_allclose(images[5:], expected[5:], atol=1e-6)
+
+
+def test_generation_refuses_to_mix_settings(data, tmp_path):
+    x, y = data
+    model = _tiny()
+    path = tmp_path / "adv.h5"
+    methods.generate_adversarial_examples(model, x, y, FGSM, path)
+    with pytest.raises(ValueError, match="attack"):
+        methods.generate_adversarial_examples(model, x, y, {"name": "fgsm", "eps": 4 / 255}, path)
+    with pytest.raises(ValueError, match="data_sha256"):
+        methods.generate_adversarial_examples(model, x[::-1], y[::-1], FGSM, path)
+
+
+def test_offline_finetuning_trains_on_the_one_to_one_union(data, tmp_path):
+    x, y = data
+    inner = _tiny()
+    before = [w.copy() for w in inner.get_weights()]
+    model = methods.wrap(inner, "finetune", attack=FGSM, train_arrays=(x, y),
+                         adversarial_examples=str(tmp_path / "adv.h5"))
+    assert isinstance(model, methods.OfflineFineTuning)
+    batch = next(iter(model.training_dataset(2 * len(x), seed=0)))
+    inputs, labels = batch
+    flags = inputs["adversarial"].numpy()
+    assert flags.sum() == len(x)  # one full pass: every clean and every adversarial image once
+    stored = methods.load_adversarial_examples(tmp_path / "adv.h5")[0]
+    pool = {flag: images for flag, images in ((0.0, x), (1.0, stored))}
+    for image, label, flag in zip(inputs["images"].numpy(), labels.numpy(), flags):
+        index = np.flatnonzero(np.all(pool[flag] == image, axis=(1, 2, 3)))
+        assert len(index) == 1 and y[index[0]] == label
+
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(model.training_dataset(8, seed=0), steps_per_epoch=2, epochs=1,
+                        validation_data=(x, y), verbose=0).history
+    assert {"accuracy", "robust_accuracy", "val_robust_accuracy"} <= set(history)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, inner.get_weights()))
+
+
+# ------------------------------------------------------------ BN-only fine-tuning
+
+
+def test_bn_finetuning_changes_only_gamma_and_beta(data):
+    x, y = data
+    inner = _moved(_tiny(), x)
+    before = {w.path: w.numpy().copy() for w in inner.weights}
+    model = methods.wrap(inner, "bn_finetune", attack=FGSM)
+    assert {w.path.split("/")[-1] for w in model.trainable_variables} == {"gamma", "beta"}
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    model.fit(x, y, batch_size=7, epochs=1, verbose=0)
+    for w in inner.weights:
+        changed = not np.array_equal(before[w.path], w.numpy())
+        assert changed == (w.path.split("/")[-1] in ("gamma", "beta")), w.path
+
+
+def test_interpolation_model_reproduces_both_models_and_mixes_their_masking(data):
+    x, y = data
+    robust = _moved(_tiny(), x)
+    clean = keras.models.clone_model(robust)
+    clean.set_weights(robust.get_weights())
+    clean_method = methods.wrap(clean, "bn_finetune", attack=FGSM)
+    clean_method.compile(optimizer=keras.optimizers.SGD(0.5))
+    clean_method.fit(x, y, batch_size=7, epochs=2, verbose=0)
+
+    knob = methods.interpolation_model(clean, robust)
+    assert models.is_conditioned(knob)
+    np.testing.assert_allclose(knob(condition_inputs(x, 0.0)), clean(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(knob(condition_inputs(x, 1.0)), robust(x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(clean(x), robust(x), atol=1e-3)
+
+    # p = 0.4: a plain model whose BN γ, β are the mix 0.6·clean + 0.4·robust.
+    mixed = keras.models.clone_model(robust)
+    mixed.set_weights([0.6 * c + 0.4 * r for c, r in zip(clean.get_weights(), robust.get_weights())])
+    np.testing.assert_allclose(knob(condition_inputs(x, 0.4)), mixed(x), rtol=1e-5, atol=1e-5)
+    assert sum(isinstance(l, ConditionedBatchNormalization) for l in knob.layers) == 2
+
+
+def test_interpolation_refuses_models_that_differ_beyond_the_masking(data):
+    x, _ = data
+    robust = _moved(_tiny(), x)
+    other = _tiny()
+    with pytest.raises(ValueError, match="differs"):
+        methods.interpolation_model(other, robust)
+
+
+# ------------------------------------------------------------ config entry point
+
+
+def test_wrap_from_config_builds_each_method(data, tmp_path):
+    x, y = data
+    config = ExperimentConfig()
+    config.method.attack.name = "fgsm"
+    config.method.kind = "robmask"
+    config.method.attack.step_size = 2 / 255
+    robmask = methods.wrap_from_config(models.build("tiny", input_shape=SHAPE, norm="robmask"), config)
+    assert isinstance(robmask, methods.RobMask) and robmask.step_fraction == pytest.approx(0.25)
+    assert robmask.steps == 7 and robmask.eps_max == pytest.approx(8 / 255)
+
+    config.method.kind = "finetune"
+    with pytest.raises(ValueError, match="init_from"):
+        methods.wrap_from_config(_tiny(), config)
+    config.model.init_from = "pretrained.keras"
+    offline = methods.wrap_from_config(_tiny(), config, train_arrays=(x, y), run_dir=str(tmp_path))
+    assert isinstance(offline, methods.OfflineFineTuning)
+    assert (tmp_path / methods.ADVERSARIAL_EXAMPLES_FILE).exists()
+    config.method.online = True
+    online = methods.wrap_from_config(_tiny(), config)
+    assert isinstance(online, methods.AdversarialTraining) and online.adversarial_fraction == 0.5
+
+    config.method.attack.name = "apgd-ce"
+    with pytest.raises(ValueError, match="attack='apgd-ce'"):
+        methods.wrap_from_config(_tiny(), config)

@@ -1,0 +1,178 @@
+"""Benchmark: what the adversarial training methods cost against clean training.
+
+Three ratios on one architecture (CIFAR ResNet-20 by default), batch 128,
+one process, every train step the compiled Keras train function
+(``train_on_batch`` on a compiled model), SGD with momentum:
+
+- **PGD-7 adversarial train step / clean train step** (target ≤ 3.6). Both
+  on the plain model; "clean" is Keras' own ``train_step`` (cross-entropy,
+  accuracy), the adversarial one :class:`AdversarialTraining` with PGD-7
+  (ε = 8/255, step 2/255), which also measures the clean accuracy with one
+  inference-mode forward pass. For scale, one inference-mode input-gradient
+  pass (forward + backward to the images: what every PGD iteration costs)
+  is timed too; it sets the floor of any PGD-7 training step,
+  ``(7 · input-gradient pass + clean step) / clean step``.
+- **RobMask train step / AdvProp train step** (target ≤ 1.05). Both PGD-7,
+  on the ``robmask`` and ``dual_bn`` variants of the architecture.
+- **peak memory of PGD-7 training / clean training** (target ≤ 1.3).
+  Measured with TensorFlow's own allocator statistics:
+  ``tf.config.experimental.reset_memory_stats("CPU:0")`` before one
+  (already compiled) step and ``get_memory_info("CPU:0")["peak"]`` after
+  it. The peak counts every tensor TensorFlow allocates on the CPU device
+  during the step, plus what is resident (weights, optimizer slots, the
+  batch); it does not see memory that XLA's CPU runtime or oneDNN allocate
+  outside TensorFlow's allocator, so with ``jit_compile=True`` the figure is
+  incomplete and this benchmark runs without XLA by default. The extra
+  memory over what was resident before the step is reported too.
+
+Each repeat times every step once, back to back, so that load from other
+processes on a shared machine falls on all of them alike; the reported
+figures are medians over repeats. Every step is run twice before timing
+(tracing and compilation).
+
+Run: ``python -m tfadv.bench.train`` (or ``tfadv bench train``).
+"""
+import json
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+ADVERSARIAL_TARGET = 3.6
+ROBMASK_TARGET = 1.05
+MEMORY_TARGET = 1.3
+EPS, STEP_SIZE, STEPS = 8 / 255, 2 / 255, 7
+DEVICE = "CPU:0"
+
+
+def _seconds(step):
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def _input_gradient_pass(model, x, y):
+    """One compiled forward + backward pass to the images (inference mode)."""
+
+    @tf.function
+    def gradient():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = tf.cast(model(x, training=False), tf.float32)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tape.gradient(loss, x)
+
+    return lambda: np.asarray(gradient())
+
+
+def _peak_memory(step):
+    """(peak bytes during one step, bytes resident before it)."""
+    tf.config.experimental.reset_memory_stats(DEVICE)
+    resident = tf.config.experimental.get_memory_info(DEVICE)["current"]
+    step()
+    return tf.config.experimental.get_memory_info(DEVICE)["peak"], resident
+
+
+def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, seed=0):
+    """Measure the three training ratios.
+
+    Args:
+        batch_size: images per step (32×32×3, 10 classes).
+        model_name: a ``tfadv.models.build`` name.
+        repeats: timed repetitions of every step; medians are reported.
+        jit_compile: XLA for every train step (memory figures are then
+            incomplete, see the module docstring).
+        seed: seed of the random images, labels and weights.
+
+    Returns:
+        dict with the ratios, their targets and pass/fail, the milliseconds
+        and megabytes behind them (medians) and the settings.
+    """
+    from tfadv import models
+    from tfadv.training import methods
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.uniform(0, 1, (batch_size, 32, 32, 3)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, batch_size).astype("int64"))
+    pgd7 = methods.AttackSpec("pgd", eps=EPS, step_size=STEP_SIZE, steps=STEPS)
+
+    def build(norm):
+        return models.build(model_name, num_classes=10, input_shape=(32, 32, 3), norm=norm)
+
+    def compiled(model, **compile_args):
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit_compile,
+                      **compile_args)
+        return model
+
+    trainers = {
+        "clean": compiled(build("bn"), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]),
+        "pgd7": compiled(methods.wrap(build("bn"), "adversarial", attack=pgd7)),
+        "advprop": compiled(methods.wrap(build("dual_bn"), "advprop", attack=pgd7)),
+        "robmask": compiled(methods.wrap(build("robmask"), "robmask", eps_max=EPS, steps=STEPS)),
+    }
+    steps = {name: (lambda t=trainer: t.train_on_batch(x, y)) for name, trainer in trainers.items()}
+    steps["input_gradient"] = _input_gradient_pass(trainers["clean"], x, y)
+    for step in steps.values():
+        step()
+        step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(_seconds(step))
+    ms = {name: float(np.median(values)) * 1e3 for name, values in times.items()}
+    memory = {name: _peak_memory(steps[name]) for name in ("clean", "pgd7")}
+
+    adversarial_ratio = ms["pgd7"] / ms["clean"]
+    pgd7_floor = (STEPS * ms["input_gradient"] + ms["clean"]) / ms["clean"]
+    robmask_ratio = ms["robmask"] / ms["advprop"]
+    memory_ratio = memory["pgd7"][0] / memory["clean"][0]
+    megabytes = {f"{name}_peak_mb": peak / 2**20 for name, (peak, _) in memory.items()}
+    megabytes.update({f"{name}_step_extra_mb": (peak - resident) / 2**20
+                      for name, (peak, resident) in memory.items()})
+    return {
+        "benchmark": "train",
+        "model": model_name,
+        "batch_size": int(batch_size),
+        "repeats": int(repeats),
+        "jit_compile": bool(jit_compile),
+        "pgd7_over_clean_step": adversarial_ratio,
+        "pgd7_target": ADVERSARIAL_TARGET,
+        "pgd7_pass": adversarial_ratio <= ADVERSARIAL_TARGET,
+        "pgd7_floor_from_input_gradient_passes": pgd7_floor,
+        "robmask_over_advprop_step": robmask_ratio,
+        "robmask_target": ROBMASK_TARGET,
+        "robmask_pass": robmask_ratio <= ROBMASK_TARGET,
+        "pgd7_over_clean_peak_memory": memory_ratio,
+        "memory_target": MEMORY_TARGET,
+        "memory_pass": memory_ratio <= MEMORY_TARGET,
+        **{f"{name}_step_ms": value for name, value in ms.items()},
+        **megabytes,
+    }
+
+
+def summary(result):
+    """Three printable lines: the figures, the targets and pass/fail."""
+    verdict = {True: "PASS", False: "FAIL"}
+    return (
+        f"PGD-7 adversarial step / clean step: {result['pgd7_over_clean_step']:.3f} "
+        f"(target <= {result['pgd7_target']}, {verdict[result['pgd7_pass']]}; "
+        f"{result['pgd7_step_ms']:.0f} ms vs {result['clean_step_ms']:.0f} ms; floor "
+        f"{result['pgd7_floor_from_input_gradient_passes']:.2f} from 7 x "
+        f"{result['input_gradient_step_ms']:.0f} ms input-gradient passes + the clean step)\n"
+        f"RobMask step / AdvProp step: {result['robmask_over_advprop_step']:.3f} "
+        f"(target <= {result['robmask_target']}, {verdict[result['robmask_pass']]}; "
+        f"{result['robmask_step_ms']:.0f} ms vs {result['advprop_step_ms']:.0f} ms)\n"
+        f"peak memory PGD-7 / clean training: {result['pgd7_over_clean_peak_memory']:.3f} "
+        f"(target <= {result['memory_target']}, {verdict[result['memory_pass']]}; "
+        f"{result['pgd7_peak_mb']:.0f} MB vs {result['clean_peak_mb']:.0f} MB, of which "
+        f"{result['pgd7_step_extra_mb']:.0f} / {result['clean_step_extra_mb']:.0f} MB allocated in the step)"
+    )
+
+
+if __name__ == "__main__":
+    result = run()
+    print(json.dumps(result, indent=2))
+    print(summary(result))
