@@ -292,7 +292,8 @@ def test_presets():
     assert preset("paper1_table2") == preset("paper1_table1")
     sweep = preset("paper2_sweep")["sweep"]
     assert [spec.eps for spec in sweep] == list(SWEEP_EPS)
-    assert all(spec.steps == 100 and spec.random_start and spec.step_size == pytest.approx(spec.eps / 5) for spec in sweep)
+    for spec in sweep:
+        assert spec.steps == 100 and spec.random_start and spec.step_size == pytest.approx(spec.eps / 5)
     assert [spec.name for spec in preset("strong")["attacks"]] == ["apgd-ce", "apgd-dlr"]
     with pytest.raises(ValueError, match="preset"):
         preset("paper3")

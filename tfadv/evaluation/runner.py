@@ -208,7 +208,8 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
             samples["x_adv"].append(x_adv[:take])
             samples["predictions"].append(adversarial_predictions[:take])
         if bar is not None:
-            bar.update(index + 1, [("accuracy", float(adversarial_correct[:stop].mean()))], finalize=index + 1 == batches)
+            running = float(adversarial_correct[:stop].mean())
+            bar.update(index + 1, [("accuracy", running)], finalize=index + 1 == batches)
     part = {
         "attack_id": None if attack is None else attack.id,
         "label": "Clean" if attack is None else attack.label,
@@ -373,7 +374,8 @@ def evaluate(
             jobs += [(tradeoff_attack, value) for value in p_grid]
         jobs = list({part_id(None if a is None else a.id, q): (a, q) for a, q in jobs}.items())
         for number, (name, (attack, q)) in enumerate(jobs, start=1):
-            key = part_key(model.fingerprint, dataset_record["fingerprint"], None if attack is None else attack.settings(), q)
+            settings = None if attack is None else attack.settings()
+            key = part_key(model.fingerprint, dataset_record["fingerprint"], settings, q)
             stored = record["parts"].get(name)
             label = ("Clean" if attack is None else attack.label) + ("" if q is None else f" @ p={q:g}")
             if not force and key is not None and stored is not None and stored.get("key") == key:

@@ -83,7 +83,8 @@ def _checked_int(name, value, minimum):
 def _checked_number(name, value, strictly_positive):
     valid = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
     if not valid or (value <= 0 if strictly_positive else value < 0):
-        raise ValueError(f"{name} must be a number {'> 0' if strictly_positive else '>= 0'}. Received: {name}={value!r}")
+        bound = "> 0" if strictly_positive else ">= 0"
+        raise ValueError(f"{name} must be a number {bound}. Received: {name}={value!r}")
     return float(value)
 
 

@@ -158,7 +158,8 @@ def tradeoff_tables(results):
             [f"{p:g}", _value(record, attack_id, p, "clean_accuracy"), _value(record, attack_id, p, "accuracy")]
             for p in grid
         ]
-        tables.append(Table(f"Trade-off over the masking strength p — {name}", ["p", "Clean", f"Robust ({label})"], rows))
+        header = ["p", "Clean", f"Robust ({label})"]
+        tables.append(Table(f"Trade-off over the masking strength p — {name}", header, rows))
     return tables
 
 
