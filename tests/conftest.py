@@ -31,8 +31,9 @@ def _seed_and_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
+    # One per session: two MirroredStrategy objects in one process reuse collective keys.
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 

@@ -78,7 +78,7 @@ def apgd(
     *,
     seed=None,
     training=False,
-    jit_compile=True,
+    jit_compile=None,
 ):
     """APGD (Croce & Hein 2020), L∞: Auto-PGD on the CE or the DLR loss.
 
@@ -125,7 +125,7 @@ def apgd(
         seed: int seed of the random starts; ``None`` draws one from
             TensorFlow's global generator.
         training: run the model in training mode while crafting.
-        jit_compile: compile with XLA.
+        jit_compile: compile with XLA: ``None`` (default) where an accelerator is present.
 
     Returns:
         The adversarial images, same shape and dtype as ``x``: per example

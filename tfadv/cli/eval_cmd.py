@@ -33,7 +33,9 @@ def add_parser(subparsers):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
     parser.add_argument("--force", action="store_true", help="recompute finished parts")
-    parser.add_argument("--no-xla", action="store_true", help="compile the attacks without XLA")
+    parser.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
+                        help="XLA for the attacks: auto (default) uses it where an accelerator is "
+                        "present; on CPU XLA's convolutions are much slower than TensorFlow's")
     add_data_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -111,7 +113,7 @@ def run(args):
     print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
     results = evaluate(
         models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,
-        jit_compile=not args.no_xla, **plan,
+        jit_compile={"auto": None, "on": True, "off": False}[args.xla], **plan,
     )
     print(format_report(results))
     print(f"[eval] {os.path.join(args.out, 'eval.md')}")

@@ -53,7 +53,7 @@ class AttackConfig:
     name: str = "pgd"  # fgsm | pgd | stadv | apgd-ce | apgd-dlr
     eps: float = 8 / 255
     step_size: Optional[float] = None  # default: eps / 4 (pgd), 2·eps (apgd)
-    steps: int = 10
+    steps: Optional[int] = None  # default: the attack's own (FGSM 1, PGD 10, stAdv 100, APGD 100)
     random_start: bool = True
     restarts: int = 1
     targeted: bool = False
@@ -78,7 +78,7 @@ class MethodConfig:
 @dataclass
 class EvalConfig:
     attacks: list = field(default_factory=list)  # list of AttackConfig mappings; empty: the preset
-    preset: str = "paper1_table1"  # paper1_table1 | paper2_sweep | strong
+    preset: str = "paper1_table1"  # paper1_table1 | paper1_table2 | paper2_sweep | strong
     eps_sweep: list = field(default_factory=lambda: [0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, 8 / 255])
     p_grid: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     limit: Optional[int] = None
@@ -150,7 +150,7 @@ CHOICES = {
     ("train", "distribute"): ("default", "mirrored"),
     ("method", "kind"): METHOD_KINDS,
     ("attack", "name"): ATTACK_NAMES,
-    ("eval", "preset"): ("paper1_table1", "paper2_sweep", "strong"),
+    ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
     ("landscape", "norm"): ("filter", "layer", "none"),
     ("landscape", "ignore"): ("biasbn", "none"),
     ("landscape", "mode"): ("weights", "states"),

@@ -278,7 +278,7 @@ def evaluate(
     progress=True,
     plots=True,
     grid_examples=8,
-    jit_compile=True,
+    jit_compile=None,
 ):
     """Evaluate models under attacks: the papers' tables, the worst case and the trade-off curve.
 
@@ -314,7 +314,8 @@ def evaluate(
         progress: print a progress bar per part.
         plots: write the PNG figures (``out_dir`` only).
         grid_examples: examples in each attack's image grid (0: none).
-        jit_compile: compile the attacks with XLA.
+        jit_compile: compile the attacks with XLA: ``None`` (default) where an accelerator is
+            present, ``True``/``False`` to force. XLA's CPU convolutions are much slower.
 
     Returns:
         The results dict, exactly what ``eval.json`` holds (see

@@ -201,7 +201,7 @@ class AttackSpec:
         restarts = f"×{self.restarts}" if self.restarts > 1 else ""
         return f"{head}-{self.steps}{restarts} ε={format_eps(self.eps)}"
 
-    def run(self, model_fn, x, y, batch_index=0, jit_compile=True):
+    def run(self, model_fn, x, y, batch_index=0, jit_compile=None):
         """The adversarial batch of ``x`` (labels ``y``) against ``model_fn``.
 
         With ε = 0 the L∞ attacks return ``x`` itself without running, so an

@@ -93,6 +93,11 @@ def build_inner_model(config, x_train, y_train):
     """The architecture the config names, or the pretrained model it starts from."""
     if config.model.init_from:
         return load_model(config.model.init_from)
+    norm_options = dict(config.model.norm_options)
+    if config.train.distribute == "mirrored":
+        # Per-device BN statistics would drift apart across replicas; synchronized BN
+        # normalizes with the global batch and gives one device's result.
+        norm_options.setdefault("synchronized", True)
     info = tfdata.dataset_info(x_train, y_train)
     mean, std = tfdata.channel_stats(x_train)
     return models.build(
@@ -100,7 +105,7 @@ def build_inner_model(config, x_train, y_train):
         num_classes=info["num_classes"],
         input_shape=info["input_shape"],
         norm=config.model.norm,
-        norm_options=config.model.norm_options,
+        norm_options=norm_options,
         mean=mean,
         std=np.maximum(std, 1e-3),
         **config.model.options,
@@ -152,12 +157,15 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     x_train, y_train = load_split_arrays(config.data, "train")
     x_test, y_test = load_split_arrays(config.data, "test")
     batch_size = config.data.batch_size
-    steps_per_epoch = config.train.steps_per_epoch or max(1, len(x_train) // batch_size)
 
     strategy = make_strategy(config.train.distribute)
     with strategy.scope():
         inner = build_inner_model(config, x_train, y_train)
         trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=run_dir)
+    # Offline fine-tuning's epoch is one pass over the 2N clean + adversarial examples.
+    examples_per_epoch = getattr(trained, "examples_per_epoch", len(x_train))
+    steps_per_epoch = config.train.steps_per_epoch or max(1, examples_per_epoch // batch_size)
+    with strategy.scope():
         trained.compile(
             optimizer=make_optimizer(config.train, steps_per_epoch),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

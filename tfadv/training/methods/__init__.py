@@ -66,7 +66,7 @@ def _settings_of(cls):
 
 
 def _finetune(inner, attack="pgd", online=False, adversarial_examples=None, train_arrays=None,
-              chunk_size=500, jit_compile=True):
+              chunk_size=500, jit_compile=None):
     if online:
         return AdversarialTraining(inner, attack, adversarial_fraction=ONLINE_FINETUNE_FRACTION)
     if adversarial_examples is None or train_arrays is None:

@@ -84,12 +84,13 @@ class AttackSpec:
         unknown = sorted(set(attack) - fields - {"targeted", "restarts"})
         if unknown:
             raise ValueError(f"Unknown attack setting(s) {unknown}. Available: {sorted(fields)}")
-        return cls(**{key: value for key, value in attack.items() if key in fields})
+        # Unset (None) keys keep the spec's defaults, e.g. each attack's own step count.
+        return cls(**{key: value for key, value in attack.items() if key in fields and value is not None})
 
     def as_dict(self):
         return dataclasses.asdict(self)
 
-    def __call__(self, model_fn, x, y, eps=None, jit_compile=True):
+    def __call__(self, model_fn, x, y, eps=None, jit_compile=None):
         """The adversarial batch of ``x`` against ``model_fn`` (inference mode).
 
         ``eps`` overrides the radius (a tensor is fine). Inside a

@@ -38,7 +38,7 @@ def _model_fingerprint(model):
     return _fingerprint(*[np.asarray(w) for w in model.get_weights()])
 
 
-def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit_compile=True):
+def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit_compile=None):
     """Craft one untargeted adversarial example per image and store them in HDF5.
 
     The file holds ``adversarial_images`` (float32, like ``x``) and ``labels``
