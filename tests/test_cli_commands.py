@@ -70,3 +70,32 @@ def test_eval_command_tables_and_bad_input(tiny_run, tmp_path, capsys):
     assert "cw" in capsys.readouterr().err
     assert main(["eval", tiny_run, "--attack", "pgd:eps=2", "--out", str(out)]) == 2
     assert main(["eval", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_export_command_writes_a_servable_model(tiny_run, tmp_path, capsys):
+    import tensorflow as tf
+
+    out = tmp_path / "exported"
+    assert main(["export", tiny_run, "--out", str(out)]) == 0
+    assert "serving_default" in capsys.readouterr().out
+    loaded = tf.saved_model.load(str(out))
+    assert set(loaded.signatures) == {"serving_default"}  # a plain BN model has one signature
+    images = tf.zeros((2, 32, 32, 3))
+    probabilities = loaded.signatures["serving_default"](images=images)["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert main(["export", tiny_run, "--out", str(out)]) == 2  # exists: refuse without --overwrite
+    assert "overwrite" in capsys.readouterr().err
+    assert main(["export", tiny_run, "--out", str(out), "--masking", "clean"]) == 2
+
+
+def test_bench_json_is_one_object_with_ratio_rows(capsys, monkeypatch):
+    import tfadv.bench as bench
+
+    fake = {"benchmark": "landscape", "ratio": 0.95, "target": 1.1, "point_seconds": 0.1,
+            "forward_seconds": 0.105}
+    monkeypatch.setattr(bench, "run_benchmark", lambda name, **settings: dict(fake))
+    assert main(["bench", "landscape", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"][0]["ratio"] == pytest.approx(0.95) and report["rows"][0]["pass"]
+    assert report["environment"]["tensorflow"]
+    assert main(["bench", "nonsense"]) == 2

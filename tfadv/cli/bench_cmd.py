@@ -18,7 +18,8 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from tfadv.bench import BENCHMARKS, format_table, ratio_rows, run_benchmark
+    from tfadv import bench
+    from tfadv.bench import BENCHMARKS, format_table, ratio_rows
     from tfadv.training.runs import environment_record
 
     names = list(BENCHMARKS) if "all" in args.which else list(dict.fromkeys(args.which))
@@ -30,7 +31,7 @@ def run(args):
         if not args.json:
             print(f"[bench] {name} ...", flush=True)
         started = time.time()
-        results[name] = run_benchmark(name, model_name=args.model)
+        results[name] = bench.run_benchmark(name, model_name=args.model)
         results[name]["seconds"] = round(time.time() - started, 1)
         rows += ratio_rows(results[name])
     report = {"environment": environment_record(), "results": results, "rows": rows}
