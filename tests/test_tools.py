@@ -1,0 +1,212 @@
+"""The reproduction drivers in tools/: configs at the paper's scale, the published-numbers
+table, and both drivers end to end with --smoke (then again, resuming)."""
+import importlib.util
+import json
+import os
+import re
+
+import pytest
+import yaml
+
+from tfadv.evaluation.results import decode_mask
+
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+paper1 = _load("reproduce_paper1")
+paper2 = _load("reproduce_paper2")
+common = _load("_common")
+
+
+# ---------------------------------------------------------------- configs at the paper's scale
+
+
+def test_paper1_configs_are_the_papers_protocol_with_fine_tunings_starting_in_out(tmp_path):
+    args = paper1.build_parser().parse_args(["--out", str(tmp_path)])
+    configs = paper1.experiment_configs(args, paper1.settings_from(args)["source"])
+    clean_dir = os.path.join(str(tmp_path), "paper1-resnet32-cifar10-clean")
+    assert configs["clean"].model.name == "resnet32" and configs["clean"].train.epochs == 200
+    assert configs["clean"].data.source == "cifar10" and configs["clean"].data.limit_train is None
+    for attack in ("fgsm", "pgd", "stadv"):
+        config = configs[attack]
+        assert config.model.init_from == clean_dir and config.output_dir == str(tmp_path)
+        assert config.method.kind == "finetune" and config.method.attack.name == attack
+        assert config.train.optimizer == "sgd" and config.train.epochs == 10
+    assert configs["pgd"].method.attack.eps == pytest.approx(1 / 255)
+    assert configs["fgsm"].method.attack.eps == pytest.approx(8 / 255)
+
+
+def test_paper1_code_settings_scale_and_set_overrides(tmp_path):
+    args = paper1.build_parser().parse_args(
+        ["--out", str(tmp_path), "--settings", "code", "--epochs-scale", "0.01", "--limit-train", "500",
+         "--set", "train.distribute=mirrored"])
+    configs = paper1.experiment_configs(args, "cifar10")
+    assert configs["clean"].train.epochs == 2  # 200 · 0.01
+    assert configs["pgd"].train.epochs == 1  # 10 · 0.01, at least one
+    assert configs["pgd"].name.endswith("-code") and configs["pgd"].train.optimizer == "adam"
+    assert configs["pgd"].method.attack.eps == pytest.approx(8 / 255) and configs["pgd"].method.attack.steps == 100
+    assert all(c.data.limit_train == 500 and c.train.distribute == "mirrored" for c in configs.values())
+    # One --out holds both settings: the clean model is shared, the fine-tuned ones are named apart.
+    assert paper1.model_names("code") == {"clean": "clean", "fgsm": "fgsm-finetuned-code",
+                                          "pgd": "pgd-finetuned-code", "stadv": "stadv-finetuned-code"}
+    assert paper1.settings_from(args)["report"] == "report-code.md"
+
+
+@pytest.mark.parametrize("arch", paper2.ARCHS)
+@pytest.mark.parametrize("dataset", paper2.DATASETS)
+@pytest.mark.parametrize("epochs", paper2.EPOCHS)
+def test_paper2_configs_exist_for_every_choice(arch, dataset, epochs, tmp_path):
+    args = paper2.build_parser().parse_args(
+        ["--out", str(tmp_path), "--arch", arch, "--dataset", dataset, "--epochs", str(epochs)])
+    configs = paper2.experiment_configs(args, paper2.settings_from(args))
+    assert [configs[m].model.norm for m in paper2.METHODS] == ["bn", "dual_bn", "robmask"]
+    assert [configs[m].method.kind for m in paper2.METHODS] == ["standard", "advprop", "robmask"]
+    for config in configs.values():
+        assert (config.model.name, config.data.source, config.train.epochs) == (arch, dataset, epochs)
+
+
+def test_paper2_default_out_names_the_choice():
+    assert paper2.build_parser().parse_args(["--arch", "densenet121"]).out is None  # resolved in main
+
+
+# ---------------------------------------------------------------- published numbers
+
+
+def test_published_numbers_file_only_holds_sourced_rows_of_the_right_length():
+    with open(common.PUBLISHED_FILE, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    for paper in ("paper1", "paper2"):
+        assert data[paper]["title"] and data[paper]["url"]
+        for table in data[paper]["tables"].values():
+            assert table["units"] in ("percent", "distance")
+            if table["rows"]:
+                assert table["found_in"], "published numbers need their source"
+            for row in table["rows"].values():
+                assert len(row) == len(table["columns"])
+
+
+def test_comparison_table_puts_the_papers_numbers_beneath_ours():
+    table = {"columns": ["clean", "fgsm"], "rows": {"clean": [91.5, None]}, "found_in": "Table 1"}
+    rows = [("clean", [92.25, 10.0], common.published_row(table, "clean")),
+            ("fgsm-finetuned", [90.0, None], common.published_row(table, "fgsm"))]
+    lines = common.comparison_table(["Clean", "FGSM"], rows, "percent").splitlines()
+    assert lines[2] == "| clean | ours | 92.25 | 10.00 |"
+    assert lines[3] == "| | paper | 91.50 | not found |"
+    assert lines[4] == "| fgsm-finetuned | ours | 90.00 | – |"
+    assert lines[5] == f"| | paper | {common.NOT_FOUND} |  |"
+    with pytest.raises(ValueError, match="'bad' has 1 numbers for 2 columns"):
+        common.published_row({"columns": ["a", "b"], "rows": {"bad": [1.0]}}, "bad")
+
+
+def test_scaled_epochs_never_drop_to_zero():
+    assert [common.scaled_epochs(e, s) for e, s in ((200, 1.0), (200, 0.1), (10, 0.01), (100, 0.5))] == [
+        200, 20, 1, 50]
+
+
+# ---------------------------------------------------------------- end to end (--smoke)
+
+
+def _ours_rows(report, heading):
+    """``{model: [cells]}`` of the "ours" rows of the table under ``heading``."""
+    section = report.split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 2 and cells[1] == "ours":
+            rows[cells[0]] = cells[2:]
+    return rows
+
+
+def _accuracy(record, part):
+    return 100 * decode_mask(record["parts"][part]["correct"]).mean()
+
+
+def _snapshot(paths):
+    return {path: (os.path.getmtime(path), open(path, "rb").read()) for path in paths}
+
+
+@pytest.fixture(scope="module")
+def paper1_smoke(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("paper1"))
+    assert paper1.main(["--smoke", "--out", out]) == 0
+    return out
+
+
+def test_paper1_smoke_writes_tables_beside_the_published_column(paper1_smoke):
+    report = open(os.path.join(paper1_smoke, "report.md"), encoding="utf-8").read()
+    results = json.load(open(os.path.join(paper1_smoke, "eval", "eval.json"), encoding="utf-8"))
+    table1 = _ours_rows(report, "### Table 1")
+    table2 = _ours_rows(report, "### Table 2")
+    assert set(table1) == set(table2) == set(paper1.model_names("paper").values())
+    for name, record in results["models"].items():
+        # Columns in the paper's order: clean, FGSM, PGD, stAdv, each from its own part's per-example record.
+        parts = [p for p in record["parts"] if p.startswith("clean")]
+        parts += [p for attack in ("fgsm", "pgd", "stadv") for p in record["parts"] if p.startswith(attack)]
+        expected = [f"{_accuracy(record, part):.2f}" for part in parts]
+        assert table1[name] == expected
+        flipped = [record["parts"][p]["ssim_distance_flipped"] for p in parts[1:]]
+        assert table2[name] == ["–" if v is None else f"{v:.4f}" for v in flipped]
+    assert report.count(f"| | paper | {common.NOT_FOUND}") == 8  # four models × two tables
+    assert "comparison_contour.png" in report and "| clean |" in report.split("Sharpness", 1)[1]
+    for name in paper1.model_names("paper").values():
+        assert os.path.exists(os.path.join(paper1_smoke, "landscapes", name, "surface.h5"))
+
+
+def test_paper1_second_run_resumes_without_recomputing(paper1_smoke, capsys):
+    runs = [os.path.join(paper1_smoke, d) for d in os.listdir(paper1_smoke) if d.startswith("paper1-")]
+    files = [os.path.join(r, f) for r in runs for f in ("history.csv", "model.keras")]
+    files += [os.path.join(paper1_smoke, "landscapes", n, f) for n in paper1.model_names("paper").values()
+              for f in ("surface.h5", "sharpness.json")]
+    before = _snapshot(files)
+    parts_before = json.load(open(os.path.join(paper1_smoke, "eval", "eval.json"), encoding="utf-8"))["models"]
+    capsys.readouterr()
+    assert paper1.main(["--smoke", "--out", paper1_smoke]) == 0
+    printed = capsys.readouterr().out
+    assert _snapshot(files) == before
+    assert printed.count("finished, reused") == 4 and printed.count("stored, skipped") == 16
+    parts_after = json.load(open(os.path.join(paper1_smoke, "eval", "eval.json"), encoding="utf-8"))["models"]
+    assert parts_after == parts_before
+
+
+def test_paper1_refuses_a_changed_config_in_the_same_out(paper1_smoke, capsys):
+    assert paper1.main(["--smoke", "--out", paper1_smoke, "--set", "train.learning_rate=0.5"]) == 2
+    assert "different config" in capsys.readouterr().err
+
+
+def test_paper2_smoke_end_to_end_then_resumes(tmp_path, capsys):
+    out = str(tmp_path)
+    assert paper2.main(["--smoke", "--out", out]) == 0
+    report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
+    results = json.load(open(os.path.join(out, "eval", "eval.json"), encoding="utf-8"))
+    sweep = _ours_rows(report, "### Accuracy (%) under")
+    assert set(sweep) == {"bn", "advprop (p=0)", "robmask (p=0)"}
+    for name, record in results["models"].items():
+        p = None if name == "bn" else 0.0
+        expected = []
+        for attack_id in results["plan"]["sweep"]:
+            (part,) = [v for v in record["parts"].values() if v["attack_id"] == attack_id and v["p"] == p]
+            expected.append(f"{100 * decode_mask(part['correct']).mean():.2f}")
+        row = sweep[name if p is None else f"{name} (p=0)"]
+        assert row == expected
+        (clean,) = [v for v in record["parts"].values() if v["attack_id"] is None]
+        assert row[0] == f"{100 * clean['accuracy']:.2f}"  # ε = 0 is the clean accuracy
+    assert report.count(f"| | paper | {common.NOT_FOUND}") == 3
+    for name in ("advprop", "robmask"):
+        assert re.search(rf"Trade-off over the masking strength p — {name}\n\n\| p \|", report)
+    histories = [os.path.join(out, d, "history.csv") for d in os.listdir(out) if d.startswith("paper2-")]
+    assert len(histories) == 3
+    before = _snapshot(histories)
+    capsys.readouterr()
+    assert paper2.main(["--smoke", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished, reused") == 3 and printed.count("stored, skipped") == 7 + 9 + 9
+    assert _snapshot(histories) == before
+    again = json.load(open(os.path.join(out, "eval", "eval.json"), encoding="utf-8"))
+    assert again["models"] == results["models"]
