@@ -27,13 +27,17 @@ def add_parser(subparsers):
     parser.add_argument("--out", default="runs", help="parent folder of runs/quickstart (default: runs)")
     parser.add_argument("--export-dir", default="export", help="where the SavedModel goes (default: export)")
     parser.add_argument("--epochs", type=int, default=6, help="clean training epochs (default: 6)")
-    parser.add_argument("--eval-limit", type=int, default=300, help="test images evaluated (default: 300)")
+    parser.add_argument("--eval-limit", type=int, default=200, help="test images evaluated (default: 200)")
     parser.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
     parser.set_defaults(run=run)
 
 
+_STARTED = time.time()
+
+
 def _say(stage, text):
-    print(f"[quickstart {stage}/{STAGES}] {text}", flush=True)
+    elapsed = time.time() - _STARTED
+    print(f"[quickstart {stage}/{STAGES} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}] {text}", flush=True)
 
 
 def experiment_configs(args):
@@ -55,7 +59,7 @@ def experiment_configs(args):
         return load_config(data=data)
 
     clean_dir = os.path.join(root, "clean")
-    finetune_train = {"epochs": 2, "learning_rate": 0.01}
+    finetune_train = {"epochs": 1, "learning_rate": 0.01}  # one pass over the 2N clean + adversarial set
     return {
         "clean": config("clean", model={"name": "resnet20"}, train={"epochs": args.epochs}),
         # Paper 1's protocol with its attacks, shortened: FGSM at 8/255, PGD (the authors'
@@ -73,11 +77,11 @@ def experiment_configs(args):
                                 "attack": {"name": "stadv", "steps": 20, "learning_rate": 0.05}}),
         # Paper 2, shortened: PGD-3 instead of PGD-7, a few epochs.
         "advprop": config("advprop", model={"name": "resnet20", "norm": "dual_bn"},
-                          train={"epochs": 4},
+                          train={"epochs": 3},
                           method={"kind": "advprop",
                                   "attack": {"name": "pgd", "eps": "8/255", "steps": 3, "step_size": "3/255"}}),
         "robmask": config("robmask", model={"name": "resnet20", "norm": "robmask"},
-                          train={"epochs": 4},
+                          train={"epochs": 3},
                           method={"kind": "robmask", "eps_max": "8/255", "pgd_steps": 3,
                                   "attack": {"name": "pgd", "eps": "8/255", "steps": 3}}),
     }
@@ -102,15 +106,15 @@ def _evaluate(runs, args, x_test, y_test, root):
     table1 = evaluate(
         {os.path.basename(path): path for path in paper1.values()}, x_test, y_test,
         attacks=[{"name": "fgsm", "eps": "8/255"}, {"name": "pgd", "eps": "1/255", "steps": 10},
-                 {"name": "stadv", "steps": 30, "learning_rate": 0.05}],
+                 {"name": "stadv", "steps": 20, "learning_rate": 0.05}],
         out_dir=os.path.join(root, "eval-paper1"), dataset=f"{args.data}[test][:{len(x_test)}]",
         force=args.overwrite,
     )
     paper2 = {role: runs[role].run_dir for role in ("clean", "advprop", "robmask")}
     sweep = evaluate(
         {os.path.basename(path): path for path in paper2.values()}, x_test, y_test,
-        sweep=pgd_sweep(steps=20), p_grid=[0.0, 0.25, 0.5, 0.75, 1.0],
-        tradeoff_attack={"name": "pgd", "eps": "8/255", "steps": 20, "step_size": "2/255"},
+        sweep=pgd_sweep(steps=10), p_grid=[0.0, 0.25, 0.5, 0.75, 1.0],
+        tradeoff_attack={"name": "pgd", "eps": "8/255", "steps": 10, "step_size": "2/255"},
         out_dir=os.path.join(root, "eval-paper2"), dataset=f"{args.data}[test][:{len(x_test)}]",
         force=args.overwrite,
     )
@@ -127,8 +131,8 @@ def _landscapes(runs, x_train, y_train, root):
         name = os.path.basename(runs[role].run_dir)
         result = landscape.run_landscape(
             load_model(runs[role].run_dir), x_train, y_train, out, name=name, dim=2,
-            grid="-1:1:13", examples=256, batch_size=256, hessian_top_k=1, hutchinson_samples=4,
-            hessian_examples=256, hessian_max_iterations=20, progress=True,
+            grid="-1:1:11", examples=128, batch_size=128, hessian_top_k=1, hutchinson_samples=2,
+            hessian_examples=128, hessian_max_iterations=10, progress=True,
         )
         surfaces.append(result["surface"])
         names.append(name)

@@ -81,6 +81,11 @@ def _checked_int(name, value, minimum):
 
 
 def _checked_number(name, value, strictly_positive):
+    if isinstance(value, str):  # "2/255", as papers and configs write strengths
+        try:
+            value = float(fractions.Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            pass
     valid = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
     if not valid or (value <= 0 if strictly_positive else value < 0):
         bound = "> 0" if strictly_positive else ">= 0"
