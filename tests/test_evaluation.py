@@ -299,36 +299,6 @@ def test_presets():
         preset("paper3")
 
 
-def test_attack_spec_from_config_and_strings():
-    from tfadv.config.schema import AttackConfig
-
-    spec = AttackSpec.create(AttackConfig(name="pgd", eps=8 / 255, steps=7))
-    assert spec.settings() == {"name": "pgd", "eps": 8 / 255, "steps": 7, "step_size": 2 / 255,
-                               "random_start": True, "restarts": 1, "seed": 0}
-    assert AttackSpec.create({"name": "fgsm", "eps": "4/255"}).eps == 4 / 255
-    assert AttackSpec.create(AttackConfig(name="stadv")).settings()["tau"] == 0.05
-
-
-@pytest.mark.parametrize(
-    "attack, message",
-    [
-        ({"name": "cw"}, "name='cw'"),
-        ({"name": "pgd", "eps": 1.5}, "eps=1.5"),
-        ({"name": "pgd", "eps": -0.1}, "eps=-0.1"),
-        ({"name": "pgd", "eps": "abc"}, "eps='abc'"),
-        ({"name": "pgd"}, "eps=None"),
-        ({"name": "pgd", "eps": 0.1, "steps": 0}, "steps=0"),
-        ({"name": "pgd", "eps": 0.1, "step_size": -1.0}, "step_size=-1.0"),
-        ({"name": "stadv", "tau": -1.0}, "tau=-1.0"),
-        ({"name": "pgd", "eps": 0.1, "nsteps": 3}, "nsteps"),
-        ({"name": "fgsm", "eps": 0.1, "targeted": True}, "targeted"),
-    ],
-)
-def test_bad_attacks_raise_value_error(attack, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        AttackSpec.create(attack)
-
-
 def test_bad_inputs_raise_value_error(linear_setup, tmp_path):
     model, x, y = linear_setup
     with pytest.raises(ValueError, match="path="):

@@ -248,6 +248,8 @@ def test_invalid_settings_raise_value_errors_naming_the_value():
         methods.wrap(plain, "adversarial", attack="apgd-ce")
     with pytest.raises(ValueError, match="attack='bim'"):
         methods.wrap(plain, "adversarial", attack={"name": "bim"})
+    with pytest.raises(ValueError, match="restarts=2"):
+        methods.wrap(plain, "adversarial", attack={"name": "pgd", "eps": 0.1, "restarts": 2})
     with pytest.raises(ValueError, match="targeted=True"):
         methods.wrap(plain, "adversarial", attack={"name": "pgd", "targeted": True})
     with pytest.raises(ValueError, match="epsilon"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tfadv import attacks, models
+from tfadv.attacks.spec import SEED_STRIDE
 from tfadv.config import ExperimentConfig
 from tfadv.layers import ConditionedBatchNormalization
 from tfadv.models.conditioning import condition_inputs
@@ -73,6 +74,24 @@ def test_generation_resumes_after_the_last_completed_chunk(data, tmp_path):
     images = methods.load_adversarial_examples(path)[0]
     np.testing.assert_array_equal(images[:5], -1.0)
     np.testing.assert_allclose(images[5:], expected[5:], atol=1e-6)
+
+
+def test_random_start_sets_are_seeded_per_chunk_so_a_resumed_set_equals_a_fresh_one(data, tmp_path):
+    x, y = data
+    model = _tiny()
+    pgd = {"name": "pgd", "eps": EPS, "steps": 1, "seed": 5}
+    fresh = methods.load_adversarial_examples(
+        methods.generate_adversarial_examples(model, x, y, pgd, tmp_path / "fresh.h5", chunk_size=5))[0]
+    path = tmp_path / "resumed.h5"
+    methods.generate_adversarial_examples(model, x, y, pgd, path, chunk_size=5)
+    with h5py.File(path, "a") as handle:  # as if killed after the first chunk
+        handle["adversarial_images"][5:] = 0.0
+        handle.attrs["completed"] = 5
+    methods.generate_adversarial_examples(model, x, y, pgd, path, chunk_size=5)
+    np.testing.assert_array_equal(methods.load_adversarial_examples(path)[0], fresh)
+    # Chunk b is PGD from the seed 5 · SEED_STRIDE + b.
+    chunk = attacks.pgd(model, x[5:10], y[5:10], EPS, EPS / 4, 1, seed=5 * SEED_STRIDE + 1)
+    np.testing.assert_allclose(fresh[5:10], chunk, atol=1e-6)
 
 
 def test_generation_refuses_to_mix_settings(data, tmp_path):

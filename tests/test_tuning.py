@@ -89,6 +89,11 @@ def test_eps_max_in_units_of_1_over_255_reaches_each_method(tmp_path):
     assert model.attack.eps == pytest.approx(10 / 255)
     assert model.eval_attack.eps == pytest.approx(8 / 255)  # robustness judged at one radius for all trials
 
+    pgd = EpsMaxHyperModel(_config(tmp_path, method={"kind": "adversarial", "attack": {"name": "pgd", "steps": 2}}),
+                           train_arrays=_arrays()).build(_hp(eps_max=12.0))
+    assert pgd.attack.step_size == pytest.approx(12 / 255 / 4)  # unset step: ε / 4 at each radius
+    assert pgd.eval_attack.step_size == pytest.approx(8 / 255 / 4)
+
     config = _config(tmp_path, method={"kind": "robmask", "pgd_steps": 2}, model={"norm": "robmask"},
                      tune_k=True, k_choices=[3], tune_learning_rate=True)
     robmask = EpsMaxHyperModel(config, train_arrays=_arrays())

@@ -12,6 +12,10 @@ callable images in [0, 1] -> logits.
 - :func:`stadv` — spatially transformed adversarial examples (Xiao et al., 2018).
 - :func:`apgd` — Auto-PGD with the CE or DLR loss (Croce & Hein, 2020).
 
+:class:`AttackSpec` is one of these attacks with every setting resolved
+(``AttackSpec.create({"name": "pgd", "eps": "8/255"})``), runnable with
+``spec.run(model_fn, x, y)``: how training, evaluation and tuning name theirs.
+
 XLA (``jit_compile``) is on by default on GPU/TPU only: on CPU it made the
 attacks slower (see ``tfadv.attacks._compile.use_xla``).
 """
@@ -19,6 +23,7 @@ attacks slower (see ``tfadv.attacks._compile.use_xla``).
 from tfadv.attacks.apgd import apgd
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import pgd
+from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec
 from tfadv.attacks.stadv import flow_loss, flow_warp, stadv
 
-__all__ = ["apgd", "fgsm", "pgd", "stadv", "flow_warp", "flow_loss"]
+__all__ = ["ATTACK_NAMES", "AttackSpec", "apgd", "fgsm", "pgd", "stadv", "flow_warp", "flow_loss"]

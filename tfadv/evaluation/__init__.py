@@ -2,26 +2,19 @@
 
 - :func:`evaluate` — models × attacks → results (``eval.json``, ``eval.md``,
   figures), resumable part by part.
-- :class:`AttackSpec`, :func:`pgd_sweep`, :func:`preset` — what to run; the
-  presets ``paper1_table1``, ``paper1_table2``, ``paper2_sweep`` and ``strong``.
+- :func:`pgd_sweep`, :func:`preset` — what to run (attacks are
+  :class:`tfadv.attacks.AttackSpec`\\ s, also exported here); the presets
+  ``paper1_table1``, ``paper1_table2``, ``paper2_sweep`` and ``strong``.
 - :func:`load_model` — a run folder, a ``.keras`` file or a SavedModel.
 - :func:`load_results`, :func:`format_report` and the table functions —
   the tables again from a stored ``eval.json``.
 """
 
+from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec, format_eps, parse_eps
 from tfadv.evaluation.loading import SavedModelFunction, default_name, load_model
 from tfadv.evaluation.results import load_results, save_results
 from tfadv.evaluation.runner import DEFAULT_TRADEOFF_ATTACK, evaluate
-from tfadv.evaluation.specs import (
-    ATTACK_NAMES,
-    PRESETS,
-    SWEEP_EPS,
-    AttackSpec,
-    format_eps,
-    parse_eps,
-    pgd_sweep,
-    preset,
-)
+from tfadv.evaluation.specs import PRESETS, SWEEP_EPS, pgd_sweep, preset
 from tfadv.evaluation.tables import (
     Table,
     accuracy_table,

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv.attacks import AttackSpec
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, default_name, load_model, weights_fingerprint
 from tfadv.evaluation.results import (
@@ -36,7 +37,6 @@ from tfadv.evaluation.results import (
     part_key,
     save_results,
 )
-from tfadv.evaluation.specs import AttackSpec
 from tfadv.evaluation.tables import format_report
 from tfadv.metrics import ssim_distance
 from tfadv.models.conditioning import ConditionedModelFn, bind_condition, condition_inputs, is_conditioned

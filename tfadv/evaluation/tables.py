@@ -19,8 +19,8 @@ Markdown.
 import dataclasses
 from typing import List
 
+from tfadv.attacks.spec import format_eps
 from tfadv.evaluation.results import part_id
-from tfadv.evaluation.specs import format_eps
 
 MISSING = "–"
 

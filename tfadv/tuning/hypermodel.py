@@ -178,9 +178,11 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
         the configured step (``eps / 4`` when unset).
         """
         eps = self.config.method.attack.eps
-        attack = trained.eval_attack
-        step_size = trained.step_fraction * eps if self.config.method.kind == "robmask" else attack.step_size
-        return dataclasses.replace(attack, eps=eps, step_size=step_size)
+        if self.config.method.kind == "robmask":
+            step_size = trained.step_fraction * eps
+        else:  # the spec holds the step resolved for the trial's ε: take the configured one
+            step_size = self.config.method.attack.step_size
+        return dataclasses.replace(trained.eval_attack, eps=eps, step_size=step_size)
 
     def _method_dir(self, config):
         """Where a method keeps files for this ε: offline fine-tuning's adversarial set.

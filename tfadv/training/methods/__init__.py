@@ -5,9 +5,10 @@ the inner model is the one to save. Methods and their settings:
 
 - ``"standard"``: no settings; returns ``inner`` itself (Keras' own step).
 - ``"adversarial"`` (:class:`AdversarialTraining`, Madry et al.):
-  ``attack`` (``AttackSpec``, name or mapping: ``name`` fgsm | pgd | stadv,
-  ``eps``, ``step_size``, ``steps``, ``random_start``, stadv's ``tau``,
-  ``learning_rate``, ``kappa``, ``flow_bound``), ``adversarial_fraction``
+  ``attack`` (a ``tfadv.attacks.AttackSpec`` or its settings: ``name``
+  fgsm | pgd | stadv, ``eps``, ``step_size``, ``steps``, ``random_start``,
+  stadv's ``tau``, ``learning_rate``, ``kappa``, ``flow_bound``; default
+  PGD-10 at 8/255), ``adversarial_fraction``
   (share of each batch attacked, (0, 1], default 1).
 - ``"finetune"`` (the loss-landscape paper): ``attack``; ``online`` (False:
   fine-tune on a stored 1:1 clean+adversarial set, :class:`OfflineFineTuning`;
@@ -35,7 +36,13 @@ Every method logs ``loss``, ``accuracy`` (clean) and ``robust_accuracy``
 import inspect
 import os
 
-from tfadv.training.methods._common import TRAINING_ATTACKS, AttackSpec, TrainingMethod
+from tfadv.attacks import AttackSpec
+from tfadv.training.methods._common import (
+    DEFAULT_ATTACK,
+    TRAINING_ATTACKS,
+    TrainingMethod,
+    training_attack,
+)
 from tfadv.training.methods.adversarial import AdversarialTraining
 from tfadv.training.methods.advprop import AdvProp
 from tfadv.training.methods.bn_finetune import BNFineTuning
@@ -65,8 +72,8 @@ def _settings_of(cls):
             if name not in ("self", "inner", "kwargs")]
 
 
-def _finetune(inner, attack="pgd", online=False, adversarial_examples=None, train_arrays=None,
-              chunk_size=500, jit_compile=None):
+def _finetune(inner, attack=DEFAULT_ATTACK, online=False, adversarial_examples=None,
+              train_arrays=None, chunk_size=500, jit_compile=None):
     if online:
         return AdversarialTraining(inner, attack, adversarial_fraction=ONLINE_FINETUNE_FRACTION)
     if adversarial_examples is None or train_arrays is None:
@@ -128,7 +135,7 @@ def wrap_from_config(inner, config, train_arrays=None, run_dir=None):
     kind = method.kind
     if kind == "standard":
         return wrap(inner, kind)
-    attack = AttackSpec.create(method.attack)
+    attack = training_attack(method.attack)
     if kind == "adversarial":
         return wrap(inner, kind, attack=attack, adversarial_fraction=method.adversarial_fraction)
     if kind == "finetune":
@@ -161,7 +168,8 @@ def wrap_from_config(inner, config, train_arrays=None, run_dir=None):
 
 
 __all__ = [
-    "AdvProp", "AdversarialTraining", "AttackSpec", "BNFineTuning", "METHODS", "OfflineFineTuning",
-    "RobMask", "TRAINING_ATTACKS", "TrainingMethod", "generate_adversarial_examples",
-    "interpolation_model", "load_adversarial_examples", "wrap", "wrap_from_config",
+    "AdvProp", "AdversarialTraining", "AttackSpec", "BNFineTuning", "DEFAULT_ATTACK", "METHODS",
+    "OfflineFineTuning", "RobMask", "TRAINING_ATTACKS", "TrainingMethod",
+    "generate_adversarial_examples", "interpolation_model", "load_adversarial_examples",
+    "training_attack", "wrap", "wrap_from_config",
 ]

@@ -1,4 +1,4 @@
-"""What every training method shares: the attack settings and the base model.
+"""What every training method shares: its attack and the base model.
 
 A training method is a ``keras.Model`` wrapping an *inner* model (the one that
 is saved, evaluated and exported). Its ``train_step`` composes an attack, the
@@ -7,115 +7,45 @@ inner model and the cross-entropy; ``fit`` compiles the step into one
 ``tf.distribute`` strategy, and the attacks inline into it.
 """
 
-import dataclasses
-from typing import Optional
+from collections.abc import Mapping
 
 import keras
 import tensorflow as tf
 
-from tfadv import attacks
+from tfadv.attacks import AttackSpec
 from tfadv.models.conditioning import IMAGES, bind_condition, condition_inputs, is_conditioned
 
 TRAINING_ATTACKS = ("fgsm", "pgd", "stadv")
+"""The attacks training methods craft with; APGD and restarts are for evaluation."""
+
+DEFAULT_ATTACK = AttackSpec("pgd", eps=8 / 255)
+"""The methods' default attack: PGD-10 at 8/255, step ε/4, random start (Madry et al.)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class AttackSpec:
-    """The settings of one training attack, validated once.
+def training_attack(attack):
+    """``AttackSpec.create(attack)`` for training: fgsm, pgd or stadv, with one start.
 
-    Adversarial examples are crafted with the model in inference mode
-    (moving BN statistics): crafting in training mode would average the m
-    intermediate iterates of every step into the moving statistics, and the
-    batch statistics would couple the examples of a batch, so one example's
-    perturbation would depend on its neighbours. Inference mode is also how
-    the model is attacked at evaluation.
-
-    Args:
-        name: ``fgsm``, ``pgd`` or ``stadv``.
-        eps: L∞ radius in pixel units of [0, 1] (``8/255``); fgsm and pgd.
-        step_size: pgd step α; default ``eps / 4``.
-        steps: pgd iterations or stadv Adam steps.
-        random_start: pgd starts from a uniform point of the ε-ball.
-        tau, learning_rate, kappa, flow_bound: stadv's flow-loss weight,
-            Adam step (pixels), margin and optional flow bound.
+    Raises:
+        ValueError: another attack, restarts, or anything ``create`` refuses.
     """
+    # The name is checked before create(), whose list of valid names includes APGD.
+    name = attack.get("name") if isinstance(attack, Mapping) else getattr(attack, "name", attack)
+    if isinstance(name, str) and name not in TRAINING_ATTACKS:
+        raise ValueError(f"attack must be one of {', '.join(TRAINING_ATTACKS)} for training. "
+                         f"Received: attack={name!r}")
+    spec = AttackSpec.create(attack)
+    if spec.restarts not in (None, 1):
+        raise ValueError(f"Training attacks run one start. Received: restarts={spec.restarts}")
+    return spec
 
-    name: str = "pgd"
-    eps: float = 8 / 255
-    step_size: Optional[float] = None
-    steps: int = 10
-    random_start: bool = True
-    tau: float = 0.05
-    learning_rate: float = 0.01
-    kappa: float = 0.0
-    flow_bound: Optional[float] = None
 
-    def __post_init__(self):
-        if self.name not in TRAINING_ATTACKS:
-            raise ValueError(
-                f"attack must be one of {', '.join(TRAINING_ATTACKS)} for training. "
-                f"Received: attack={self.name!r}"
-            )
-        if self.name in ("fgsm", "pgd") and not 0 < self.eps <= 1:
-            raise ValueError(f"eps must be in (0, 1]. Received: eps={self.eps}")
-        if self.step_size is not None and not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0. Received: step_size={self.step_size}")
-        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1. Received: steps={self.steps}")
+def craft(attack, model_fn, x, y):
+    """``attack``'s adversarial batch inside a compiled train or test step.
 
-    @classmethod
-    def create(cls, attack):
-        """An ``AttackSpec`` from a spec, a name, a mapping or an ``AttackConfig``."""
-        if isinstance(attack, cls):
-            return attack
-        if isinstance(attack, str):
-            return cls(name=attack)
-        if dataclasses.is_dataclass(attack):
-            attack = dataclasses.asdict(attack)
-        if not isinstance(attack, dict):
-            raise ValueError(f"attack must be a name, a mapping or an AttackSpec. Received: attack={attack!r}")
-        # AttackConfig's evaluation-only keys: refuse values that would be ignored.
-        if attack.get("targeted", False) or attack.get("restarts", 1) != 1:
-            raise ValueError(
-                "Training attacks are untargeted with one start. Received: "
-                f"targeted={attack.get('targeted', False)}, restarts={attack.get('restarts', 1)}"
-            )
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(attack) - fields - {"targeted", "restarts"})
-        if unknown:
-            raise ValueError(f"Unknown attack setting(s) {unknown}. Available: {sorted(fields)}")
-        # Unset (None) keys keep the spec's defaults, e.g. each attack's own step count.
-        return cls(**{key: value for key, value in attack.items() if key in fields and value is not None})
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-    def __call__(self, model_fn, x, y, eps=None, jit_compile=None):
-        """The adversarial batch of ``x`` against ``model_fn`` (inference mode).
-
-        ``eps`` overrides the radius (a tensor is fine). Inside a
-        ``train_step`` the attack inlines into the step's graph;
-        ``jit_compile`` matters only for eager calls (see ``tfadv.attacks``).
-        """
-        common = {"training": False, "jit_compile": jit_compile}
-        if self.name == "stadv":
-            return attacks.stadv(model_fn, x, y, tau=self.tau, steps=self.steps,
-                                 learning_rate=self.learning_rate, kappa=self.kappa,
-                                 flow_bound=self.flow_bound, **common)
-        eps = self.eps if eps is None else eps
-        if self.name == "fgsm":
-            return attacks.fgsm(model_fn, x, y, eps, **common)
-        step_size = self.step_size if self.step_size is not None else eps / 4
-        return attacks.pgd(model_fn, x, y, eps, step_size, self.steps,
-                           random_start=self.random_start, **common)
-
-    def describe(self):
-        """A short human name, e.g. ``pgd(eps=0.0314, steps=10)``."""
-        if self.name == "stadv":
-            return f"stadv(tau={self.tau}, steps={self.steps})"
-        if self.name == "fgsm":
-            return f"fgsm(eps={self.eps:.4g})"
-        return f"pgd(eps={self.eps:.4g}, steps={self.steps})"
+    Fresh random starts at every step (``batch_index=None``): the spec's
+    Python seed would repeat one start at every step of the compiled loop.
+    """
+    return attack.run(model_fn, x, y, batch_index=None)
 
 
 def cross_entropy(y, logits, sample_weight=None):
@@ -158,7 +88,7 @@ class TrainingMethod(keras.Model):
         if not isinstance(inner, keras.Model):
             raise ValueError(f"inner must be a keras.Model. Received: inner={inner!r}")
         self.inner = inner
-        self.eval_attack = AttackSpec.create(eval_attack)
+        self.eval_attack = training_attack(eval_attack)
         self.eval_condition = float(eval_condition)
         self.eval_attack_condition = float(
             eval_condition if eval_attack_condition is None else eval_attack_condition)
@@ -224,7 +154,7 @@ class TrainingMethod(keras.Model):
         if isinstance(x, dict):
             x = x[IMAGES]
         clean_logits = self.logits(x, self.eval_condition)
-        x_adv = self.eval_attack(self.model_fn(self.eval_attack_condition), x, y)
+        x_adv = craft(self.eval_attack, self.model_fn(self.eval_attack_condition), x, y)
         adversarial_logits = self.logits(x_adv, self.eval_attack_condition)
         self.loss_tracker.update_state(cross_entropy(y, clean_logits, sample_weight),
                                        sample_weight=tf.shape(x)[0])

@@ -3,7 +3,13 @@
 import keras
 import tensorflow as tf
 
-from tfadv.training.methods._common import AttackSpec, TrainingMethod, cross_entropy
+from tfadv.training.methods._common import (
+    DEFAULT_ATTACK,
+    TrainingMethod,
+    craft,
+    cross_entropy,
+    training_attack,
+)
 
 
 class AdversarialTraining(TrainingMethod):
@@ -28,7 +34,8 @@ class AdversarialTraining(TrainingMethod):
 
     Args:
         inner: a plain (unconditioned) model, images → logits.
-        attack: an ``AttackSpec``, attack name or mapping of its settings.
+        attack: an ``AttackSpec``, or a mapping or ``AttackConfig`` of its
+            settings: fgsm, pgd or stadv (default PGD-10 at 8/255).
         adversarial_fraction: share of each batch that is attacked, in (0, 1].
 
     Reference:
@@ -36,8 +43,8 @@ class AdversarialTraining(TrainingMethod):
         Attacks", ICLR 2018.
     """
 
-    def __init__(self, inner, attack="pgd", adversarial_fraction=1.0, **kwargs):
-        attack = AttackSpec.create(attack)
+    def __init__(self, inner, attack=DEFAULT_ATTACK, adversarial_fraction=1.0, **kwargs):
+        attack = training_attack(attack)
         super().__init__(inner, eval_attack=attack, **kwargs)
         if self.conditioned:
             raise ValueError(
@@ -64,7 +71,8 @@ class AdversarialTraining(TrainingMethod):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         n = self._split(x)
         all_adversarial = self.adversarial_fraction == 1.0
-        x_adv = self.attack(self.inner, x if all_adversarial else x[:n], y if all_adversarial else y[:n])
+        x_adv = craft(self.attack, self.inner, x if all_adversarial else x[:n],
+                      y if all_adversarial else y[:n])
         images = x_adv if all_adversarial else tf.concat([x_adv, x[n:]], axis=0)
         if all_adversarial:  # no clean image in the training pass: measure before the update
             self.accuracy_tracker.update_state(y, self.inner(x, training=False), sample_weight)

@@ -3,7 +3,13 @@
 import keras
 import tensorflow as tf
 
-from tfadv.training.methods._common import AttackSpec, TrainingMethod, cross_entropy
+from tfadv.training.methods._common import (
+    DEFAULT_ATTACK,
+    TrainingMethod,
+    craft,
+    cross_entropy,
+    training_attack,
+)
 
 MAIN = 0.0
 AUXILIARY = 1.0
@@ -30,15 +36,16 @@ class AdvProp(TrainingMethod):
 
     Args:
         inner: a conditioned model (``norm="dual_bn"``).
-        attack: an ``AttackSpec``, attack name or mapping of its settings.
+        attack: an ``AttackSpec``, or a mapping or ``AttackConfig`` of its
+            settings: fgsm, pgd or stadv (default PGD-10 at 8/255).
 
     Reference:
         Xie, Tan, Gong, Wang, Yuille & Le, "Adversarial Examples Improve Image
         Recognition", CVPR 2020 (arXiv:1911.09665).
     """
 
-    def __init__(self, inner, attack="pgd", **kwargs):
-        attack = AttackSpec.create(attack)
+    def __init__(self, inner, attack=DEFAULT_ATTACK, **kwargs):
+        attack = training_attack(attack)
         super().__init__(inner, eval_attack=attack, eval_condition=MAIN, **kwargs)
         if not self.conditioned:
             raise ValueError(
@@ -49,7 +56,7 @@ class AdvProp(TrainingMethod):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x_adv = self.attack(self.model_fn(AUXILIARY), x, y)
+        x_adv = craft(self.attack, self.model_fn(AUXILIARY), x, y)
         with tf.GradientTape() as tape:
             clean_logits = self.logits(x, MAIN, training=True)
             adversarial_logits = self.logits(x_adv, AUXILIARY, training=True)

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tfadv.training.methods._common import TrainingMethod, cross_entropy
+from tfadv.training.methods._common import DEFAULT_ATTACK, TrainingMethod, craft, cross_entropy
 
 
 class BNFineTuning(TrainingMethod):
@@ -30,10 +30,11 @@ class BNFineTuning(TrainingMethod):
 
     Args:
         inner: the trained plain model (BN layers ``keras.layers.BatchNormalization``).
-        attack: the attack ``robust_accuracy`` is measured with.
+        attack: the attack ``robust_accuracy`` is measured with (an
+            ``AttackSpec`` or its settings; default PGD-10 at 8/255).
     """
 
-    def __init__(self, inner, attack="pgd", **kwargs):
+    def __init__(self, inner, attack=DEFAULT_ATTACK, **kwargs):
         super().__init__(inner, eval_attack=attack, **kwargs)
         if self.conditioned:
             raise ValueError(f"BN-only fine-tuning needs a plain model. Received: inner={inner.name!r}")
@@ -46,7 +47,7 @@ class BNFineTuning(TrainingMethod):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x_adv = self.eval_attack(self.inner, x, y)
+        x_adv = craft(self.eval_attack, self.inner, x, y)
         with tf.GradientTape() as tape:
             logits = self.inner(x, training=False)  # frozen statistics, trainable γ, β
             loss = cross_entropy(y, logits, sample_weight)

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import tfadv
 from tfadv.models.conditioning import IMAGES
-from tfadv.training.methods._common import AttackSpec, TrainingMethod, cross_entropy
+from tfadv.training.methods._common import TrainingMethod, cross_entropy, training_attack
 
 ADVERSARIAL = "adversarial"
 """Key of the per-example flag (1 adversarial, 0 clean) in the fine-tuning inputs."""
@@ -54,7 +54,8 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
         model: the (pretrained, plain) Keras model to attack, in inference mode.
         x: float32 images ``[N, H, W, C]`` in [0, 1].
         y: int labels ``[N]``.
-        attack: an ``AttackSpec``, attack name or mapping of its settings.
+        attack: an ``AttackSpec``, or a mapping or ``AttackConfig`` of its
+            settings: fgsm, pgd or stadv.
         path: the ``.h5`` file to write (folders are created).
         chunk_size: images attacked per call (one compiled graph per chunk size).
         jit_compile: compile the attack with XLA. On CPU, XLA's convolutions
@@ -64,7 +65,7 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
     Returns:
         ``path``.
     """
-    attack = AttackSpec.create(attack)
+    attack = training_attack(attack)
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     if len(x) != len(y):
@@ -72,7 +73,7 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1. Received: chunk_size={chunk_size}")
     record = {
-        "attack": json.dumps(attack.as_dict(), sort_keys=True),
+        "attack": json.dumps(attack.settings(), sort_keys=True),
         "model_name": model.name,
         "model_sha256": _model_fingerprint(model),
         "data_sha256": _fingerprint(x, y),
@@ -97,7 +98,10 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
         images = handle["adversarial_images"]
         for start in range(int(handle.attrs["completed"]), len(x), chunk_size):
             stop = min(start + chunk_size, len(x))
-            images[start:stop] = np.asarray(attack(model, x[start:stop], y[start:stop], jit_compile=jit_compile))
+            # Chunk b's random starts come from (seed, b), so a resumed set equals an uninterrupted one.
+            x_adv = attack.run(model, x[start:stop], y[start:stop], batch_index=start // chunk_size,
+                               jit_compile=jit_compile)
+            images[start:stop] = np.asarray(x_adv)
             handle.flush()
             handle.attrs["completed"] = stop
             handle.flush()

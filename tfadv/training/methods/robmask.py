@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfadv import attacks
 from tfadv.layers import ConditionedBatchNormalization
-from tfadv.training.methods._common import AttackSpec, TrainingMethod, cross_entropy
+from tfadv.training.methods._common import TrainingMethod, cross_entropy
 
 MULTIPLIER_GROUPS = ("basis", "shift", "network")
 
@@ -82,8 +82,8 @@ class RobMask(TrainingMethod):
             if not factor > 0:
                 raise ValueError(
                     f"learning_rate_multipliers must be > 0. Received: learning_rate_multipliers={multipliers}")
-        eval_attack = AttackSpec("pgd", eps=eps_max, step_size=step_fraction * eps_max, steps=steps,
-                                 random_start=random_start)
+        eval_attack = attacks.AttackSpec("pgd", eps=eps_max, step_size=step_fraction * eps_max,
+                                         steps=steps, random_start=random_start)
         super().__init__(inner, eval_attack=eval_attack, eval_condition=0.0,
                          eval_attack_condition=1.0, **kwargs)
         if not self.conditioned:
