@@ -4,6 +4,10 @@
 - :class:`ConditionedBatchNormalization`: RobMask's strength-conditioned BN
   (shared statistics, rescaling from k bases), also used for masking
   interpolation; :func:`encode_strength` is its encoding u(p).
+
+Both extend ``_batch_statistics.BatchStatisticsNormalization``, which holds
+what they share (configuration, moving statistics, serialization); each file
+holds only its rescaling.
 """
 
 from tfadv.layers.conditioned_batch_normalization import (

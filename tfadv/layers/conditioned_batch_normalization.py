@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-from keras import initializers, ops
+from keras import ops
 
-from tfadv.layers.dual_batch_normalization import add_moving_statistic
+from tfadv.layers._batch_statistics import BatchStatisticsNormalization
 
 
 def encode_strength(p, k):
@@ -45,7 +45,7 @@ def _tiled(initializer, k):
 
 
 @keras.saving.register_keras_serializable(package="tfadv")
-class ConditionedBatchNormalization(keras.layers.Layer):
+class ConditionedBatchNormalization(BatchStatisticsNormalization):
     """Batch normalization whose rescaling depends on a strength p per example.
 
     The normalization statistics (batch or moving mean and variance) are
@@ -98,49 +98,16 @@ class ConditionedBatchNormalization(keras.layers.Layer):
         Generalization" (RobMask), Algorithm 1 and Sec. 3.2.
     """
 
-    def __init__(
-        self,
-        k=2,
-        momentum=0.9,
-        epsilon=1e-5,
-        center=True,
-        scale=True,
-        beta_initializer="zeros",
-        gamma_initializer="ones",
-        moving_mean_initializer="zeros",
-        moving_variance_initializer="ones",
-        synchronized=False,
-        **kwargs,
-    ):
+    def __init__(self, k=2, **kwargs):
         super().__init__(**kwargs)
         if int(k) != k or k < 1:
             raise ValueError(f"k must be an integer >= 1. Received: k={k}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum}")
-        if epsilon <= 0:
-            raise ValueError(f"epsilon must be > 0. Received: epsilon={epsilon}")
         self.k = int(k)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.center = center
-        self.scale = scale
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.synchronized = synchronized
         self.gamma_basis = None
         self.beta_basis = None
 
     def build(self, input_shape):
-        x_shape, _ = input_shape
-        channels = x_shape[-1]
-        if channels is None:
-            raise ValueError(
-                f"ConditionedBatchNormalization needs a known channel dimension. "
-                f"Received: input_shape={input_shape}"
-            )
-        self._reduction_axes = list(range(len(x_shape) - 1))
+        channels = self._channels(input_shape)
         if self.scale:
             self.gamma_basis = self.add_weight(
                 shape=(self.k, channels), name="gamma_basis",
@@ -149,10 +116,7 @@ class ConditionedBatchNormalization(keras.layers.Layer):
             self.beta_basis = self.add_weight(
                 shape=(self.k, channels), name="beta_basis",
                 initializer=_tiled(self.beta_initializer, self.k), autocast=False)
-        self.moving_mean = add_moving_statistic(
-            self, "moving_mean", self.moving_mean_initializer, (channels,))
-        self.moving_variance = add_moving_statistic(
-            self, "moving_variance", self.moving_variance_initializer, (channels,))
+        self.moving_mean, self.moving_variance = self._add_moving_statistics("", channels)
 
     def call(self, inputs, training=None):
         x, condition = inputs
@@ -163,19 +127,12 @@ class ConditionedBatchNormalization(keras.layers.Layer):
         beta = ops.reshape(u @ self.beta_basis, per_example) if self.center else 0.0
 
         if training and self.trainable:
-            mean, variance = ops.moments(x, axes=self._reduction_axes,
-                                         synchronized=self.synchronized)
-            self.moving_mean.assign(
-                self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            mean, variance = self._batch_moments(x)
+            self._update_moving_statistics(self.moving_mean, self.moving_variance, mean, variance)
         else:
             mean, variance = self.moving_mean, self.moving_variance
-        multiplier = gamma * ops.rsqrt(variance + self.epsilon)
-        return ops.cast(x * multiplier + (beta - mean * multiplier), self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
+        multiplier, offset = self._affine_map(gamma, beta, mean, variance)
+        return ops.cast(x * multiplier + offset, self.compute_dtype)
 
     def set_bases_from(self, batch_norms, statistics_from=0):
         """Load row j of the bases from ``batch_norms[j]``'s gamma and beta.
@@ -206,17 +163,4 @@ class ConditionedBatchNormalization(keras.layers.Layer):
         self.moving_variance.assign(ops.convert_to_numpy(source.moving_variance))
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "k": self.k,
-            "momentum": self.momentum,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer": initializers.serialize(
-                self.moving_variance_initializer),
-            "synchronized": self.synchronized,
-        }
+        return {**super().get_config(), "k": self.k}

@@ -1,7 +1,9 @@
 """AdvProp's dual batch normalization: a main and an auxiliary BN in one layer."""
 
 import keras
-from keras import initializers, ops
+from keras import ops
+
+from tfadv.layers._batch_statistics import BatchStatisticsNormalization
 
 
 def _per_example(condition, rank):
@@ -9,35 +11,8 @@ def _per_example(condition, rank):
     return ops.reshape(ops.cast(condition, "float32"), [-1] + [1] * (rank - 1))
 
 
-def add_moving_statistic(layer, name, initializer, shape):
-    """A non-trainable float32 moving statistic of ``layer``, replica-local under tf.distribute.
-
-    Each replica updates its own copy during a step without communication
-    (``synchronization="on_read"``) and reading it outside the step (saving,
-    ``get_weights``) averages the copies (``aggregation="mean"``), as tf-keras'
-    BN did. Keras 3's ``add_weight`` takes no ``synchronization``, so the
-    variable is made here and tracked by assigning it to the layer.
-    """
-    with keras.name_scope(layer.name, caller=layer):
-        return keras.Variable(initializer=initializer, shape=shape, dtype="float32",
-                              trainable=False, autocast=False, aggregation="mean",
-                              synchronization="on_read", name=name)
-
-
-def _moving_average_update(variable, value, momentum, share):
-    """``variable ← variable - (1 - momentum) · share · (variable - value)``.
-
-    ``share = 1`` is the usual Keras update
-    ``variable · momentum + value · (1 - momentum)``; ``share = 0`` leaves the
-    variable untouched. Written as one assign (no ``tf.cond``) so it compiles
-    to the same graph for every share, under XLA too.
-    """
-    rate = (1.0 - momentum) * share
-    variable.assign(variable - rate * (variable - value))
-
-
 @keras.saving.register_keras_serializable(package="tfadv")
-class DualBatchNormalization(keras.layers.Layer):
+class DualBatchNormalization(BatchStatisticsNormalization):
     """Two batch normalizations, main and auxiliary, selected per example.
 
     AdvProp keeps separate normalization for clean and adversarial images:
@@ -100,109 +75,52 @@ class DualBatchNormalization(keras.layers.Layer):
         https://arxiv.org/abs/1911.09665
     """
 
-    def __init__(
-        self,
-        momentum=0.9,
-        epsilon=1e-5,
-        center=True,
-        scale=True,
-        beta_initializer="zeros",
-        gamma_initializer="ones",
-        moving_mean_initializer="zeros",
-        moving_variance_initializer="ones",
-        synchronized=False,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum}")
-        if epsilon <= 0:
-            raise ValueError(f"epsilon must be > 0. Received: epsilon={epsilon}")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.center = center
-        self.scale = scale
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
-        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.synchronized = synchronized
-        self.supports_masking = False
-
     def build(self, input_shape):
-        x_shape, _ = input_shape
-        channels = x_shape[-1]
-        if channels is None:
-            raise ValueError(
-                f"DualBatchNormalization needs a known channel dimension. "
-                f"Received: input_shape={input_shape}"
-            )
-        self._reduction_axes = list(range(len(x_shape) - 1))
-        shape = (channels,)
+        channels = self._channels(input_shape)
         for branch in ("main", "aux"):
             if self.scale:
                 setattr(self, f"{branch}_gamma", self.add_weight(
-                    shape=shape, name=f"{branch}_gamma",
+                    shape=(channels,), name=f"{branch}_gamma",
                     initializer=self.gamma_initializer, autocast=False))
             if self.center:
                 setattr(self, f"{branch}_beta", self.add_weight(
-                    shape=shape, name=f"{branch}_beta",
+                    shape=(channels,), name=f"{branch}_beta",
                     initializer=self.beta_initializer, autocast=False))
-            setattr(self, f"{branch}_moving_mean", add_moving_statistic(
-                self, f"{branch}_moving_mean", self.moving_mean_initializer, shape))
-            setattr(self, f"{branch}_moving_variance", add_moving_statistic(
-                self, f"{branch}_moving_variance", self.moving_variance_initializer, shape))
+            moving_mean, moving_variance = self._add_moving_statistics(f"{branch}_", channels)
+            setattr(self, f"{branch}_moving_mean", moving_mean)
+            setattr(self, f"{branch}_moving_variance", moving_variance)
 
-    def _affine(self, branch):
-        """The branch's (gamma, beta), ones/zeros when scale/center are off."""
+    def _branch(self, branch):
+        """The branch's (gamma, beta, moving_mean, moving_variance); gamma, beta
+        are 1 and 0 when scale/center are off."""
         gamma = getattr(self, f"{branch}_gamma") if self.scale else 1.0
         beta = getattr(self, f"{branch}_beta") if self.center else 0.0
-        return gamma, beta
+        return (gamma, beta, getattr(self, f"{branch}_moving_mean"),
+                getattr(self, f"{branch}_moving_variance"))
 
     def call(self, inputs, training=None):
         x, condition = inputs
         x = ops.cast(x, "float32")  # statistics overflow in float16: compute in float32
         p = _per_example(condition, len(x.shape))
-        main_gamma, main_beta = self._affine("main")
-        aux_gamma, aux_beta = self._affine("aux")
+        main_gamma, main_beta, main_moving_mean, main_moving_variance = self._branch("main")
+        aux_gamma, aux_beta, aux_moving_mean, aux_moving_variance = self._branch("aux")
 
         if training and self.trainable:
-            mean, variance = ops.moments(x, axes=self._reduction_axes,
-                                         synchronized=self.synchronized)
+            mean, variance = self._batch_moments(x)
             aux_share = ops.mean(p)
-            for branch, share in (("main", 1.0 - aux_share), ("aux", aux_share)):
-                _moving_average_update(getattr(self, f"{branch}_moving_mean"),
-                                       mean, self.momentum, share)
-                _moving_average_update(getattr(self, f"{branch}_moving_variance"),
-                                       variance, self.momentum, share)
+            self._update_moving_statistics(main_moving_mean, main_moving_variance, mean, variance,
+                                           share=1.0 - aux_share)
+            self._update_moving_statistics(aux_moving_mean, aux_moving_variance, mean, variance,
+                                           share=aux_share)
             gamma = (1.0 - p) * main_gamma + p * aux_gamma
             beta = (1.0 - p) * main_beta + p * aux_beta
-            multiplier = gamma * ops.rsqrt(variance + self.epsilon)
-            offset = beta - mean * multiplier
+            multiplier, offset = self._affine_map(gamma, beta, mean, variance)
         else:
             # Each BN is affine in x, so their mix is one per-example affine map.
-            main_multiplier = main_gamma * ops.rsqrt(self.main_moving_variance + self.epsilon)
-            aux_multiplier = aux_gamma * ops.rsqrt(self.aux_moving_variance + self.epsilon)
-            main_offset = main_beta - self.main_moving_mean * main_multiplier
-            aux_offset = aux_beta - self.aux_moving_mean * aux_multiplier
+            main_multiplier, main_offset = self._affine_map(
+                main_gamma, main_beta, main_moving_mean, main_moving_variance)
+            aux_multiplier, aux_offset = self._affine_map(
+                aux_gamma, aux_beta, aux_moving_mean, aux_moving_variance)
             multiplier = (1.0 - p) * main_multiplier + p * aux_multiplier
             offset = (1.0 - p) * main_offset + p * aux_offset
         return ops.cast(x * multiplier + offset, self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "momentum": self.momentum,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer": initializers.serialize(
-                self.moving_variance_initializer),
-            "synchronized": self.synchronized,
-        }
