@@ -54,3 +54,11 @@ def test_every_shipped_config_validates():
     assert paths, "configs/ ships experiment files"
     for path in paths:
         load_config(path)
+
+
+def test_config_attack_names_match_the_attacks_package():
+    # tfadv.config imports nothing of tfadv, so it keeps its own copy of the names.
+    from tfadv.attacks.spec import ATTACK_NAMES
+    from tfadv.config import ATTACK_NAMES as CONFIG_ATTACK_NAMES
+
+    assert tuple(CONFIG_ATTACK_NAMES) == tuple(ATTACK_NAMES)

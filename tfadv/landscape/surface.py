@@ -96,42 +96,38 @@ def per_example_loss(loss):
     raise ValueError(f"loss must be 'crossentropy', 'mse' or a callable. Received: loss={loss!r}")
 
 
-_ATTACK_DEFAULTS = {
-    "fgsm": {"eps": 8 / 255},
-    # No random start by default: a surface must be deterministic to resume exactly.
-    "pgd": {"eps": 8 / 255, "step_size": 2 / 255, "steps": 10, "random_start": False},
-}
+SURFACE_ATTACKS = ("fgsm", "pgd")
+# A surface must be deterministic to resume exactly: PGD starts at x, not at a random point.
+_SURFACE_DEFAULTS = {"eps": 8 / 255, "random_start": False}
 
 
 def resolve_attack(attack):
     """``(model_fn, x, y) -> x_adv`` and a JSON-able description, or ``(None, None)``.
 
     Args:
-        attack: ``None``; ``"fgsm"`` / ``"pgd"``; a dict ``{"name": "pgd",
-            "eps": 8/255, "step_size": 2/255, "steps": 10, "random_start":
-            False}`` (missing keys take those defaults) forwarded to
-            :mod:`tfadv.attacks`; or a callable ``(model_fn, x, y) -> x_adv``.
+        attack: ``None``; ``"fgsm"`` / ``"pgd"``; a mapping such as ``{"name":
+            "pgd", "eps": 8/255, "step_size": 2/255, "steps": 10}`` read by
+            :meth:`tfadv.attacks.AttackSpec.create` (ε defaults to 8/255 and
+            PGD to no random start here); or a callable ``(model_fn, x, y) -> x_adv``.
     """
     if attack is None:
         return None, None
     if callable(attack):
         return attack, {"name": getattr(attack, "__name__", type(attack).__name__)}
-    spec = {"name": attack} if isinstance(attack, str) else dict(attack)
-    name = spec.pop("name", None)
-    if name not in _ATTACK_DEFAULTS:
+    from tfadv.attacks import AttackSpec
+
+    options = {"name": attack} if isinstance(attack, str) else dict(attack)
+    if options.get("name") not in SURFACE_ATTACKS:
         raise ValueError(
-            f"attack must be one of {sorted(_ATTACK_DEFAULTS)}, a dict with such a 'name', "
+            f"attack must be one of {list(SURFACE_ATTACKS)}, a dict with such a 'name', "
             f"or a callable. Received: attack={attack!r}"
         )
-    options = {**_ATTACK_DEFAULTS[name], **spec}
-    from tfadv import attacks
-
-    function = getattr(attacks, name)
+    spec = AttackSpec.create({**_SURFACE_DEFAULTS, **options})
 
     def run_attack(model_fn, x, y):
-        return function(model_fn, x, y, **options)
+        return spec.run(model_fn, x, y)
 
-    return run_attack, {"name": name, **options}
+    return run_attack, spec.settings()
 
 
 def _sha256(arrays):
