@@ -27,6 +27,15 @@ def _figure(**kwargs):
     return figure
 
 
+# Li et al.'s plot_2D default (vmax=10): losses explode at the grid's edges, and a
+# scale reaching them leaves no contour near the minimum. Pass vmax=np.inf for none.
+DEFAULT_LOSS_VMAX = 10.0
+
+
+def _cap(key, vmax):
+    return DEFAULT_LOSS_VMAX if vmax is None and key == "loss" else vmax
+
+
 def _values(surface, key):
     if key not in ("loss", "acc"):
         raise ValueError(f"key must be 'loss' or 'acc'. Received: key={key!r}")
@@ -46,7 +55,7 @@ def shared_levels(arrays, vmax=None, count=15):
     if finite.size == 0:
         raise ValueError("the surfaces have no finite values to plot yet. Received: all NaN")
     low, high = float(finite.min()), float(finite.max())
-    if vmax is not None:
+    if vmax is not None and np.isfinite(vmax):
         high = min(high, float(vmax))
     if not high > low:
         high = low + 1e-6
@@ -98,7 +107,7 @@ def plot_2d(surface_path, out_path, key="loss", kind="contour", vmax=None, level
     if surface["y"] is None:
         raise ValueError(f"plot_2d needs a 2-D surface. Received: surface_path={surface_path!r} (1-D)")
     z = _values(surface, key)
-    levels = np.asarray(levels) if levels is not None else shared_levels([z], vmax)
+    levels = np.asarray(levels) if levels is not None else shared_levels([z], _cap(key, vmax))
     figure = _figure(figsize=(5.5, 4.5))
     axes = figure.add_subplot(projection="3d" if kind == "3d" else None)
     artist = _draw_2d(axes, surface, z, kind, levels, trajectory)
@@ -119,7 +128,7 @@ def plot_1d(surface_path, out_path, vmax=None, title=None):
     axes.plot(surface["x"], surface["loss"], color="tab:blue", label="loss")
     axes.set_xlabel("α")
     axes.set_ylabel("loss", color="tab:blue")
-    if vmax is not None:
+    if vmax is not None:  # 1-D curves show their whole range unless capped on purpose
         axes.set_ylim(top=vmax)
     accuracy_axes = axes.twinx()
     accuracy_axes.plot(surface["x"], 100 * surface["acc"], color="tab:red", linestyle="--",
@@ -183,7 +192,7 @@ def compare_figure(surface_paths, names, out_path, key="loss", kind="filled", vm
     if len(dims) != 1:
         raise ValueError(f"compare_figure needs surfaces of one dimension. Received: surface_paths={surface_paths}")
     values = [_values(s, key) for s in surfaces]
-    levels = shared_levels(values, vmax)
+    levels = shared_levels(values, _cap(key, vmax))
     count = len(surfaces)
     figure = _figure(figsize=(4.2 * count + 1.0, 4.0))
     if dims == {1}:
