@@ -81,3 +81,14 @@ def test_robmask_k_is_validated():
         models.build("tiny", norm="robmask", norm_options={"k": 0})
     with pytest.raises(ValueError, match="'k' applies to norm='robmask'"):
         models.build("tiny", norm="bn", norm_options={"k": 2})
+
+
+def test_importing_tfadv_prints_no_tensorflow_noise():
+    import subprocess
+    import sys
+
+    code = "import tfadv.models as m; m.build('tiny')(__import__('numpy').zeros((1, 32, 32, 3), 'float32'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "" and result.stdout.strip() == ""

@@ -92,3 +92,62 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     assert main(["train", str(bad), *overrides]) == 2
     assert "resnet7" in capsys.readouterr().err
     assert not (tmp_path / "experiment").exists()
+
+
+METHOD_CASES = {
+    "adversarial": ({"name": "tiny"}, {"kind": "adversarial", "adversarial_fraction": 0.5,
+                                       "attack": {"name": "pgd", "eps": "8/255", "steps": 2}}),
+    "advprop": ({"name": "tiny", "norm": "dual_bn"}, {"kind": "advprop",
+                                                      "attack": {"name": "fgsm", "eps": "4/255"}}),
+    "robmask": ({"name": "tiny", "norm": "robmask"}, {"kind": "robmask", "eps_max": "8/255", "pgd_steps": 2,
+                                                      "attack": {"name": "pgd", "eps": "8/255"}}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(METHOD_CASES))
+def test_cli_trains_and_resumes_every_method(kind, tmp_path):
+    import keras
+
+    model, method = METHOD_CASES[kind]
+    data = {**TINY, "name": kind, "output_dir": str(tmp_path), "model": model, "method": method}
+    data["train"] = {**TINY["train"], "epochs": 2}
+    config_path = tmp_path / f"{kind}.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    first = train_from_config(load_config(config_path), stop_after_epochs=1)
+    assert not first.completed
+    assert main(["train", str(config_path)]) == 0  # resumes at epoch 2
+    history = read_history(tmp_path / kind / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2]
+    assert history[0] == first.history[0]
+    for key in ("accuracy", "robust_accuracy", "val_accuracy", "val_robust_accuracy"):
+        assert 0.0 <= float(history[-1][key]) <= 1.0, key
+    loaded = keras.models.load_model(tmp_path / kind / "model.keras")
+    from tfadv.models import is_conditioned
+
+    assert is_conditioned(loaded) == (kind != "adversarial")
+
+
+def test_offline_finetuning_from_the_cli_stores_the_set_and_covers_2n_per_epoch(tmp_path):
+    import h5py
+
+    clean = train_from_config(_config(tmp_path, "clean", epochs=1))
+    data = {**TINY, "name": "ft", "output_dir": str(tmp_path),
+            "model": {"name": "tiny", "init_from": clean.run_dir},
+            "method": {"kind": "finetune", "attack": {"name": "fgsm", "eps": "8/255"}}}
+    data["train"] = {**TINY["train"], "epochs": 1}
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["train", str(path)]) == 0
+    with h5py.File(tmp_path / "ft" / "adversarial_examples.h5") as stored:
+        images = [stored[k] for k in stored if getattr(stored[k], "shape", ())[:1] == (256,)]
+        assert images, "one stored adversarial example per training image"
+    assert list((tmp_path / "ft" / "tensorboard").rglob("*"))
+    # 256 clean + 256 adversarial images at batch 32: 16 optimizer steps in the epoch.
+    import tensorflow as tf
+
+    checkpoint = tf.train.latest_checkpoint(str(tmp_path / "ft" / "checkpoints"))
+    names = [n for n, _ in tf.train.list_variables(checkpoint) if "iteration" in n]
+    assert names and int(tf.train.load_variable(checkpoint, names[0])) == 16
+    from tfadv.training import load_model
+
+    assert load_model(tmp_path / "ft").count_params() == clean.model.count_params()
