@@ -99,3 +99,21 @@ def test_bench_json_is_one_object_with_ratio_rows(capsys, monkeypatch):
     assert report["rows"][0]["ratio"] == pytest.approx(0.95) and report["rows"][0]["pass"]
     assert report["environment"]["tensorflow"]
     assert main(["bench", "nonsense"]) == 2
+
+
+def test_landscape_command_pca_directions_from_checkpoints(tiny_run, tmp_path):
+    import keras
+
+    model = keras.models.load_model(os.path.join(tiny_run, "model.keras"))
+    checkpoints = []
+    for i in range(3):  # a made-up trajectory ending at the model
+        for variable in model.trainable_variables:
+            variable.assign(variable * (1.0 + 0.1 * (3 - i)))
+        path = tmp_path / f"step{i}.weights.h5"
+        model.save_weights(path)
+        checkpoints.append(str(path))
+    out = tmp_path / "pca"
+    assert main(["landscape", tiny_run, "--grid", "-1:1:3", "--examples", "16", "--out", str(out),
+                 "--hutchinson-samples", "0", "--no-plots", "--pca-checkpoints", *checkpoints]) == 0
+    with h5py.File(out / "tiny" / "surface.h5") as surface:
+        assert np.isfinite(surface["train_loss"][...]).all()

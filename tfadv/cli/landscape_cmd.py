@@ -24,6 +24,9 @@ def add_parser(subparsers):
     parser.add_argument("--same-dir", action="store_true", help="use the same direction twice")
     parser.add_argument("--interpolate-to", default=None, metavar="MODEL",
                         help="1-D path from MODEL to this model instead of random directions")
+    parser.add_argument("--pca-checkpoints", nargs="+", default=None, metavar="CHECKPOINT",
+                        help="2-D PCA directions of this training trajectory (.keras or .weights.h5 "
+                        "files) instead of random directions")
     parser.add_argument("--attack", default=None, choices=("fgsm", "pgd"),
                         help="adversarial loss surface: the loss under this attack at each point")
     parser.add_argument("--eps", type=float, default=8 / 255, help="attack strength (pixel units)")
@@ -55,7 +58,7 @@ def run(args):
             load_model(path), x, y, args.out, name=name, dim=args.dim, grid=args.grid,
             ygrid=args.ygrid, examples=min(args.examples, len(x)), batch_size=args.batch_size,
             norm=args.norm, ignore=args.ignore, mode=args.mode, seed=args.seed,
-            same_dir=args.same_dir, other_model=other, p=args.p, attack=attack, split=args.split,
+            same_dir=args.same_dir, other_model=other, checkpoints=args.pca_checkpoints, p=args.p, attack=attack, split=args.split,
             hessian_top_k=args.hessian_top_k, hutchinson_samples=args.hutchinson_samples,
             plots=not args.no_plots,
         )
