@@ -222,37 +222,6 @@ def source_line(table):
 # ------------------------------------------------------------------ report helpers
 
 
-def embed_eval_report(markdown, folder):
-    """An ``eval.md`` inside a report: headings two levels down, figure links re-rooted at ``folder``."""
-    out = []
-    for line in markdown.splitlines():
-        if line.startswith("#"):
-            line = "##" + line
-        if line.startswith("![") and "](" in line:
-            label, target = line[2:].split("](", 1)
-            line = f"![{label}]({folder}/{target}"
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
-def runs_table(results, root):
-    """One row per run: folder, method, epochs done, final validation accuracies."""
-    lines = ["| run | method | epochs | val accuracy | val robust accuracy |", "|---|---|---:|---:|---:|"]
-    for result in results:
-        with open(os.path.join(result.run_dir, "config.yaml"), encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-        last = result.history[-1] if result.history else {}
-
-        def percent(key):
-            value = last.get(key)
-            return "–" if value in (None, "") else f"{100 * float(value):.2f}"
-
-        name = os.path.basename(result.run_dir)
-        lines.append(f"| [{name}]({os.path.relpath(result.run_dir, root)}) | {config['method']['kind']} | "
-                     f"{len(result.history)} | {percent('val_accuracy')} | {percent('val_robust_accuracy')} |")
-    return "\n".join(lines)
-
-
 def scale_note(args, epochs):
     """One sentence on how far this run is from the paper's scale."""
     parts = []

@@ -36,6 +36,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402  (the tools folder, on the path above)
+from tfadv.training.runs import runs_table  # noqa: E402
 
 ROLES = ("clean", "fgsm", "pgd", "stadv")
 ATTACK_ORDER = ("fgsm", "pgd", "stadv")  # Table 1's attack columns
@@ -188,7 +189,7 @@ def write_report(path, args, settings, configs, runs, results, landscapes, publi
         f"Evaluated on {results['dataset']['num_examples']} test images. "
         f"Total time of this call {seconds / 60:.1f} min. Every run folder holds its resolved "
         "`config.yaml`; the configs' comments say which settings the paper states and which are our choice.",
-        "", "## Runs", "", _common.runs_table([runs[role] for role in ROLES], root), "",
+        "", "## Runs", "", runs_table([runs[role] for role in ROLES], root), "",
         "## Tables", "",
     ]
     lines += paper_tables(results, published, settings["names"])

@@ -28,6 +28,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402  (the tools folder, on the path above)
+from tfadv.training.runs import runs_table  # noqa: E402
 
 ARCHS = ("resnet18", "preact_resnet18", "densenet121")
 DATASETS = ("cifar10", "cifar100")
@@ -134,7 +135,7 @@ def write_report(path, args, settings, configs, runs, results, published, second
         f"Scale: {_common.scale_note(args, epochs)}. Evaluated on {results['dataset']['num_examples']} "
         f"test images. Total time of this call {seconds / 60:.1f} min. Every run folder holds its "
         "resolved `config.yaml`.", "",
-        "## Runs", "", _common.runs_table([runs[m] for m in METHODS], root), "",
+        "## Runs", "", runs_table([runs[m] for m in METHODS], root), "",
         "## Accuracy under PGD over ε", "",
     ]
     lines += sweep_comparison(results, published, args)

@@ -168,7 +168,8 @@ def _sharpness_table(sharpness):
 
 
 def write_report(path, args, runs, table1, sweep, figures, sharpness, export_dir, answers, y_test, seconds):
-    from tfadv.evaluation import format_report
+    from tfadv.evaluation import embed_report, format_report
+    from tfadv.training.runs import runs_table
 
     root = os.path.dirname(path)
 
@@ -179,21 +180,11 @@ def write_report(path, args, runs, table1, sweep, figures, sharpness, export_dir
         "# tfadv quickstart", "",
         f"Dataset `{args.data}`; CIFAR ResNet-20 models; evaluated on the first {len(y_test)} test "
         f"images. Total time {seconds / 60:.1f} min. Every run folder holds its resolved config.",
-        "", "## Runs", "", "| run | method | epochs | final val accuracy | val robust accuracy |",
-        "|---|---|---:|---:|---:|",
+        "", "## Runs", "", runs_table(list(runs.values()), root),
     ]
-    for role, result in runs.items():
-        last = result.history[-1] if result.history else {}
-        config = _run_config(result.run_dir)
-        robust = last.get("val_robust_accuracy")
-        lines.append(
-            f"| [{os.path.basename(result.run_dir)}]({rel(result.run_dir)}) | {config['method']['kind']} | "
-            f"{len(result.history)} | {float(last.get('val_accuracy', 'nan')):.4f} | "
-            f"{'–' if robust in (None, '') else f'{float(robust):.4f}'} |"
-        )
-    lines += ["", "## Paper 1: Tables 1 and 2", "", _demote(format_report(table1), rel, "eval-paper1"),
+    lines += ["", "## Paper 1: Tables 1 and 2", "", embed_report(format_report(table1), "eval-paper1"),
               "## Paper 2: ε sweep and the RobMask trade-off", "",
-              _demote(format_report(sweep), rel, "eval-paper2"),
+              embed_report(format_report(sweep), "eval-paper2"),
               "## Loss landscapes (filter-normalized, 2-D)", ""]
     for kind, figure in figures.items():
         lines.append(f"![{kind}]({rel(figure)})")
@@ -207,26 +198,6 @@ def write_report(path, args, runs, table1, sweep, figures, sharpness, export_dir
         lines.append(f"| {p:g} | {predicted} | {y_test[:8].tolist()} |")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
-
-
-def _demote(markdown, rel, folder):
-    """An eval.md embedded in the report: headings one level down, figure links re-rooted."""
-    out = []
-    for line in markdown.splitlines():
-        if line.startswith("#"):
-            line = "#" + line
-        if line.startswith("![") and "](" in line:
-            label, target = line[2:].split("](", 1)
-            line = f"![{label}]({folder}/{target}"
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
-def _run_config(run_dir):
-    import yaml
-
-    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
 
 
 def run(args):

@@ -192,3 +192,21 @@ def format_report(results):
 
 __all__ = ["Table", "accuracy_table", "all_tables", "format_report", "ssim_table", "sweep_table",
            "tradeoff_tables"]
+
+
+def embed_report(markdown, folder, extra_levels=1):
+    """An ``eval.md`` inside a larger report.
+
+    Headings go ``extra_levels`` levels down and figure links are re-rooted
+    at ``folder`` (the evaluation's folder, relative to the report).
+    """
+    out = []
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            line = "#" * extra_levels + line
+        if line.startswith("![") and "](" in line:
+            label, target = line[2:].split("](", 1)
+            line = f"![{label}]({folder}/{target}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+

@@ -91,3 +91,29 @@ def write_json(path, data):
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, default=str)
     os.replace(tmp, path)
+
+
+def runs_table(results, root):
+    """A Markdown table of training runs: linked folder, method, epochs, final validation accuracies.
+
+    Args:
+        results: ``RunResult``s (``run_dir`` and ``history``).
+        root: the folder the report is written in (links are relative to it).
+    """
+    import yaml
+
+    lines = ["| run | method | epochs | val accuracy (%) | val robust accuracy (%) |", "|---|---|---:|---:|---:|"]
+    for result in results:
+        with open(os.path.join(result.run_dir, "config.yaml"), encoding="utf-8") as handle:
+            method = (yaml.safe_load(handle) or {}).get("method", {}).get("kind", "standard")
+        last = result.history[-1] if result.history else {}
+
+        def percent(key):
+            value = last.get(key)
+            return "–" if value in (None, "") else f"{100 * float(value):.2f}"
+
+        name = os.path.basename(result.run_dir)
+        lines.append(f"| [{name}]({os.path.relpath(result.run_dir, root)}) | {method} | "
+                     f"{len(result.history)} | {percent('val_accuracy')} | {percent('val_robust_accuracy')} |")
+    return "\n".join(lines)
+
