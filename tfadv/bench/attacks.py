@@ -126,20 +126,9 @@ def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed
     }
 
 
-def summary(result):
-    """Two printable lines: the figures, the targets and pass/fail."""
-    verdict = {True: "PASS", False: "FAIL"}
-    return (
-        f"PGD-10 / 10 input-gradient passes: {result['pgd10_over_10_gradients']:.3f} "
-        f"(target <= {result['pgd10_target']}, {verdict[result['pgd10_pass']]}; "
-        f"{result['pgd10_ms']:.0f} ms vs 10 x {result['gradient_pass_ms']:.1f} ms)\n"
-        f"stAdv step / PGD step: {result['stadv_step_over_pgd_step']:.3f} "
-        f"(target <= {result['stadv_target']}, {verdict[result['stadv_pass']]}; "
-        f"{result['stadv_step_ms']:.1f} ms vs {result['pgd_step_ms']:.1f} ms)"
-    )
+if __name__ == "__main__":  # the same table as `tfadv bench attacks`
+    from tfadv.bench import format_table, ratio_rows
 
-
-if __name__ == "__main__":
     result = run()
     print(json.dumps(result, indent=2))
-    print(summary(result))
+    print(format_table(ratio_rows(result)))

@@ -114,18 +114,9 @@ def run(model_name="resnet20", batch_sizes=(1, 128), repeats=30, p=0.5, warmup=5
     }
 
 
-def summary(result):
-    """One printable line per batch size: the ratio, the target and pass/fail."""
-    verdict = {True: "PASS", False: "FAIL"}
-    return "\n".join(
-        f"export batch {batch}: serve_tradeoff / serving_default = {entry['ratio']:.3f} "
-        f"(target <= {result['target']}, {verdict[entry['pass']]}; "
-        f"{entry['serve_tradeoff_ms']:.2f} ms vs {entry['serving_default_ms']:.2f} ms)"
-        for batch, entry in result["batches"].items()
-    )
+if __name__ == "__main__":  # the same table as `tfadv bench export`
+    from tfadv.bench import format_table, ratio_rows
 
-
-if __name__ == "__main__":
     result = run()
     print(json.dumps(result, indent=2))
-    print(summary(result))
+    print(format_table(ratio_rows(result)))

@@ -98,9 +98,9 @@ def run(model_name="resnet20", examples=1000, points=12, batch_size=500, repeats
     }
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the same table as `tfadv bench landscape`
+    from tfadv.bench import format_table, ratio_rows
+
     result = run()
     print(json.dumps(result, indent=2))
-    print(f"landscape: {result['ratio']:.3f} x a forward pass per grid point "
-          f"({result['point_seconds'] * 1e3:.1f} ms vs {result['forward_seconds'] * 1e3:.1f} ms; "
-          f"target <= {result['target']})")
+    print(format_table(ratio_rows(result)))

@@ -153,26 +153,9 @@ def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, see
     }
 
 
-def summary(result):
-    """Three printable lines: the figures, the targets and pass/fail."""
-    verdict = {True: "PASS", False: "FAIL"}
-    return (
-        f"PGD-7 adversarial step / clean step: {result['pgd7_over_clean_step']:.3f} "
-        f"(target <= {result['pgd7_target']}, {verdict[result['pgd7_pass']]}; "
-        f"{result['pgd7_step_ms']:.0f} ms vs {result['clean_step_ms']:.0f} ms; floor "
-        f"{result['pgd7_floor_from_input_gradient_passes']:.2f} from 7 x "
-        f"{result['input_gradient_step_ms']:.0f} ms input-gradient passes + the clean step)\n"
-        f"RobMask step / AdvProp step: {result['robmask_over_advprop_step']:.3f} "
-        f"(target <= {result['robmask_target']}, {verdict[result['robmask_pass']]}; "
-        f"{result['robmask_step_ms']:.0f} ms vs {result['advprop_step_ms']:.0f} ms)\n"
-        f"peak memory PGD-7 / clean training: {result['pgd7_over_clean_peak_memory']:.3f} "
-        f"(target <= {result['memory_target']}, {verdict[result['memory_pass']]}; "
-        f"{result['pgd7_peak_mb']:.0f} MB vs {result['clean_peak_mb']:.0f} MB, of which "
-        f"{result['pgd7_step_extra_mb']:.0f} / {result['clean_step_extra_mb']:.0f} MB allocated in the step)"
-    )
+if __name__ == "__main__":  # the same table as `tfadv bench train`
+    from tfadv.bench import format_table, ratio_rows
 
-
-if __name__ == "__main__":
     result = run()
     print(json.dumps(result, indent=2))
-    print(summary(result))
+    print(format_table(ratio_rows(result)))
