@@ -9,22 +9,6 @@ def add_config_arguments(parser, required=True):
     )
 
 
-def not_yet(issue, what):
-    """For subcommands whose capability is not built yet: say so, exit 2."""
-
-    def run(args):
-        raise NotImplementedError(f"{what} is not available yet (issue #{issue}).")
-
-    return run
-
-
-def model_name_for(path):
-    """A short name for a model path: the run folder's name or the file's stem."""
-    from tfadv.models.io import model_display_name
-
-    return model_display_name(path)
-
-
 def run_data_config(path):
     """The ``data`` section of the run a model came from, when it has a config.yaml."""
     import os

@@ -97,7 +97,8 @@ def plan_from_args(args):
 
 def run(args):
     from tfadv.data import load_arrays
-    from tfadv.evaluation import default_name, evaluate, format_report
+    from tfadv.evaluation import evaluate, format_report
+    from tfadv.models import model_display_name
 
     plan, limit = plan_from_args(args)
     if limit is not None and limit < 1:
@@ -109,7 +110,7 @@ def run(args):
     x, y = load_arrays(source, "test", data_dir)
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    models = {default_name(path): path for path in args.models}
+    models = {model_display_name(path): path for path in args.models}
     print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
     results = evaluate(
         models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,

@@ -1,7 +1,6 @@
 """tfadv export MODEL --out export/NAME: a SavedModel with a selectable masking signature."""
 import os
 
-from tfadv.cli.common import model_name_for
 
 
 def add_parser(subparsers):
@@ -38,8 +37,9 @@ def parse_maskings(items):
 
 def run(args):
     from tfadv.export import export_model, summary_lines
+    from tfadv.models import model_display_name
 
-    out = args.out or os.path.join("export", model_name_for(args.model))
+    out = args.out or os.path.join("export", model_display_name(args.model))
     record = export_model(
         args.model, out, default_p=args.default_p, uint8=args.uint8,
         maskings=parse_maskings(args.masking), overwrite=args.overwrite,

@@ -1,7 +1,7 @@
 """tfadv landscape MODEL...: filter-normalized loss surfaces, plots and sharpness."""
 import os
 
-from tfadv.cli.common import add_data_arguments, model_name_for, resolve_data_source
+from tfadv.cli.common import add_data_arguments, resolve_data_source
 
 
 def add_parser(subparsers):
@@ -42,7 +42,7 @@ def add_parser(subparsers):
 
 def run(args):
     from tfadv import landscape
-    from tfadv.training import load_model
+    from tfadv.models import load_model, model_display_name
     from tfadv.data import load_arrays
 
     source, data_dir = resolve_data_source(args, args.models)
@@ -51,7 +51,7 @@ def run(args):
     other = load_model(args.interpolate_to) if args.interpolate_to else None
     surfaces, names = [], []
     for path in args.models:
-        name = model_name_for(path)
+        name = model_display_name(path)
         print(f"[landscape] {name}: {args.dim}-D grid {args.grid} on {min(args.examples, len(x))} "
               f"{args.split} examples of {source!r}")
         result = landscape.run_landscape(

@@ -11,7 +11,7 @@
 """
 
 from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec, format_eps, parse_eps
-from tfadv.evaluation.loading import SavedModelFunction, default_name, load_model
+from tfadv.evaluation.loading import SavedModelFunction, load_model
 from tfadv.evaluation.results import load_results, save_results
 from tfadv.evaluation.runner import DEFAULT_TRADEOFF_ATTACK, evaluate
 from tfadv.evaluation.specs import PRESETS, SWEEP_EPS, pgd_sweep, preset
@@ -36,7 +36,6 @@ __all__ = [
     "Table",
     "accuracy_table",
     "all_tables",
-    "default_name",
     "embed_report",
     "evaluate",
     "format_eps",

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.models.io import load_model as load_keras_model
-from tfadv.models.io import model_display_name, resolve_model_path
+from tfadv.models.io import resolve_model_path
 
 
 class SavedModelFunction:
@@ -117,11 +117,6 @@ def load_model(path):
             f"Received: path={path!r}"
         ) from None
     return load_keras_model(path)
-
-
-def default_name(path):
-    """A model's name in the tables: the run folder's or file's name without extension."""
-    return model_display_name(path)
 
 
 def weights_fingerprint(model):

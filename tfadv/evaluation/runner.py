@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
-from tfadv.evaluation.loading import SavedModelFunction, default_name, load_model, weights_fingerprint
+from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
+from tfadv.models.io import model_display_name
 from tfadv.evaluation.results import (
     REPORT_FILE,
     data_fingerprint,
@@ -90,7 +91,7 @@ def _model_entries(models):
         for item in models:
             if not isinstance(item, (str, os.PathLike)):
                 raise ValueError(f"A list of models must hold paths; use a dict to name models. Received: {item!r}")
-            named[default_name(item)] = item
+            named[model_display_name(item)] = item
         models = named
     if not models:
         raise ValueError("models is empty: nothing to evaluate.")

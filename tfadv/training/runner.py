@@ -5,7 +5,6 @@ callbacks); the training methods themselves live in ``tfadv.training.methods``.
 """
 import dataclasses
 import os
-import shutil
 import time
 
 import keras
@@ -14,19 +13,21 @@ import tensorflow as tf
 
 from tfadv import data as tfdata
 from tfadv import models
-from tfadv.config import ConfigError, save_config, to_dict
+from tfadv.config import ConfigError, to_dict
 from tfadv.training.optimizers import make_optimizer
 from tfadv.training.runs import (
     EpochCheckpoint,
     HistoryCSV,
     environment_record,
     load_model,
+    prepare_folder,
     read_history,
+    save_model_atomically,
     write_json,
 )
 
 # Keys that may differ between an interrupted run and its resumption.
-_RESUME_FREE_KEYS = {("train", "verbose")}
+RESUME_FREE_KEYS = ("train.verbose",)
 
 
 @dataclasses.dataclass
@@ -53,39 +54,10 @@ def load_split_arrays(data_config, split):
     return x, y
 
 
-def _config_differences(saved, current):
-    diffs = []
-    for section, values in current.items():
-        if not isinstance(values, dict):
-            if saved.get(section) != values:
-                diffs.append(section)
-            continue
-        for key, value in values.items():
-            if (section, key) in _RESUME_FREE_KEYS:
-                continue
-            if (saved.get(section) or {}).get(key) != value:
-                diffs.append(f"{section}.{key}")
-    return diffs
-
-
 def _prepare_run_dir(config, overwrite):
-    import yaml
-
-    run_dir = os.path.join(config.output_dir, config.name)
-    config_path = os.path.join(run_dir, "config.yaml")
-    if overwrite and os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)
-    if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as handle:
-            saved = yaml.safe_load(handle) or {}
-        diffs = _config_differences(saved, to_dict(config))
-        if diffs:
-            raise ConfigError(
-                f"{run_dir} holds a run with a different config ({', '.join(diffs)} changed). "
-                "Resume with the same config, choose another name, or pass --overwrite."
-            )
+    run_dir = prepare_folder(config, os.path.join(config.output_dir, config.name), overwrite,
+                             RESUME_FREE_KEYS)
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    save_config(config, config_path)
     return run_dir
 
 
@@ -124,12 +96,6 @@ def wrap_for_method(inner, config, train_arrays=None, run_dir=None):
     from tfadv.training import methods
 
     return methods.wrap_from_config(inner, config, train_arrays=train_arrays, run_dir=run_dir)
-
-
-def _save_model_atomically(model, path):
-    tmp = path[: -len(".keras")] + ".partial.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 def train_from_config(config, overwrite=False, stop_after_epochs=None):
@@ -214,7 +180,7 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     history = read_history(history_path)
     completed = len(history) >= config.train.epochs
     if completed:
-        _save_model_atomically(inner, final_path)
+        save_model_atomically(inner, final_path)
         write_json(
             os.path.join(run_dir, "summary.json"),
             {

@@ -8,6 +8,7 @@ it, so a kill mid-save leaves the previous checkpoint intact). Running the same
 command again restores the last completed epoch and continues from there.
 """
 import csv
+import shutil
 import json
 import os
 import platform
@@ -116,4 +117,51 @@ def runs_table(results, root):
         lines.append(f"| [{name}]({os.path.relpath(result.run_dir, root)}) | {method} | "
                      f"{len(result.history)} | {percent('val_accuracy')} | {percent('val_robust_accuracy')} |")
     return "\n".join(lines)
+
+
+def changed_config_keys(saved, current, free_keys=(), prefix=""):
+    """Dotted keys whose values differ between two config mappings, except ``free_keys``."""
+    for key in sorted(set(saved) | set(current), key=str):
+        old, new = saved.get(key), current.get(key)
+        where = f"{prefix}{key}"
+        if isinstance(old, dict) and isinstance(new, dict):
+            yield from changed_config_keys(old, new, free_keys, where + ".")
+        elif old != new and where not in free_keys:
+            yield where
+
+
+def prepare_folder(config, directory, overwrite=False, free_keys=(), what="run"):
+    """Create ``directory`` for ``config``, or resume it if it holds the same config.
+
+    With ``overwrite`` an existing folder is deleted first. A folder whose
+    ``config.yaml`` differs (beyond ``free_keys``, dotted like ``train.verbose``)
+    is refused with a ``ConfigError`` naming the changed keys, so two
+    experiments never mix in one folder. The resolved config is written.
+    """
+    import yaml
+
+    from tfadv.config import ConfigError, save_config, to_dict
+
+    config_path = os.path.join(directory, "config.yaml")
+    if overwrite and os.path.isdir(directory):
+        shutil.rmtree(directory)
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            saved = yaml.safe_load(handle) or {}
+        changed = list(changed_config_keys(saved, to_dict(config), free_keys))
+        if changed:
+            raise ConfigError(
+                f"{directory} holds a {what} with a different config ({', '.join(changed)} changed). "
+                "Resume with the same config, choose another name, or pass --overwrite."
+            )
+    os.makedirs(directory, exist_ok=True)
+    save_config(config, config_path)
+    return directory
+
+
+def save_model_atomically(model, path):
+    """``model.save(path)`` through a temporary file, so ``path`` is complete or absent."""
+    tmp = path[: -len(".keras")] + ".partial.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
 

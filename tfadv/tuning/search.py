@@ -25,12 +25,11 @@ import shutil
 
 import keras
 import keras_tuner
-import yaml
 
 from tfadv import data as tfdata
-from tfadv.config import ConfigError, save_config, to_dict
+from tfadv.config import to_dict
 from tfadv.training.runner import load_split_arrays, make_strategy, train_from_config
-from tfadv.training.runs import environment_record
+from tfadv.training.runs import environment_record, prepare_folder, save_model_atomically
 from tfadv.tuning.hypermodel import EpsMaxHyperModel, tuning_dir
 from tfadv.tuning.objectives import make_objective, objective_metric
 from tfadv.tuning.report import plot_tradeoff, trial_rows, write_summary
@@ -76,41 +75,6 @@ def make_tuner(config, hypermodel, directory, overwrite=False):
     return TUNERS[tune.tuner](hypermodel, max_trials=tune.max_trials, **settings)
 
 
-def _changed_keys(saved, current, prefix=""):
-    for key in sorted(set(saved) | set(current), key=str):
-        old, new = saved.get(key), current.get(key)
-        where = f"{prefix}{key}"
-        if isinstance(old, dict) and isinstance(new, dict):
-            yield from _changed_keys(old, new, where + ".")
-        elif old != new and where not in RESUME_FREE_KEYS:
-            yield where
-
-
-def _prepare_tuning_dir(config, directory, overwrite):
-    """Create (or, with ``overwrite``, recreate) the folder; refuse to resume another config."""
-    config_path = os.path.join(directory, "config.yaml")
-    if overwrite and os.path.isdir(directory):
-        shutil.rmtree(directory)
-    if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as handle:
-            saved = yaml.safe_load(handle) or {}
-        changed = list(_changed_keys(saved, to_dict(config)))
-        if changed:
-            raise ConfigError(
-                f"{directory} holds a search with a different config ({', '.join(changed)} changed). "
-                "Resume with the same config (tune.max_trials may grow), choose another name, "
-                "or pass --overwrite."
-            )
-    os.makedirs(directory, exist_ok=True)
-    save_config(config, config_path)
-
-
-def _save_inner(model, path):
-    tmp = path[: -len(".keras")] + ".partial.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 def _best_model(config, tuner, hypermodel, best_trial, directory, path):
     """Write ``best.keras``: the best trial's model, or its ε_max retrained from scratch."""
     if config.tune.retrain_best:
@@ -125,7 +89,7 @@ def _best_model(config, tuner, hypermodel, best_trial, directory, path):
         os.replace(path + ".partial", path)
         return path
     (best,) = tuner.get_best_models(1)
-    _save_inner(best.inner, path)
+    save_model_atomically(best.inner, path)
     return path
 
 
@@ -145,7 +109,7 @@ def run_tuning(config, overwrite=False, progress=True):
         metric name); ``rows`` (one per trial, see ``report.trial_rows``).
     """
     directory = tuning_dir(config)
-    _prepare_tuning_dir(config, directory, overwrite)
+    prepare_folder(config, directory, overwrite, RESUME_FREE_KEYS, what="search")
     policy = keras.mixed_precision.global_policy()
     try:
         x_train, y_train = load_split_arrays(config.data, "train")
