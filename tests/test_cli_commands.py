@@ -65,7 +65,18 @@ def test_eval_command_tables_and_bad_input(tiny_run, tmp_path, capsys):
     assert (out / "eval.md").exists()
     printed = capsys.readouterr().out
     assert "APGD" in printed and "FGSM" in printed
-    assert json.dumps(results)  # plain JSON
+    # The clean column equals an independent evaluation of the same images, and no attack
+    # (all untargeted, crafted on the same model) reports more than clean accuracy.
+    from tfadv.data import load_arrays
+    from tfadv.models import load_model
+
+    x, y = load_arrays("digits", "test")
+    expected = float(np.mean(np.argmax(load_model(tiny_run)(x[:16]), axis=1) == y[:16]))
+    parts = results["models"]["tiny"]["parts"]
+    assert parts["clean"]["accuracy"] == pytest.approx(expected)
+    assert len(parts) >= 6  # clean, fgsm, apgd-ce, apgd-dlr, and the two sweep points
+    for part in parts.values():
+        assert part["accuracy"] <= parts["clean"]["accuracy"] + 1e-9
     assert main(["eval", tiny_run, "--attack", "cw", "--out", str(out)]) == 2
     assert "cw" in capsys.readouterr().err
     assert main(["eval", tiny_run, "--attack", "pgd:eps=2", "--out", str(out)]) == 2

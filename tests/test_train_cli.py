@@ -151,3 +151,22 @@ def test_offline_finetuning_from_the_cli_stores_the_set_and_covers_2n_per_epoch(
     from tfadv.training import load_model
 
     assert load_model(tmp_path / "ft").count_params() == clean.model.count_params()
+
+
+def test_precision_policy_is_restored_even_when_training_fails(tmp_path, monkeypatch):
+    import keras
+
+    import tfadv.training.runner as runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("data went away")
+
+    monkeypatch.setattr(runner, "wrap_for_method", broken)
+    config = _config(tmp_path, "mp", mixed_precision="mixed_bfloat16")
+    with pytest.raises(RuntimeError, match="data went away"):
+        train_from_config(config)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    monkeypatch.undo()
+    result = train_from_config(_config(tmp_path, "mp2", mixed_precision="mixed_bfloat16", epochs=1))
+    assert result.model.layers[2].compute_dtype == "bfloat16"  # the run itself used the policy
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -161,14 +161,9 @@ def _export_and_query(runs, args, x_test):
     return out, answers
 
 
-def _sharpness_table(sharpness):
-    from tfadv.landscape import sharpness_table
-
-    return sharpness_table(sharpness)
-
-
 def write_report(path, args, runs, table1, sweep, figures, sharpness, export_dir, answers, y_test, seconds):
     from tfadv.evaluation import embed_report, format_report
+    from tfadv.landscape import sharpness_table
     from tfadv.training.runs import runs_table
 
     root = os.path.dirname(path)
@@ -189,7 +184,7 @@ def write_report(path, args, runs, table1, sweep, figures, sharpness, export_dir
     for kind, figure in figures.items():
         lines.append(f"![{kind}]({rel(figure)})")
     lines += ["", "Sharpness (top Hessian eigenvalue, Hutchinson trace) of each model's training loss:",
-              "", _sharpness_table(sharpness), "",
+              "", sharpness_table(sharpness), "",
               "## Export", "",
               f"RobMask exported to `{export_dir}` (see export/README.md). Predictions of "
               "`serve_tradeoff` for the first 8 test images, loaded with `tf.saved_model.load`:", "",

@@ -119,77 +119,81 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
         return RunResult(run_dir, load_model(final_path), done, len(done), True)
 
     keras.utils.set_random_seed(config.seed)
+    # The precision policy is global Keras state: set it for this run, restore it after.
+    previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.mixed_precision)
-    x_train, y_train = load_split_arrays(config.data, "train")
-    x_test, y_test = load_split_arrays(config.data, "test")
-    batch_size = config.data.batch_size
+    try:
+        x_train, y_train = load_split_arrays(config.data, "train")
+        x_test, y_test = load_split_arrays(config.data, "test")
+        batch_size = config.data.batch_size
 
-    strategy = make_strategy(config.train.distribute)
-    with strategy.scope():
-        inner = build_inner_model(config, x_train, y_train)
-        trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=run_dir)
-    # Offline fine-tuning's epoch is one pass over the 2N clean + adversarial examples.
-    examples_per_epoch = getattr(trained, "examples_per_epoch", len(x_train))
-    steps_per_epoch = config.train.steps_per_epoch or max(1, examples_per_epoch // batch_size)
-    with strategy.scope():
-        trained.compile(
-            optimizer=make_optimizer(config.train, steps_per_epoch),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=config.train.jit_compile,
-        )
-        # Optimizer slots must exist before a checkpoint can restore them.
-        trained.optimizer.build(trained.trainable_variables)
+        strategy = make_strategy(config.train.distribute)
+        with strategy.scope():
+            inner = build_inner_model(config, x_train, y_train)
+            trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=run_dir)
+        # Offline fine-tuning's epoch is one pass over the 2N clean + adversarial examples.
+        examples_per_epoch = getattr(trained, "examples_per_epoch", len(x_train))
+        steps_per_epoch = config.train.steps_per_epoch or max(1, examples_per_epoch // batch_size)
+        with strategy.scope():
+            trained.compile(
+                optimizer=make_optimizer(config.train, steps_per_epoch),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                jit_compile=config.train.jit_compile,
+            )
+            # Optimizer slots must exist before a checkpoint can restore them.
+            trained.optimizer.build(trained.trainable_variables)
 
-    checkpoint = EpochCheckpoint(
-        os.path.join(run_dir, "checkpoints"), {"model": trained, "optimizer": trained.optimizer}
-    )
-    initial_epoch = checkpoint.restore()
-    train_ds = getattr(trained, "training_dataset", None)
-    if train_ds is None:
-        train_ds = tfdata.make_dataset(
-            x_train, y_train, batch_size, shuffle=True, augment=config.data.augment,
-            seed=config.seed + initial_epoch, drop_remainder=True, repeat=True,
+        checkpoint = EpochCheckpoint(
+            os.path.join(run_dir, "checkpoints"), {"model": trained, "optimizer": trained.optimizer}
         )
-    else:
-        train_ds = train_ds(batch_size, config.seed + initial_epoch)
-    val_ds = tfdata.make_dataset(x_test, y_test, batch_size)
-    epochs = config.train.epochs
-    if stop_after_epochs is not None:
-        epochs = min(epochs, initial_epoch + stop_after_epochs)
+        initial_epoch = checkpoint.restore()
+        train_ds = getattr(trained, "training_dataset", None)
+        if train_ds is None:
+            train_ds = tfdata.make_dataset(
+                x_train, y_train, batch_size, shuffle=True, augment=config.data.augment,
+                seed=config.seed + initial_epoch, drop_remainder=True, repeat=True,
+            )
+        else:
+            train_ds = train_ds(batch_size, config.seed + initial_epoch)
+        val_ds = tfdata.make_dataset(x_test, y_test, batch_size)
+        epochs = config.train.epochs
+        if stop_after_epochs is not None:
+            epochs = min(epochs, initial_epoch + stop_after_epochs)
 
-    # The history row is written before the checkpoint that marks its epoch done: a kill
-    # between the two redoes the epoch and replaces the row, never loses it.
-    callbacks = [
-        HistoryCSV(history_path),
-        checkpoint,
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
-    ]
-    started = time.time()
-    if initial_epoch < epochs:
-        trained.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            verbose=config.train.verbose,
-            shuffle=False,  # the dataset is shuffled (seeded) by make_dataset
-        )
-    history = read_history(history_path)
-    completed = len(history) >= config.train.epochs
-    if completed:
-        save_model_atomically(inner, final_path)
-        write_json(
-            os.path.join(run_dir, "summary.json"),
-            {
-                "config": to_dict(config),
-                "final": history[-1] if history else {},
-                "resumed_from_epoch": initial_epoch,
-                "seconds_this_call": round(time.time() - started, 2),
-                "environment": environment_record(),
-            },
-        )
-    keras.mixed_precision.set_global_policy("float32")
+        # The history row is written before the checkpoint that marks its epoch done: a kill
+        # between the two redoes the epoch and replaces the row, never loses it.
+        callbacks = [
+            HistoryCSV(history_path),
+            checkpoint,
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
+        ]
+        started = time.time()
+        if initial_epoch < epochs:
+            trained.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks,
+                verbose=config.train.verbose,
+                shuffle=False,  # the dataset is shuffled (seeded) by make_dataset
+            )
+        history = read_history(history_path)
+        completed = len(history) >= config.train.epochs
+        if completed:
+            save_model_atomically(inner, final_path)
+            write_json(
+                os.path.join(run_dir, "summary.json"),
+                {
+                    "config": to_dict(config),
+                    "final": history[-1] if history else {},
+                    "resumed_from_epoch": initial_epoch,
+                    "seconds_this_call": round(time.time() - started, 2),
+                    "environment": environment_record(),
+                },
+            )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
     return RunResult(run_dir, inner, history, initial_epoch, completed)
