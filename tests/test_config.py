@@ -201,3 +201,43 @@ def test_written_config_is_resolved_and_reloads_to_the_same(tmp_path):
     text = (tmp_path / "config.yaml").read_text()
     assert "extends" not in text and "name: b-tiny" in text
     assert to_dict(load_config(tmp_path / "config.yaml")) == to_dict(config)
+
+
+# ---------------------------------------------------------------- paper 2's grid
+
+PAPER2 = os.path.join(os.path.dirname(__file__), "..", "configs", "paper2")
+PAPER2_GRID = [(arch, dataset, epochs) for arch in ("resnet18", "preact_resnet18", "densenet121")
+               for dataset in ("cifar10", "cifar100") for epochs in (20, 100)]
+
+
+@pytest.mark.parametrize("method, norm, kind", [("bn", "bn", "standard"), ("advprop", "dual_bn", "advprop"),
+                                                ("robmask", "robmask", "robmask")])
+def test_paper2_method_files_cover_the_grid_with_overrides(method, norm, kind):
+    default = load_config(os.path.join(PAPER2, f"{method}.yaml"))
+    assert default.name == f"paper2-resnet18-cifar10-{method}-20ep"
+    for arch, dataset, epochs in PAPER2_GRID:
+        config = load_config(os.path.join(PAPER2, f"{method}.yaml"),
+                             [f"model.name={arch}", f"data.source={dataset}", f"train.epochs={epochs}"])
+        assert config.name == f"paper2-{arch}-{dataset}-{method}-{epochs}ep"
+        assert (config.model.name, config.data.source, config.train.epochs) == (arch, dataset, epochs)
+        assert (config.model.norm, config.method.kind) == (norm, kind)
+        # The paper's shared settings: SGD 0.9, wd 5e-4, cosine from 0.1, PGD-7 at 8/255.
+        train = config.train
+        assert (train.optimizer, train.momentum, train.weight_decay, train.learning_rate, train.schedule) == \
+            ("sgd", 0.9, 5e-4, 0.1, "cosine")
+        assert config.method.attack.eps == pytest.approx(8 / 255) and config.method.attack.steps == 7
+        assert config.eval.preset == "paper2_sweep"
+
+
+def test_paper2_training_attacks_step_eps_over_5():
+    # "We set the PGD attack strength ε = 8/255 ... and the step-size to ε/5." (all methods)
+    from tfadv import models
+    from tfadv.training import methods
+
+    advprop = load_config(os.path.join(PAPER2, "advprop.yaml"), ["model.name=tiny"])
+    wrapped = methods.wrap_from_config(models.build("tiny", norm="dual_bn"), advprop)
+    assert wrapped.attack.steps == 7 and wrapped.attack.step_size == pytest.approx(8 / 255 / 5)
+    robmask = load_config(os.path.join(PAPER2, "robmask.yaml"), ["model.name=tiny"])
+    wrapped = methods.wrap_from_config(models.build("tiny", norm="robmask", norm_options={"k": 2}), robmask)
+    assert wrapped.steps == 7 and wrapped.step_fraction == pytest.approx(1 / 5)
+    assert wrapped.eps_max == pytest.approx(8 / 255)
