@@ -241,3 +241,15 @@ def test_paper2_training_attacks_step_eps_over_5():
     wrapped = methods.wrap_from_config(models.build("tiny", norm="robmask", norm_options={"k": 2}), robmask)
     assert wrapped.steps == 7 and wrapped.step_fraction == pytest.approx(1 / 5)
     assert wrapped.eps_max == pytest.approx(8 / 255)
+
+
+def test_a_value_replaced_later_is_not_an_error(tmp_path):
+    # The merged config is what counts: a file or a --set may replace a base's bad value.
+    _write(tmp_path, "base.yaml", "train: {epochs: many}\n")
+    child = _write(tmp_path, "child.yaml", "extends: base.yaml\nname: c\n")
+    assert load_config(child, ["train.epochs=3"]).train.epochs == 3
+    fixed = _write(tmp_path, "fixed.yaml", "extends: base.yaml\nname: c\ntrain: {epochs: 4}\n")
+    assert load_config(fixed).train.epochs == 4
+    worse = _write(tmp_path, "worse.yaml", "extends: base.yaml\nname: c\ntrain: {epochs: lots}\n")
+    with pytest.raises(ConfigError, match=r"worse.yaml: train.epochs: expected an integer, got 'lots'"):
+        load_config(worse)

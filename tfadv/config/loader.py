@@ -6,8 +6,8 @@ merged base first: a mapping merges key by key, any other value (a number, a
 string, a list, ``null``) replaces the base's. ``--set`` overrides apply on
 top of the merged result. ``extends`` is not a config key: the resolved config
 (what a run writes to its ``config.yaml``) holds the merged values and no
-``extends``. Each file's keys are checked on their own first, so a bad key is
-named with the file that holds it.
+``extends``. The merged config is what is validated (a file or ``--set`` may
+replace a base's bad value); an error names the file that holds the bad key.
 
 ``name`` may hold fields such as ``{model.name}``, filled from the resolved
 config after the overrides, so a run named
@@ -198,17 +198,16 @@ def merge_mappings(base, override):
     return merged
 
 
-def _resolve_extends(data, source, directory, chain=()):
-    """``data`` (read from ``source``) merged over the chain of files it extends.
+def _extends_chain(data, source, directory, chain=()):
+    """``[(file, its own mapping)]`` for ``source`` and the files it extends, ``source`` first.
 
     ``directory`` is where a relative ``extends`` path starts; ``chain`` holds
     the real paths of the files already on the way, to refuse a cycle.
     """
     data = dict(data)
     base = data.pop(EXTENDS_KEY, None)
-    from_dict(ExperimentConfig, data, source)  # this file's own keys, named with this file
     if base is None:
-        return data
+        return [(source, data)]
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(
             f"{source}: {EXTENDS_KEY}: expected the path of a config file (relative to this file). "
@@ -220,8 +219,35 @@ def _resolve_extends(data, source, directory, chain=()):
     if os.path.realpath(base_path) in files:
         cycle = " → ".join([*files[files.index(os.path.realpath(base_path)):], os.path.realpath(base_path)])
         raise ConfigError(f"{source}: {EXTENDS_KEY}: the files extend each other in a cycle: {cycle}")
-    base_data = _resolve_extends(_read_file(base_path), base_path, os.path.dirname(base_path), files)
-    return merge_mappings(base_data, data)
+    return [(source, data),
+            *_extends_chain(_read_file(base_path), base_path, os.path.dirname(base_path), files)]
+
+
+def _validate(data, source, files):
+    """``ExperimentConfig`` from the merged ``data``; an error names the file that holds the bad key.
+
+    The merged config is what is checked (so a file or a ``--set`` may replace
+    a base's bad value). When it fails, the error is reported for the first of
+    ``files`` (the extending file first: its value is the one in effect) whose
+    own keys fail the same way; otherwise (a ``--set``) for ``source``.
+    """
+    try:
+        return from_dict(ExperimentConfig, data, source)
+    except ConfigError as error:
+        detail = str(error).removeprefix(f"{source}: ")
+        for file, own in files:
+            if _fails_with(own, file, detail):
+                raise ConfigError(f"{file}: {detail}") from None
+        raise
+
+
+def _fails_with(own, file, detail):
+    """Whether ``file``'s own mapping ``own`` fails with the message ``detail``."""
+    try:
+        from_dict(ExperimentConfig, own, file)
+    except ConfigError as error:
+        return str(error) == f"{file}: {detail}"
+    return False
 
 
 def _name_field(config, values, dotted, source):
@@ -277,13 +303,17 @@ def load_config(path=None, overrides=(), data=None):
     elif not isinstance(data, dict):
         raise ConfigError(f"{source}: top level: expected a mapping, got {data!r}")
     directory = os.path.dirname(source) if path is not None else os.curdir
-    data = _resolve_extends(copy.deepcopy(data), source, directory)
+    files = _extends_chain(copy.deepcopy(data), source, directory)
+    data = {}
+    for _, own in reversed(files):  # the last base first, the extending file last
+        data = merge_mappings(data, own)
+    data = copy.deepcopy(data)  # the overrides below must not reach the files' own mappings
     for text in overrides:
         key, value = parse_override(text)
         if key == EXTENDS_KEY:
             raise ConfigError(f"--set {text}: {EXTENDS_KEY} can only be written in a config file")
         _set_path(data, key, value, f"{source} (--set {text})")
-    config = from_dict(ExperimentConfig, data, source)
+    config = _validate(data, source, files)
     resolve_name(config, source)
     if not config.name or "/" in config.name:
         raise ConfigError(f"{source}: name: must be a non-empty name without '/'. Received: {config.name!r}")
