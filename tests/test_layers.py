@@ -236,3 +236,55 @@ def test_mixed_precision_computes_in_float32_and_casts_back(policy):
                 np.testing.assert_allclose(np.asarray(out, "float32"), reference[cls],
                                            rtol=0.05, atol=0.05)
             reference[cls] = np.asarray(out, "float32")
+
+
+# The variables as .keras files have held them since the layers were released:
+# model.weights.h5 stores each layer's variables as vars/0, vars/1, ... in this
+# order (trainable first, then the moving statistics). A change of order or name
+# would load old files' weights into the wrong variables.
+SAVED_VARIABLES = {
+    "dual_batch_normalization": [
+        "main_gamma", "main_beta", "aux_gamma", "aux_beta",
+        "main_moving_mean", "main_moving_variance", "aux_moving_mean", "aux_moving_variance",
+    ],
+    "dual_batch_normalization_1": [  # scale=False: no gammas
+        "main_beta", "aux_beta",
+        "main_moving_mean", "main_moving_variance", "aux_moving_mean", "aux_moving_variance",
+    ],
+    "conditioned_batch_normalization": ["gamma_basis", "beta_basis", "moving_mean", "moving_variance"],
+}
+
+
+def test_saved_variable_names_and_order_are_the_released_ones(tmp_path):
+    import io
+    import zipfile
+
+    import h5py
+
+    images = keras.Input((2, 2, 3))
+    condition = keras.Input((1,))
+    h = DualBatchNormalization(name="dual")([images, condition])
+    h = DualBatchNormalization(scale=False, name="dual_no_scale")([h, condition])
+    h = ConditionedBatchNormalization(name="conditioned")([h, condition])
+    model = keras.Model([images, condition], h)
+    folders = dict(zip(["dual", "dual_no_scale", "conditioned"], SAVED_VARIABLES))
+    for index, weight in enumerate(model.weights):  # a distinct value per variable
+        weight.assign(np.full(weight.shape, index + 1.0, "float32"))
+    for layer_name, folder in folders.items():
+        layer = model.get_layer(layer_name)
+        assert [w.path for w in layer.weights] == [f"{layer_name}/{v}" for v in SAVED_VARIABLES[folder]]
+    model.save(tmp_path / "m.keras")
+
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        stored = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        for layer_name, folder in folders.items():
+            group = stored[f"layers/{folder}/vars"]
+            assert len(group) == len(SAVED_VARIABLES[folder])
+            for index, variable in enumerate(SAVED_VARIABLES[folder]):
+                expected = model.get_layer(layer_name).weights[index]
+                assert expected.name == variable
+                np.testing.assert_array_equal(group[str(index)][()], expected.numpy())
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    for original, restored in zip(model.weights, loaded.weights):
+        assert restored.path == original.path
+        np.testing.assert_array_equal(restored.numpy(), original.numpy())

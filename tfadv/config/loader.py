@@ -1,8 +1,25 @@
 """YAML → typed dataclasses, with ``--set section.key=value`` overrides.
 
+A config file may extend another one (``extends: base.yaml``, a path relative
+to the extending file; the base may itself extend a file). The files are
+merged base first: a mapping merges key by key, any other value (a number, a
+string, a list, ``null``) replaces the base's. ``--set`` overrides apply on
+top of the merged result. ``extends`` is not a config key: the resolved config
+(what a run writes to its ``config.yaml``) holds the merged values and no
+``extends``. The merged config is what is validated (a file or ``--set`` may
+replace a base's bad value); an error names the file that holds the bad key.
+
+``name`` may hold fields such as ``{model.name}``, filled from the resolved
+config after the overrides, so a run named
+``paper2-{model.name}-{data.source}-bn-{train.epochs}ep`` follows ``--set
+model.name=densenet121``. A field names any key that holds a single value;
+a file path (a value with a ``/``) contributes its file name without the
+extension, a float its shortest form (``0.1``).
+
 Every error names the key, the value and the file, so the CLI can print one
 line and exit with code 2.
 """
+import copy
 import dataclasses
 import os
 import re
@@ -145,28 +162,159 @@ def parse_override(text):
     return key, value
 
 
+EXTENDS_KEY = "extends"
+_NAME_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def _read_file(source):
+    """The top-level mapping of YAML file ``source`` (``{}`` when empty)."""
+    if not os.path.isfile(source):
+        raise ConfigError(f"No config file at {source!r}")
+    try:
+        with open(source, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level: expected a mapping, got {data!r}")
+    return data
+
+
+def merge_mappings(base, override):
+    """``override`` deep-merged over ``base`` (neither is modified).
+
+    A mapping in both merges key by key; any other value of ``override``
+    (number, string, list, ``null``) replaces the base's. So a file can change
+    a key of a base's mapping but not remove it.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_mappings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _extends_chain(data, source, directory, chain=()):
+    """``[(file, its own mapping)]`` for ``source`` and the files it extends, ``source`` first.
+
+    ``directory`` is where a relative ``extends`` path starts; ``chain`` holds
+    the real paths of the files already on the way, to refuse a cycle.
+    """
+    data = dict(data)
+    base = data.pop(EXTENDS_KEY, None)
+    if base is None:
+        return [(source, data)]
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(
+            f"{source}: {EXTENDS_KEY}: expected the path of a config file (relative to this file). "
+            f"Received: {base!r}")
+    base_path = os.path.normpath(os.path.join(directory, os.path.expanduser(base)))
+    if not os.path.isfile(base_path):
+        raise ConfigError(f"{source}: {EXTENDS_KEY}: no config file at {base_path!r}")
+    files = [*chain, os.path.realpath(source)] if source != "<defaults>" else list(chain)
+    if os.path.realpath(base_path) in files:
+        cycle = " → ".join([*files[files.index(os.path.realpath(base_path)):], os.path.realpath(base_path)])
+        raise ConfigError(f"{source}: {EXTENDS_KEY}: the files extend each other in a cycle: {cycle}")
+    return [(source, data),
+            *_extends_chain(_read_file(base_path), base_path, os.path.dirname(base_path), files)]
+
+
+def _validate(data, source, files):
+    """``ExperimentConfig`` from the merged ``data``; an error names the file that holds the bad key.
+
+    The merged config is what is checked (so a file or a ``--set`` may replace
+    a base's bad value). When it fails, the error is reported for the first of
+    ``files`` (the extending file first: its value is the one in effect) whose
+    own keys fail the same way; otherwise (a ``--set``) for ``source``.
+    """
+    try:
+        return from_dict(ExperimentConfig, data, source)
+    except ConfigError as error:
+        detail = str(error).removeprefix(f"{source}: ")
+        for file, own in files:
+            if _fails_with(own, file, detail):
+                raise ConfigError(f"{file}: {detail}") from None
+        raise
+
+
+def _fails_with(own, file, detail):
+    """Whether ``file``'s own mapping ``own`` fails with the message ``detail``."""
+    try:
+        from_dict(ExperimentConfig, own, file)
+    except ConfigError as error:
+        return str(error) == f"{file}: {detail}"
+    return False
+
+
+def _name_field(config, values, dotted, source):
+    """The text that replaces ``{dotted}`` in ``config.name``."""
+    def fail(reason):
+        raise ConfigError(f"{source}: name: {{{dotted}}} {reason}. Received: name={config.name!r}")
+
+    if dotted == "name":
+        fail("cannot refer to the name itself")
+    node = values
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            fail("names no config key (write fields as {section.key}, e.g. {model.name})")
+        node = node[key]
+    if node is None or isinstance(node, (dict, list)):
+        fail(f"must name a key holding one value; it holds {node!r}")
+    if isinstance(node, float):
+        return f"{node:g}"
+    if isinstance(node, str) and "/" in node:
+        return os.path.splitext(os.path.basename(node.rstrip("/")))[0]
+    return str(node)
+
+
+def resolve_name(config, source="<config>"):
+    """Fill the ``{section.key}`` fields of ``config.name`` from ``config`` (in place)."""
+    template = config.name
+    if "{" not in template and "}" not in template:
+        return config
+    if "{" in _NAME_FIELD.sub("", template) or "}" in _NAME_FIELD.sub("", template):
+        raise ConfigError(f"{source}: name: unbalanced braces. Received: name={template!r}")
+    values = to_dict(config)
+    config.name = _NAME_FIELD.sub(lambda match: _name_field(config, values, match.group(1), source), template)
+    return config
+
+
 def load_config(path=None, overrides=(), data=None):
     """Load and validate a config.
 
     Args:
-        path: a YAML file (``None``: all defaults).
-        overrides: ``"section.key=value"`` strings applied after the file.
-        data: a mapping used instead of reading ``path`` (tests, tuning).
+        path: a YAML file (``None``: all defaults). Its ``extends`` chain is
+            merged in (see the module docstring).
+        overrides: ``"section.key=value"`` strings applied after the files.
+        data: a mapping used instead of reading ``path`` (tests, tuning); an
+            ``extends`` in it is relative to ``path``'s folder, or to the
+            current directory without ``path``.
+
+    Returns:
+        the ``ExperimentConfig``, its ``name`` fields filled in.
     """
     source = os.fspath(path) if path is not None else "<defaults>"
-    if data is None and path is not None:
-        if not os.path.isfile(source):
-            raise ConfigError(f"No config file at {source!r}")
-        try:
-            with open(source, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{source}: not valid YAML: {err}") from err
-    data = dict(data or {})
+    if data is None:
+        data = _read_file(source) if path is not None else {}
+    elif not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level: expected a mapping, got {data!r}")
+    directory = os.path.dirname(source) if path is not None else os.curdir
+    files = _extends_chain(copy.deepcopy(data), source, directory)
+    data = {}
+    for _, own in reversed(files):  # the last base first, the extending file last
+        data = merge_mappings(data, own)
+    data = copy.deepcopy(data)  # the overrides below must not reach the files' own mappings
     for text in overrides:
         key, value = parse_override(text)
+        if key == EXTENDS_KEY:
+            raise ConfigError(f"--set {text}: {EXTENDS_KEY} can only be written in a config file")
         _set_path(data, key, value, f"{source} (--set {text})")
-    config = from_dict(ExperimentConfig, data, source)
+    config = _validate(data, source, files)
+    resolve_name(config, source)
     if not config.name or "/" in config.name:
         raise ConfigError(f"{source}: name: must be a non-empty name without '/'. Received: {config.name!r}")
     return config

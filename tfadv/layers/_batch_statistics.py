@@ -37,9 +37,10 @@ class BatchStatisticsNormalization(keras.layers.Layer):
     which also update the moving statistics: :meth:`_update_moving_statistics`)
     and the moving statistics in inference. A subclass defines the rescaling
     (gamma_p, beta_p) from the condition p: its ``build`` creates the weights
-    (after :meth:`_channels`) and its moving statistics
-    (:meth:`_add_moving_statistics`); its ``call`` computes ``x · multiplier +
-    offset`` with :meth:`_affine_map`.
+    (after :meth:`_channels`) as plain attributes, as Keras' ``BatchNormalization``
+    does (``self.gamma = self.add_weight(name="gamma", ...)``), and its moving
+    statistics with :func:`add_moving_statistic`; its ``call`` computes ``x ·
+    multiplier + offset`` with :meth:`_affine_map`.
 
     Args:
         momentum: momentum of the moving averages (0.9, PyTorch's 0.1).
@@ -98,15 +99,6 @@ class BatchStatisticsNormalization(keras.layers.Layer):
             )
         self._reduction_axes = list(range(len(x_shape) - 1))
         return channels
-
-    def _add_moving_statistics(self, prefix, channels):
-        """``(moving_mean, moving_variance)`` of shape ``[C]``, prefixed ``prefix``."""
-        shape = (channels,)
-        moving_mean = add_moving_statistic(
-            self, f"{prefix}moving_mean", self.moving_mean_initializer, shape)
-        moving_variance = add_moving_statistic(
-            self, f"{prefix}moving_variance", self.moving_variance_initializer, shape)
-        return moving_mean, moving_variance
 
     def _batch_moments(self, x):
         """Per-channel mean and variance of the batch (the global batch if synchronized)."""

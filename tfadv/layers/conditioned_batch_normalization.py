@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfadv.layers._batch_statistics import BatchStatisticsNormalization
+from tfadv.layers._batch_statistics import BatchStatisticsNormalization, add_moving_statistic
 
 
 def encode_strength(p, k):
@@ -116,7 +116,10 @@ class ConditionedBatchNormalization(BatchStatisticsNormalization):
             self.beta_basis = self.add_weight(
                 shape=(self.k, channels), name="beta_basis",
                 initializer=_tiled(self.beta_initializer, self.k), autocast=False)
-        self.moving_mean, self.moving_variance = self._add_moving_statistics("", channels)
+        self.moving_mean = add_moving_statistic(
+            self, "moving_mean", self.moving_mean_initializer, (channels,))
+        self.moving_variance = add_moving_statistic(
+            self, "moving_variance", self.moving_variance_initializer, (channels,))
 
     def call(self, inputs, training=None):
         x, condition = inputs

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfadv.layers._batch_statistics import BatchStatisticsNormalization
+from tfadv.layers._batch_statistics import BatchStatisticsNormalization, add_moving_statistic
 
 
 def _per_example(condition, rank):
@@ -75,52 +75,62 @@ class DualBatchNormalization(BatchStatisticsNormalization):
         https://arxiv.org/abs/1911.09665
     """
 
-    def build(self, input_shape):
-        channels = self._channels(input_shape)
-        for branch in ("main", "aux"):
-            if self.scale:
-                setattr(self, f"{branch}_gamma", self.add_weight(
-                    shape=(channels,), name=f"{branch}_gamma",
-                    initializer=self.gamma_initializer, autocast=False))
-            if self.center:
-                setattr(self, f"{branch}_beta", self.add_weight(
-                    shape=(channels,), name=f"{branch}_beta",
-                    initializer=self.beta_initializer, autocast=False))
-            moving_mean, moving_variance = self._add_moving_statistics(f"{branch}_", channels)
-            setattr(self, f"{branch}_moving_mean", moving_mean)
-            setattr(self, f"{branch}_moving_variance", moving_variance)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.main_gamma = self.main_beta = self.aux_gamma = self.aux_beta = None
 
-    def _branch(self, branch):
-        """The branch's (gamma, beta, moving_mean, moving_variance); gamma, beta
-        are 1 and 0 when scale/center are off."""
-        gamma = getattr(self, f"{branch}_gamma") if self.scale else 1.0
-        beta = getattr(self, f"{branch}_beta") if self.center else 0.0
-        return (gamma, beta, getattr(self, f"{branch}_moving_mean"),
-                getattr(self, f"{branch}_moving_variance"))
+    def build(self, input_shape):
+        # Creation order fixes the order of the saved variables (trainable ones
+        # first, then the moving statistics, each in creation order): main_gamma,
+        # main_beta, aux_gamma, aux_beta, main_moving_mean, main_moving_variance,
+        # aux_moving_mean, aux_moving_variance. Keep it, or older .keras files
+        # load their weights into the wrong variables.
+        channels = self._channels(input_shape)
+        shape = (channels,)
+        if self.scale:
+            self.main_gamma = self.add_weight(
+                shape=shape, name="main_gamma", initializer=self.gamma_initializer, autocast=False)
+        if self.center:
+            self.main_beta = self.add_weight(
+                shape=shape, name="main_beta", initializer=self.beta_initializer, autocast=False)
+        self.main_moving_mean = add_moving_statistic(
+            self, "main_moving_mean", self.moving_mean_initializer, shape)
+        self.main_moving_variance = add_moving_statistic(
+            self, "main_moving_variance", self.moving_variance_initializer, shape)
+        if self.scale:
+            self.aux_gamma = self.add_weight(
+                shape=shape, name="aux_gamma", initializer=self.gamma_initializer, autocast=False)
+        if self.center:
+            self.aux_beta = self.add_weight(
+                shape=shape, name="aux_beta", initializer=self.beta_initializer, autocast=False)
+        self.aux_moving_mean = add_moving_statistic(
+            self, "aux_moving_mean", self.moving_mean_initializer, shape)
+        self.aux_moving_variance = add_moving_statistic(
+            self, "aux_moving_variance", self.moving_variance_initializer, shape)
 
     def call(self, inputs, training=None):
         x, condition = inputs
         x = ops.cast(x, "float32")  # statistics overflow in float16: compute in float32
         p = _per_example(condition, len(x.shape))
-        main_gamma, main_beta, main_moving_mean, main_moving_variance = self._branch("main")
-        aux_gamma, aux_beta, aux_moving_mean, aux_moving_variance = self._branch("aux")
+        main_gamma, aux_gamma = (self.main_gamma, self.aux_gamma) if self.scale else (1.0, 1.0)
+        main_beta, aux_beta = (self.main_beta, self.aux_beta) if self.center else (0.0, 0.0)
 
         if training and self.trainable:
             mean, variance = self._batch_moments(x)
             aux_share = ops.mean(p)
-            self._update_moving_statistics(main_moving_mean, main_moving_variance, mean, variance,
-                                           share=1.0 - aux_share)
-            self._update_moving_statistics(aux_moving_mean, aux_moving_variance, mean, variance,
-                                           share=aux_share)
+            self._update_moving_statistics(self.main_moving_mean, self.main_moving_variance,
+                                           mean, variance, share=1.0 - aux_share)
+            self._update_moving_statistics(self.aux_moving_mean, self.aux_moving_variance,
+                                           mean, variance, share=aux_share)
             gamma = (1.0 - p) * main_gamma + p * aux_gamma
             beta = (1.0 - p) * main_beta + p * aux_beta
             multiplier, offset = self._affine_map(gamma, beta, mean, variance)
         else:
             # Each BN is affine in x, so their mix is one per-example affine map.
             main_multiplier, main_offset = self._affine_map(
-                main_gamma, main_beta, main_moving_mean, main_moving_variance)
+                main_gamma, main_beta, self.main_moving_mean, self.main_moving_variance)
             aux_multiplier, aux_offset = self._affine_map(
-                aux_gamma, aux_beta, aux_moving_mean, aux_moving_variance)
+                aux_gamma, aux_beta, self.aux_moving_mean, self.aux_moving_variance)
             multiplier = (1.0 - p) * main_multiplier + p * aux_multiplier
             offset = (1.0 - p) * main_offset + p * aux_offset
         return ops.cast(x * multiplier + offset, self.compute_dtype)
