@@ -1,4 +1,5 @@
-"""The ``tfadv`` command: train, eval, landscape, export, tune, quickstart, bench.
+"""The ``tfadv`` command: train, eval, landscape, export, tune, quickstart, bench, inspect,
+plot-history.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args)``. User errors (bad config, bad value, missing data) print one line
@@ -9,7 +10,8 @@ import importlib
 import re
 import sys
 
-COMMANDS = ("train", "eval", "landscape", "export", "tune", "quickstart", "bench")
+COMMANDS = ("train", "eval", "landscape", "export", "tune", "quickstart", "bench", "inspect",
+            "plot-history")
 
 
 def build_parser():
@@ -20,7 +22,7 @@ def build_parser():
     parser.add_argument("--version", action="store_true", help="print versions and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"tfadv.cli.{name}_cmd").add_parser(subparsers)
+        importlib.import_module(f"tfadv.cli.{name.replace('-', '_')}_cmd").add_parser(subparsers)
     return parser
 
 
