@@ -76,6 +76,7 @@ class MethodConfig:
     pgd_steps: int = 7  # robmask: PGD-m
     learning_rate_multipliers: dict = field(default_factory=dict)  # robmask: {basis, shift, network}
     robust_model: Optional[str] = None  # bn_finetune: the adversarially trained model it starts from
+    freeze_statistics: bool = False  # bn_finetune: keep BN moving statistics fixed (default: updated, as the paper)
 
 
 @dataclass
