@@ -132,11 +132,11 @@ def test_offline_finetuning_trains_on_the_one_to_one_union(data, tmp_path):
 # ------------------------------------------------------------ BN-only fine-tuning
 
 
-def test_bn_finetuning_changes_only_gamma_and_beta(data):
+def test_bn_finetuning_with_frozen_statistics_changes_only_gamma_and_beta(data):
     x, y = data
     inner = _moved(_tiny(), x)
     before = {w.path: w.numpy().copy() for w in inner.weights}
-    model = methods.wrap(inner, "bn_finetune", attack=FGSM)
+    model = methods.wrap(inner, "bn_finetune", attack=FGSM, freeze_statistics=True)
     assert {w.path.split("/")[-1] for w in model.trainable_variables} == {"gamma", "beta"}
     model.compile(optimizer=keras.optimizers.SGD(0.5))
     model.fit(x, y, batch_size=7, epochs=1, verbose=0)
@@ -150,7 +150,7 @@ def test_interpolation_model_reproduces_both_models_and_mixes_their_masking(data
     robust = _moved(_tiny(), x)
     clean = keras.models.clone_model(robust)
     clean.set_weights(robust.get_weights())
-    clean_method = methods.wrap(clean, "bn_finetune", attack=FGSM)
+    clean_method = methods.wrap(clean, "bn_finetune", attack=FGSM, freeze_statistics=True)
     clean_method.compile(optimizer=keras.optimizers.SGD(0.5))
     clean_method.fit(x, y, batch_size=7, epochs=2, verbose=0)
 

@@ -49,7 +49,7 @@ def test_paper1_code_settings_scale_and_set_overrides(tmp_path):
          "--set", "train.distribute=mirrored"])
     configs = paper1.experiment_configs(args, "cifar10")
     assert configs["clean"].train.epochs == 2  # 200 · 0.01
-    assert configs["pgd"].train.epochs == 1  # 10 · 0.01, at least one
+    assert configs["pgd"].train.epochs == 2  # 200 · 0.01 (the released code fine-tunes 200 epochs)
     assert configs["pgd"].name.endswith("-code") and configs["pgd"].train.optimizer == "adam"
     assert configs["pgd"].method.attack.eps == pytest.approx(8 / 255) and configs["pgd"].method.attack.steps == 100
     assert all(c.data.limit_train == 500 and c.train.distribute == "mirrored" for c in configs.values())

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfadv.attacks.apgd import apgd
 from tfadv.attacks.fgsm import fgsm
+from tfadv.attacks.pgd import UPDATES as PGD_UPDATES
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
@@ -25,7 +26,7 @@ LINF_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr")
 
 SETTINGS = {
     "fgsm": ("eps",),
-    "pgd": ("eps", "steps", "step_size", "random_start", "restarts", "seed"),
+    "pgd": ("eps", "steps", "step_size", "random_start", "restarts", "seed", "update"),
     "stadv": ("steps", "tau", "learning_rate", "kappa", "flow_bound"),
     "apgd-ce": ("eps", "steps", "restarts", "seed"),
     "apgd-dlr": ("eps", "steps", "restarts", "seed"),
@@ -34,7 +35,7 @@ SETTINGS = {
 
 DEFAULTS = {
     "fgsm": {},
-    "pgd": {"steps": 10, "random_start": True, "restarts": 1, "seed": 0},
+    "pgd": {"steps": 10, "random_start": True, "restarts": 1, "seed": 0, "update": "sign"},
     "stadv": {"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE,
               "kappa": 0.0},
     "apgd-ce": {"steps": 100, "restarts": 1, "seed": 0},
@@ -124,6 +125,9 @@ class AttackSpec:
         random_start: PGD starts from a uniform point of the ε-ball (True).
         restarts: PGD and APGD random restarts, >= 1.
         seed: seed of the random starts of PGD and APGD (0); see :meth:`run`.
+        update: PGD's update rule, ``"sign"`` (Madry et al., default) or
+            ``"adam"`` (Adam on the perturbation, learning rate ``step_size``,
+            best iterate kept; the loss-landscape paper's released code).
         tau, learning_rate, kappa, flow_bound: stAdv's flow-loss weight, Adam
             step in pixels, Carlini–Wagner confidence and optional L∞ bound on
             the flow (pixels).
@@ -146,6 +150,7 @@ class AttackSpec:
     learning_rate: Optional[float] = None
     kappa: Optional[float] = None
     flow_bound: Optional[float] = None
+    update: Optional[str] = None
 
     def __post_init__(self):
         if self.name not in ATTACK_NAMES:
@@ -169,6 +174,9 @@ class AttackSpec:
         if "random_start" in values and not isinstance(values["random_start"], (bool, np.bool_)):
             raise ValueError("random_start must be True or False. "
                              f"Received: random_start={values['random_start']!r}")
+        if "update" in values and values["update"] not in PGD_UPDATES:
+            raise ValueError(f"update must be one of {', '.join(PGD_UPDATES)}. "
+                             f"Received: update={values['update']!r}")
         # A PGD step may be 0 only at ε = 0, where the attack does not run.
         positive = ("learning_rate", "flow_bound")
         if values.get("eps") != 0.0:
@@ -214,8 +222,14 @@ class AttackSpec:
         return cls(**{key: value for key, value in attack.items() if key in keep})
 
     def settings(self):
-        """The settings that determine the result: the name and the used fields."""
-        return {"name": self.name, **{key: getattr(self, key) for key in SETTINGS[self.name]}}
+        """The settings that determine the result: the name and the used fields.
+
+        PGD's default ``update="sign"`` is left out, so ids of results stored
+        before the setting existed still match."""
+        settings = {"name": self.name, **{key: getattr(self, key) for key in SETTINGS[self.name]}}
+        if settings.get("update") == "sign":
+            del settings["update"]
+        return settings
 
     @property
     def id(self):
@@ -231,6 +245,8 @@ class AttackSpec:
         if self.name == "stadv":
             return f"stAdv τ={self.tau:g}"
         head = {"pgd": "PGD", "apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR"}[self.name]
+        if self.update == "adam":
+            head = "PGD-Adam"
         restarts = f"×{self.restarts}" if self.restarts > 1 else ""
         return f"{head}-{self.steps}{restarts} ε={format_eps(self.eps)}"
 
@@ -278,7 +294,7 @@ class AttackSpec:
             return fgsm(model_fn, x, y, eps, jit_compile=jit_compile)
         if self.name == "pgd":
             return pgd(model_fn, x, y, eps, step_size, self.steps, random_start=self.random_start,
-                       restarts=self.restarts, seed=seed, jit_compile=jit_compile)
+                       restarts=self.restarts, seed=seed, update=self.update, jit_compile=jit_compile)
         if self.name == "stadv":
             return stadv(model_fn, x, y, tau=self.tau, steps=self.steps,
                          learning_rate=self.learning_rate, kappa=self.kappa,

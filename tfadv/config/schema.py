@@ -38,6 +38,8 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     nesterov: bool = False
     weight_decay: float = 5e-4
+    # coupled: PyTorch's L2, g <- g + wd*w before momentum (the papers') | decoupled: Keras' / AdamW
+    weight_decay_mode: str = "coupled"
     schedule: str = "cosine"  # cosine | constant | step
     step_milestones: list = field(default_factory=list)  # epochs where "step" divides the rate by 10
     warmup_epochs: int = 0
@@ -61,6 +63,7 @@ class AttackConfig:
     learning_rate: float = 0.01  # stadv: Adam step on the flow field
     kappa: float = 0.0  # stadv: Carlini-Wagner confidence
     flow_bound: Optional[float] = None  # stadv: L-inf bound on the flow, in pixels
+    update: str = "sign"  # pgd: sign (Madry) | adam (Adam on the perturbation, lr = step_size, keeps the best)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class MethodConfig:
     pgd_steps: int = 7  # robmask: PGD-m
     learning_rate_multipliers: dict = field(default_factory=dict)  # robmask: {basis, shift, network}
     robust_model: Optional[str] = None  # bn_finetune: the adversarially trained model it starts from
+    freeze_statistics: bool = False  # bn_finetune: keep BN moving statistics fixed (default: updated, as the paper)
 
 
 @dataclass
@@ -148,6 +152,8 @@ CHOICES = {
     ("train", "schedule"): ("cosine", "constant", "step"),
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "distribute"): ("default", "mirrored"),
+    ("train", "weight_decay_mode"): ("coupled", "decoupled"),
+    ("attack", "update"): ("sign", "adam"),
     ("method", "kind"): METHOD_KINDS,
     ("attack", "name"): ATTACK_NAMES,
     ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),

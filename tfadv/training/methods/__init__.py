@@ -26,7 +26,8 @@ the inner model is the one to save. Methods and their settings:
   ``strength`` (None: p ~ U(0, 1)), ``seed``; ``inner`` built with
   ``norm="robmask"``.
 - ``"bn_finetune"`` (:class:`BNFineTuning`): ``attack`` (for the
-  robust-accuracy metric); then :func:`interpolation_model` builds the
+  robust-accuracy metric), ``freeze_statistics`` (False: BN moving
+  statistics updated, as the paper); then :func:`interpolation_model` builds the
   p-knob model from the robust model and its BN-only fine-tuning.
 
 Every method logs ``loss``, ``accuracy`` (clean) and ``robust_accuracy``
@@ -163,7 +164,7 @@ def wrap_from_config(inner, config, train_arrays=None, run_dir=None):
             from tfadv.training.runs import load_model
 
             inner.set_weights(load_model(method.robust_model).get_weights())
-        return wrap(inner, kind, attack=attack)
+        return wrap(inner, kind, attack=attack, freeze_statistics=method.freeze_statistics)
     raise ValueError(f"method.kind must be one of {METHODS}. Received: method.kind={kind!r}")
 
 

@@ -13,29 +13,47 @@ class BNFineTuning(TrainingMethod):
     trained model and fine-tune it on clean data with every weight frozen but
     the BNs' γ and β, giving a "clean masking" of the same robust features.
 
-    Every non-BN layer is set ``trainable = False``, and the model runs in
-    inference mode during fine-tuning (``training=False``): the BNs normalize
-    with their *frozen* moving statistics and do not update them, while γ
-    and β still receive gradients. Why frozen statistics: the two models
-    must differ in γ, β only, so that one ``ConditionedBatchNormalization``
-    with a single, shared set of statistics (:func:`interpolation_model`)
-    reproduces both, and so that a masking means a rescaling of the same
-    normalized features. Were the statistics re-estimated on clean data, the
-    clean model would normalize differently and p = 0 could not reproduce it.
+    Every non-BN layer is set ``trainable = False``; only γ and β receive
+    gradients. The moving statistics:
 
-    Each step: ``loss = mean CE(f(x), y)`` on the clean batch (inference-mode
-    forward, gradients for γ, β only). Metrics: ``loss``, ``accuracy`` of
-    that forward pass, ``robust_accuracy`` under ``attack`` (crafted on the
-    current model; an extra attack per batch, for monitoring only).
+    - ``freeze_statistics=False`` (default, the paper's fine-tuning): the
+      model runs in training mode, as a PyTorch ``model.train()`` loop whose
+      optimizer holds the BN parameters only: BN normalizes with the batch's
+      statistics and updates its moving mean and variance (momentum of each
+      layer). The paper *measures* that they barely move: "The batch
+      statistics with and without further standard finetuning of BN (under
+      the setting in the 2nd block of Table 1) are nearly identical across
+      all the dimensions" (Sec. 3.1; Figure 1: "The running mean µ and
+      variance σ, as well as the rescaling shift parameter β are almost the
+      same"). Dropout, if the model has any, is active too.
+    - ``freeze_statistics=True``: the model runs in inference mode
+      (``training=False``): BN normalizes with the frozen moving statistics
+      and never updates them, so the fine-tuned model differs from its
+      source in γ, β only, by construction.
+
+    The two models are combined by :func:`interpolation_model`, which needs
+    shared statistics or an explicit choice (its ``statistics`` argument)
+    when the statistics were updated.
+
+    Each step: ``loss = mean CE(f(x), y)`` on the clean batch (gradients for
+    γ, β only). Metrics: ``loss``, ``accuracy`` of that forward pass (batch
+    statistics unless frozen), ``robust_accuracy`` under ``attack`` (crafted
+    on the current model in inference mode; an extra attack per batch, for
+    monitoring only).
 
     Args:
         inner: the trained plain model (BN layers ``keras.layers.BatchNormalization``).
         attack: the attack ``robust_accuracy`` is measured with (an
             ``AttackSpec`` or its settings; default PGD-10 at 8/255).
+        freeze_statistics: keep the moving statistics fixed (inference-mode
+            forward pass) instead of updating them (default False).
     """
 
-    def __init__(self, inner, attack=DEFAULT_ATTACK, **kwargs):
+    def __init__(self, inner, attack=DEFAULT_ATTACK, freeze_statistics=False, **kwargs):
         super().__init__(inner, eval_attack=attack, **kwargs)
+        if not isinstance(freeze_statistics, bool):
+            raise ValueError(f"freeze_statistics must be True or False. Received: freeze_statistics={freeze_statistics!r}")
+        self.freeze_statistics = freeze_statistics
         if self.conditioned:
             raise ValueError(f"BN-only fine-tuning needs a plain model. Received: inner={inner.name!r}")
         batch_norms = [layer for layer in inner.layers
@@ -49,7 +67,8 @@ class BNFineTuning(TrainingMethod):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x_adv = craft(self.eval_attack, self.inner, x, y)
         with tf.GradientTape() as tape:
-            logits = self.inner(x, training=False)  # frozen statistics, trainable γ, β
+            # Training mode: batch statistics, moving statistics updated; γ, β trainable either way.
+            logits = self.inner(x, training=not self.freeze_statistics)
             loss = cross_entropy(y, logits, sample_weight)
             objective = self.objective(loss)
         self.apply_update(tape, objective)

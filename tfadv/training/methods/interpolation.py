@@ -16,7 +16,43 @@ def _check_same(name, clean, robust):
             )
 
 
-def interpolation_model(clean_model, robust_model):
+STATISTICS = ("shared", "fold", "robust", "clean")
+"""``interpolation_model``'s choices of BN moving statistics (see its docstring)."""
+
+
+class _BatchNormValues:
+    """γ, β and moving statistics of one BN layer as arrays (what ``set_bases_from`` reads)."""
+
+    def __init__(self, gamma, beta, moving_mean, moving_variance):
+        self.gamma, self.beta = gamma, beta
+        self.moving_mean, self.moving_variance = moving_mean, moving_variance
+
+
+def _folded(clean_layer, robust_layer):
+    """``clean_layer``'s inference-mode map expressed over ``robust_layer``'s statistics.
+
+    γ_c (x − μ_c)/σ_c + β_c = γ' (x − μ_r)/σ_r + β' for every x with
+    γ' = γ_c σ_r/σ_c and β' = β_c + γ_c (μ_r − μ_c)/σ_c, σ = √(var + ε).
+    """
+    if not (clean_layer.scale and clean_layer.center):
+        raise ValueError(
+            "statistics='fold' rewrites gamma and beta, so the BN layers need scale=True and center=True. "
+            f"Received: layer {clean_layer.name!r} with scale={clean_layer.scale}, center={clean_layer.center}")
+
+    def array(value):
+        return np.asarray(value, dtype="float64")
+
+    mean_c, mean_r = array(clean_layer.moving_mean), array(robust_layer.moving_mean)
+    sigma_c = np.sqrt(array(clean_layer.moving_variance) + clean_layer.epsilon)
+    sigma_r = np.sqrt(array(robust_layer.moving_variance) + robust_layer.epsilon)
+    gamma_c, beta_c = array(clean_layer.gamma), array(clean_layer.beta)
+    gamma = gamma_c * sigma_r / sigma_c
+    beta = beta_c + gamma_c * (mean_r - mean_c) / sigma_c
+    return _BatchNormValues(gamma.astype("float32"), beta.astype("float32"),
+                            np.asarray(robust_layer.moving_mean), np.asarray(robust_layer.moving_variance))
+
+
+def interpolation_model(clean_model, robust_model, statistics="shared"):
     """A conditioned model whose BN masking moves from ``clean_model`` (p = 0) to ``robust_model`` (p = 1).
 
     Sec. 3.2 of the Adversarial Masking paper: two models that differ only in
@@ -32,13 +68,38 @@ def interpolation_model(clean_model, robust_model):
     takes ``{"images", "condition"}`` like every conditioned tfadv model and
     equals ``clean_model`` at p = 0 and ``robust_model`` at p = 1.
 
+    The layer has one set of moving statistics. ``statistics`` says where
+    it comes from when the two models' statistics differ (BN-only
+    fine-tuning updates them unless ``freeze_statistics=True``); all choices
+    give the same model when they are equal:
+
+    - ``"shared"`` (default): the statistics must be equal; otherwise
+      ``ValueError`` (naming the layer and these choices). Both ends are
+      reproduced exactly.
+    - ``"fold"``: the robust model's statistics; the clean model's
+      inference-mode BN map is rewritten over them,
+      ``γ' = γ_c σ_r/σ_c``, ``β' = β_c + γ_c (μ_r − μ_c)/σ_c``
+      (σ = √(var + ε)), so p = 0 and p = 1 both reproduce their model
+      exactly in inference mode, and in between the per-channel affine
+      map (scale and shift of the raw features) moves linearly. In training
+      mode (batch statistics) p = 0 is not the clean model.
+    - ``"robust"``: the robust model's statistics with the raw γ, β of both:
+      p = 1 is ``robust_model``; p = 0 is the clean masking over the robust
+      statistics, not ``clean_model``.
+    - ``"clean"``: the clean model's statistics: p = 0 is ``clean_model``,
+      p = 1 is not ``robust_model``.
+
     Args:
         clean_model, robust_model: plain functional models of the same
-            architecture, equal in every weight but BN γ and β.
+            architecture, equal in every weight but BN γ, β (and, unless
+            ``statistics="shared"``, the BN moving statistics).
+        statistics: ``"shared"``, ``"fold"``, ``"robust"`` or ``"clean"``.
 
     Returns:
         A new functional ``keras.Model`` (weights copied, nothing shared).
     """
+    if statistics not in STATISTICS:
+        raise ValueError(f"statistics must be one of {STATISTICS}. Received: statistics={statistics!r}")
     for name, model in (("clean_model", clean_model), ("robust_model", robust_model)):
         if not hasattr(model, "_run_through_graph") or len(model.inputs) != 1:
             raise ValueError(f"{name} must be a functional model with one image input. Received: {name}={model!r}")
@@ -84,10 +145,20 @@ def interpolation_model(clean_model, robust_model):
         if copy is None:  # input layers
             continue
         if isinstance(copy, ConditionedBatchNormalization):
-            _check_same(robust_layer.name,
-                        [np.asarray(clean_layer.moving_mean), np.asarray(clean_layer.moving_variance)],
-                        [np.asarray(robust_layer.moving_mean), np.asarray(robust_layer.moving_variance)])
-            copy.set_bases_from([clean_layer, robust_layer])
+            shared = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in (
+                (clean_layer.moving_mean, robust_layer.moving_mean),
+                (clean_layer.moving_variance, robust_layer.moving_variance)))
+            if statistics == "shared" and not shared:
+                raise ValueError(
+                    f"The BN moving statistics of clean_model and robust_model differ (layer "
+                    f"{robust_layer.name!r}; BN-only fine-tuning updates them unless "
+                    "freeze_statistics=True). Choose them: statistics='fold' (both ends exact), "
+                    "'robust' or 'clean'. Received: statistics='shared'")
+            if statistics == "fold" and not shared:
+                copy.set_bases_from([_folded(clean_layer, robust_layer), robust_layer], statistics_from=1)
+            else:
+                copy.set_bases_from([clean_layer, robust_layer],
+                                    statistics_from=0 if statistics == "clean" else 1)
         else:
             _check_same(robust_layer.name, clean_layer.get_weights(), robust_layer.get_weights())
             copy.set_weights(robust_layer.get_weights())
