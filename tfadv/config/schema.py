@@ -72,7 +72,9 @@ class MethodConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     adversarial_fraction: float = 1.0  # adversarial: share of adversarial examples per batch
     online: bool = False  # finetune: fresh adversarial examples per batch instead of a stored set
-    eps_max: float = 8 / 255  # robmask: ε = p · eps_max
+    eps_max: float = 8 / 255  # robmask, advprop with random_strength: ε = p · eps_max
+    random_strength: bool = False  # advprop: ε = p · eps_max, p ~ U(0, 1) per batch, into the auxiliary BN
+    aux_eps: list = field(default_factory=list)  # advprop: one auxiliary BN per strength, e.g. [4/255, 8/255]
     pgd_steps: int = 7  # robmask: PGD-m
     learning_rate_multipliers: dict = field(default_factory=dict)  # robmask: {basis, shift, network}
     robust_model: Optional[str] = None  # bn_finetune: the adversarially trained model it starts from

@@ -31,6 +31,14 @@ class NormContext:
                 raise ValueError(f"RobMask basis size k must be an integer >= 1. Received: k={k!r}")
         elif "k" in self.options:
             raise ValueError(f"norm_options 'k' applies to norm='robmask' only. Received: norm={kind!r}")
+        if kind == "dual_bn":
+            branches = self.options.get("branches", 2)
+            if isinstance(branches, bool) or not isinstance(branches, int) or branches < 2:
+                raise ValueError(
+                    f"Dual BN branches must be an integer >= 2. Received: branches={branches!r}")
+        elif "branches" in self.options:
+            raise ValueError(
+                f"norm_options 'branches' applies to norm='dual_bn' only. Received: norm={kind!r}")
 
     @property
     def conditioned(self):

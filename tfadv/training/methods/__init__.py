@@ -18,8 +18,10 @@ the inner model is the one to save. Methods and their settings:
   incomplete); ``train_arrays`` (offline: the clean ``(x, y)``);
   ``chunk_size`` (generation chunk, 500); ``jit_compile`` (XLA for the
   generation, True).
-- ``"advprop"`` (:class:`AdvProp`, Xie et al. 2020): ``attack``; ``inner``
-  built with ``norm="dual_bn"``.
+- ``"advprop"`` (:class:`AdvProp`, Xie et al. 2020): ``attack``;
+  ``random_strength`` (ε = p·``eps_max`` per batch), ``eps_max``, ``seed``;
+  ``aux_eps`` (one auxiliary BN per strength); ``inner`` built with
+  ``norm="dual_bn"`` (``norm_options={"branches": len(aux_eps) + 1}``).
 - ``"robmask"`` (:class:`RobMask`, Algorithm 1): ``eps_max`` (8/255),
   ``steps`` (7), ``step_fraction`` (PGD step / ε, 0.2), ``random_start``
   (True), ``learning_rate_multipliers`` ({basis, shift, network}),
@@ -153,7 +155,11 @@ def wrap_from_config(inner, config, train_arrays=None, run_dir=None):
                     adversarial_examples=os.path.join(run_dir, ADVERSARIAL_EXAMPLES_FILE),
                     jit_compile=config.train.jit_compile)
     if kind == "advprop":
-        return wrap(inner, kind, attack=attack)
+        variants = ({"random_strength": True, "eps_max": method.eps_max, "seed": config.seed}
+                    if method.random_strength else {})
+        if method.aux_eps:
+            variants["aux_eps"] = method.aux_eps
+        return wrap(inner, kind, attack=attack, **variants)
     if kind == "robmask":
         step_fraction = 0.2 if method.attack.step_size is None else method.attack.step_size / method.eps_max
         return wrap(inner, kind, eps_max=method.eps_max, steps=method.pgd_steps,

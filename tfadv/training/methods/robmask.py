@@ -6,6 +6,7 @@ import tensorflow as tf
 from tfadv import attacks
 from tfadv.layers import ConditionedBatchNormalization
 from tfadv.training.methods._common import TrainingMethod, cross_entropy
+from tfadv.training.methods._strength import uniform_strength
 
 MULTIPLIER_GROUPS = ("basis", "shift", "network")
 
@@ -133,8 +134,7 @@ class RobMask(TrainingMethod):
         """p for this mini-batch: fixed, or U(0, 1) from (seed, optimizer step)."""
         if self.strength is not None:
             return tf.constant(self.strength, tf.float32)
-        step = tf.cast(tf.convert_to_tensor(self.optimizer.iterations), tf.int64)
-        return tf.random.stateless_uniform([], seed=tf.stack([tf.constant(self.seed, tf.int64), step]))
+        return uniform_strength(self.seed, self.optimizer.iterations)
 
     # ------------------------------------------------------------- training
 
