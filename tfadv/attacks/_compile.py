@@ -24,7 +24,6 @@ repeated calls reuse one graph.
 
 import collections
 import functools
-import numbers
 import warnings
 import weakref
 
@@ -32,6 +31,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# The shared checks, re-exported: the attacks call them as ``_compile.check_...``.
+from tfadv.checks import check_count, check_in_unit_interval, check_integer, check_non_negative  # noqa: F401
+from tfadv.checks import check_positive, known_value  # noqa: F401
 from tfadv.models.conditioning import ConditionedModelFn, condition_batch, condition_inputs, is_conditioned
 
 TRACE_COUNTS = collections.Counter()
@@ -42,21 +44,9 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------
-# Validation. Only values known now are checked (Python numbers, NumPy
-# arrays, eager tensors, graph constants); a symbolic tensor inside a
-# tf.function passes through unchecked instead of breaking the graph.
-
-
-def known_value(value):
-    """``value`` as a NumPy array if it is known now, else ``None``."""
-    if value is None:
-        return None
-    try:
-        array = tf.get_static_value(value)
-    except (TypeError, ValueError):
-        return None
-    return None if array is None else np.asarray(array)
-
+# Validation: the shared checks (tfadv.checks), and the attacks' own of
+# images, labels and per-example values. Only values known now are checked;
+# a symbolic tensor inside a tf.function passes through unchecked.
 
 def _shape(value):
     shape = getattr(value, "shape", None)
@@ -68,48 +58,9 @@ def _dtype(value):
     return tf.as_dtype(np.asarray(value).dtype if dtype is None else dtype)
 
 
-def _describe(value):
-    array = known_value(value)
-    if array is None:
-        return repr(value)
-    return repr(array.item()) if np.ndim(array) == 0 else f"array(shape={array.shape})"
-
-
-def check_in_unit_interval(name, value):
-    """``ValueError`` unless every element of ``value`` is in [0, 1]."""
-    array = known_value(value)
-    if array is not None and not (np.all(np.isfinite(array)) and np.all((array >= 0) & (array <= 1))):
-        raise ValueError(f"{name} must be in [0, 1]. Received: {name}={_describe(value)}")
-
-
-def check_positive(name, value):
-    """``ValueError`` unless every element of ``value`` is finite and > 0."""
-    array = known_value(value)
-    if array is not None and not (np.all(np.isfinite(array)) and np.all(array > 0)):
-        raise ValueError(f"{name} must be > 0. Received: {name}={_describe(value)}")
-
-
-def check_non_negative(name, value):
-    """``ValueError`` unless every element of ``value`` is finite and >= 0."""
-    array = known_value(value)
-    if array is not None and not (np.all(np.isfinite(array)) and np.all(array >= 0)):
-        raise ValueError(f"{name} must be >= 0. Received: {name}={_describe(value)}")
-
-
-def check_count(name, value, minimum=1):
-    """``ValueError`` unless ``value`` is an integer >= ``minimum``."""
-    array = known_value(value)
-    if array is None:
-        return
-    is_integer = np.issubdtype(np.asarray(array).dtype, np.integer) and not isinstance(value, bool)
-    if not is_integer or np.ndim(array) != 0 or array < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={_describe(value)}")
-
-
 def check_static_count(name, value, minimum=1):
-    """Like :func:`check_count`, for settings that must be Python ints."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
+    """:func:`tfadv.checks.check_integer` for settings that must be Python ints."""
+    check_integer(name, value, minimum)
 
 
 def check_images(x, name="x"):

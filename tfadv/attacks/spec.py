@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfadv.checks import check_in_unit_interval, check_integer
 from tfadv.attacks.apgd import apgd
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import pgd
@@ -71,8 +72,7 @@ def parse_eps(value, name="eps"):
     if number is None:
         raise ValueError(
             f"{name} must be a number in [0, 1] such as 8/255. Received: {name}={value!r}")
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1]. Received: {name}={value!r}")
+    check_in_unit_interval(name, number, received=repr(value))
     return number
 
 
@@ -82,13 +82,6 @@ def format_eps(eps):
     if abs(steps_of_255 - round(steps_of_255)) < 1e-6:
         return "0" if round(steps_of_255) == 0 else f"{round(steps_of_255)}/255"
     return f"{eps:.4g}"
-
-
-def _checked_int(name, value, minimum):
-    is_integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not is_integer or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
 
 
 def _checked_number(name, value, strictly_positive):
@@ -163,9 +156,9 @@ class AttackSpec:
             values["step_size"] = PGD_STEP_FRACTION * values["eps"]
         for key in ("steps", "restarts"):
             if key in values:
-                values[key] = _checked_int(key, values[key], minimum=1)
+                values[key] = check_integer(key, values[key], minimum=1)
         if "seed" in values:
-            values["seed"] = _checked_int("seed", values["seed"], minimum=0)
+            values["seed"] = check_integer("seed", values["seed"], minimum=0)
         if "random_start" in values and not isinstance(values["random_start"], (bool, np.bool_)):
             raise ValueError("random_start must be True or False. "
                              f"Received: random_start={values['random_start']!r}")
@@ -273,7 +266,7 @@ class AttackSpec:
             return x
         seed = None
         if self.seed is not None and batch_index is not None:
-            seed = self.seed * SEED_STRIDE + _checked_int("batch_index", batch_index, minimum=0)
+            seed = self.seed * SEED_STRIDE + check_integer("batch_index", batch_index, minimum=0)
         if self.name == "fgsm":
             return fgsm(model_fn, x, y, eps, jit_compile=jit_compile)
         if self.name == "pgd":

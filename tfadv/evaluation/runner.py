@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
+from tfadv.checks import check_integer, check_strength
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
 from tfadv.models.io import model_display_name
@@ -130,12 +131,6 @@ def _checked_data(x, y):
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must hold one integer label per image. Received: y.shape={y.shape}, x.shape={x.shape}")
     return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
-
-
-def _strength(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1]. Received: {name}={value!r}")
-    return float(value)
 
 
 def _specs(attacks, name):
@@ -328,12 +323,10 @@ def evaluate(
     """
     x, y = _checked_data(x, y)
     attacks, sweep = _specs(attacks, "attacks"), _specs(sweep, "sweep")
-    p = _strength(p, "p")
-    p_grid = None if p_grid is None else [_strength(value, "p_grid") for value in p_grid]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
-    if isinstance(grid_examples, bool) or not isinstance(grid_examples, (int, np.integer)) or grid_examples < 0:
-        raise ValueError(f"grid_examples must be an integer >= 0. Received: grid_examples={grid_examples!r}")
+    p = check_strength("p", p)
+    p_grid = None if p_grid is None else [check_strength("p_grid", value) for value in p_grid]
+    check_integer("batch_size", batch_size, minimum=1)
+    check_integer("grid_examples", grid_examples, minimum=0)
     if p_grid and tradeoff_attack is None:
         tradeoff_attack = attacks[0] if attacks else DEFAULT_TRADEOFF_ATTACK
     tradeoff_attack = None if tradeoff_attack is None else AttackSpec.create(tradeoff_attack)
