@@ -34,7 +34,7 @@ import tensorflow as tf
 # The shared checks, re-exported: the attacks call them as ``_compile.check_...``.
 from tfadv.checks import check_count, check_in_unit_interval, check_integer, check_non_negative  # noqa: F401
 from tfadv.checks import check_positive, known_value  # noqa: F401
-from tfadv.models.conditioning import ConditionedModelFn, condition_batch, condition_inputs, is_conditioned
+from tfadv.models.conditioning import BoundModel, call_model, is_conditioned
 
 TRACE_COUNTS = collections.Counter()
 """Attack name → number of times its compiled graph was traced."""
@@ -144,43 +144,39 @@ def seed_tensor(seed):
 # Models.
 
 
-def resolve_model_fn(model_fn, images):
+def resolve_model_fn(model_fn):
     """Split ``model_fn`` into what the cache is keyed on and a condition tensor.
 
-    Returns ``(owner, condition)``: for a :class:`ConditionedModelFn` the
-    underlying Keras model and its strength p as a float32 ``[B, 1]`` tensor
-    (so one compiled graph serves every p); otherwise ``model_fn`` itself and
-    ``None``.
+    Returns ``(owner, condition)``: for a :class:`~tfadv.models.conditioning.BoundModel`
+    its model and its strength p as a float32 tensor (``None`` for a model
+    without one), so one compiled graph serves every p; otherwise ``model_fn``
+    itself and ``None``.
     """
-    if isinstance(model_fn, ConditionedModelFn):
-        return model_fn.model, condition_batch(model_fn.condition, images)
+    if isinstance(model_fn, BoundModel):
+        owner, condition = model_fn.model, model_fn.condition
+        return owner, None if condition is None else tf.cast(tf.convert_to_tensor(condition), tf.float32)
     if not callable(model_fn):
         raise ValueError(f"model_fn must be a callable images -> logits. Received: model_fn={model_fn!r}")
     if isinstance(model_fn, keras.Model) and is_conditioned(model_fn):
         raise ValueError(
             "model_fn is a conditioned model (inputs 'images' and 'condition'); bind a "
-            "strength first with tfadv.models.conditioning.model_fn_for(model, p). "
+            "strength first with tfadv.models.bind(model, p) (formerly model_fn_for). "
             f"Received: model_fn={model_fn.name!r}"
         )
     return model_fn, None
 
 
 def model_caller(owner, condition, training):
-    """``images (float32) -> logits`` for ``owner`` as resolved by :func:`resolve_model_fn`.
+    """``images (float32) -> logits`` of ``owner`` at ``condition`` (:func:`call_model`).
 
-    Images are cast to the model's compute dtype only here, at the call, so
-    all perturbation arithmetic outside stays float32 under mixed precision.
-    ``training`` reaches Keras models and conditioned models; any other
-    callable is called as ``owner(images)``.
+    Images are cast to a Keras model's compute dtype only here, at the call,
+    so all perturbation arithmetic outside stays float32 under mixed
+    precision. ``training`` reaches Keras models only.
     """
-    compute_dtype = getattr(owner, "compute_dtype", None) or tf.float32
-    if condition is not None:
-        return lambda images: owner(
-            condition_inputs(tf.cast(images, compute_dtype), condition), training=training
-        )
     if isinstance(owner, keras.Layer):
-        return lambda images: owner(tf.cast(images, compute_dtype), training=training)
-    return lambda images: owner(images)
+        compute_dtype = owner.compute_dtype or tf.float32
+        return lambda images: call_model(owner, tf.cast(images, compute_dtype), condition, training)
+    return lambda images: call_model(owner, images, condition)
 
 
 def loss_and_input_gradient(model_call, images, loss_fn):
@@ -250,7 +246,7 @@ def run_compiled(name, body, model_fn, tensors, static, training=False, jit_comp
         name: the attack's name, the key of :data:`TRACE_COUNTS`.
         body: the graph body; must be a module-level function (it is part of
             the cache key).
-        model_fn: a Keras model, a :class:`ConditionedModelFn`, or any
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``), or any
             callable images -> logits. Reuse the same object to reuse the
             compiled graph: a fresh lambda per call compiles per call.
         tensors: tuple of tensors, the images first. Their values may change
@@ -262,7 +258,7 @@ def run_compiled(name, body, model_fn, tensors, static, training=False, jit_comp
             (automatic, :func:`use_xla`). If XLA rejects the model, the
             attack warns once and falls back to a plain ``tf.function``.
     """
-    owner, condition = resolve_model_fn(model_fn, tensors[0])
+    owner, condition = resolve_model_fn(model_fn)
     if tf.inside_function():
         return body(model_caller(owner, condition, training), *tensors, **static)
     key = (name, body, tuple(sorted(static.items())), bool(training), condition is not None)

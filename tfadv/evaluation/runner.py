@@ -41,7 +41,7 @@ from tfadv.evaluation.results import (
 )
 from tfadv.evaluation.tables import format_report
 from tfadv.metrics import ssim_distance
-from tfadv.models.conditioning import ConditionedModelFn, bind_condition, condition_inputs, is_conditioned
+from tfadv.models.conditioning import BoundModel, bind, call_model, is_conditioned
 
 DEFAULT_TRADEOFF_ATTACK = AttackSpec("pgd", eps=8 / 255, steps=10)
 """The trade-off curve's attack when neither ``tradeoff_attack`` nor ``attacks`` name one."""
@@ -53,32 +53,19 @@ class _Model:
 
     name: str
     source: str
-    handle: object  # keras.Model, SavedModelFunction or a callable images -> logits
+    handle: object  # keras.Model, SavedModelFunction, BoundModel or a callable images -> logits
     fingerprint: Optional[str]
     conditioned: bool
 
     def __post_init__(self):
-        self._bound = {}
         self.predict = tf.function(self._predictions)
 
     def model_fn(self, p):
-        """``images -> logits`` at strength ``p``; one object per p, so the attacks' cache hits."""
-        if not self.conditioned:
-            return self.handle
-        if p not in self._bound:
-            handle = self.handle
-            self._bound[p] = bind_condition(handle, p) if isinstance(handle, keras.Model) else handle.at(p)
-        return self._bound[p]
+        """``images -> logits`` at strength ``p`` (ignored by models without one)."""
+        return bind(self.handle, p)
 
     def _predictions(self, images, p):
-        handle = self.handle
-        if isinstance(handle, keras.Model):
-            inputs = condition_inputs(images, p) if self.conditioned else images
-            logits = handle(inputs, training=False)
-        elif self.conditioned:
-            logits = handle.logits_at(images, p)
-        else:
-            logits = handle(images)
+        logits = call_model(self.handle, images, p, training=False)
         return tf.argmax(logits, axis=-1, output_type=tf.int64)
 
 
@@ -102,12 +89,13 @@ def _model_entries(models):
         if isinstance(model, (str, os.PathLike)):
             source = os.path.abspath(os.fspath(model))
             model = load_model(model)
+        if isinstance(model, BoundModel) and model.condition is None:
+            model = model.model  # bound without a strength: the model itself
         if isinstance(model, SavedModelFunction):
             source = model.path
-            fingerprint, conditioned = weights_fingerprint(model), model.conditioned
-        elif isinstance(model, keras.Model):
+        if isinstance(model, (SavedModelFunction, keras.Model)):
             fingerprint, conditioned = weights_fingerprint(model), is_conditioned(model)
-        elif isinstance(model, ConditionedModelFn):
+        elif isinstance(model, BoundModel):
             # A bound strength is part of the model's identity.
             condition = np.asarray(keras.ops.convert_to_numpy(model.condition)).tolist()
             fingerprint, conditioned = f"{weights_fingerprint(model.model)}@p={condition!r}", False
