@@ -87,6 +87,19 @@ def test_create_accepts_any_dataclass_of_settings():
     assert AttackSpec.create(spec) is spec
 
 
+def test_a_spec_says_what_it_is_good_for():
+    from tfadv.attacks import ATTACKS
+
+    assert AttackSpec("pgd", eps=0.1).is_linf and AttackSpec("pgd", eps=0.1).can_train
+    assert AttackSpec("fgsm", eps=0.1).is_linf and not AttackSpec("stadv").is_linf
+    assert AttackSpec("stadv").can_train and not AttackSpec("apgd-ce", eps=0.1).can_train
+    assert AttackSpec("apgd-dlr", eps=0.1).is_linf
+    with pytest.raises(ValueError, match="stadv has no radius"):
+        AttackSpec("stadv").run(None, None, None, eps=0.1)
+    for name, row in ATTACKS.items():  # every row's defaults are settings it uses
+        assert set(row.defaults) <= set(row.settings), name
+
+
 def test_the_spec_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         AttackSpec("fgsm", eps=0.1).eps = 0.2

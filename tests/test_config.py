@@ -58,12 +58,12 @@ def test_every_shipped_config_validates():
         load_config(path)
 
 
-def test_config_attack_names_match_the_attacks_package():
-    # tfadv.config imports nothing of tfadv, so it keeps its own copy of the names.
-    from tfadv.attacks.spec import ATTACK_NAMES
-    from tfadv.config import ATTACK_NAMES as CONFIG_ATTACK_NAMES
+def test_configs_use_the_vocabularies_of_the_packages_that_define_them(tmp_path):
+    from tfadv.attacks import ATTACKS, AttackSpec
+    from tfadv.config import AttackConfig
+    from tfadv.models import NORM_KINDS
+    from tfadv.training.methods import METHOD_KINDS
 
-    assert tuple(CONFIG_ATTACK_NAMES) == tuple(ATTACK_NAMES)
 
 
 # ---------------------------------------------------------------- extends
@@ -253,3 +253,43 @@ def test_a_value_replaced_later_is_not_an_error(tmp_path):
     worse = _write(tmp_path, "worse.yaml", "extends: base.yaml\nname: c\ntrain: {epochs: lots}\n")
     with pytest.raises(ConfigError, match=r"worse.yaml: train.epochs: expected an integer, got 'lots'"):
         load_config(worse)
+    # An attack section is AttackSpec's settings: the same keys, nothing of its own.
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(AttackConfig)] == [f.name for f in dataclasses.fields(AttackSpec)]
+    for name in ATTACKS:
+        assert load_config(None, [f"method.attack.name={name}"]).method.attack.name == name
+    for kind in METHOD_KINDS:
+        assert load_config(None, [f"method.kind={kind}"]).method.kind == kind
+    for norm in NORM_KINDS:
+        assert load_config(None, [f"model.norm={norm}"]).model.norm == norm
+    with pytest.raises(ConfigError, match="method.kind: 'madry' is not one of standard, adversarial"):
+        load_config(None, ["method.kind=madry"])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # Checked by AttackSpec itself, named by the section.
+        ("method: {attack: {name: stadv, tau: -1}}", "method.attack: tau must be a number >= 0"),
+        ("eval: {attacks: [{name: pgd, eps: 0.1, step_size: 0}]}", r"eval.attacks\[0\]: step_size must be"),
+        ("method: {attack: {name: pgd, eps: null}}", "method.attack: pgd needs eps"),
+        # AttackSpec runs untargeted attacks only: a config has no such key.
+        ("method: {attack: {name: pgd, targeted: false}}", "unknown key 'method.attack.targeted'"),
+    ],
+)
+def test_attack_sections_are_validated_by_attack_spec(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_unset_attack_settings_take_the_attacks_own_defaults():
+    from tfadv.attacks import AttackSpec
+
+    attack = load_config(None, ["method.attack={name: apgd-ce, eps: 4/255}"]).method.attack
+    assert attack.steps is None and attack.restarts is None  # as written: nothing copied
+    assert AttackSpec.create(attack).settings() == AttackSpec("apgd-ce", eps=4 / 255).settings()
+    default = load_config(None).method.attack
+    assert AttackSpec.create(default) == AttackSpec("pgd", eps=8 / 255)

@@ -109,6 +109,11 @@ def test_offline_finetuning_trains_on_the_one_to_one_union(data, tmp_path):
     x, y = data
     inner = _tiny()
     before = [w.copy() for w in inner.get_weights()]
+    with pytest.raises(ValueError, match="generate_adversarial_examples"):  # building writes nothing
+        methods.wrap(inner, "finetune", attack=FGSM, train_arrays=(x, y),
+                     adversarial_examples=str(tmp_path / "adv.h5"))
+    assert not (tmp_path / "adv.h5").exists()
+    methods.generate_adversarial_examples(inner, x, y, FGSM, tmp_path / "adv.h5")
     model = methods.wrap(inner, "finetune", attack=FGSM, train_arrays=(x, y),
                          adversarial_examples=str(tmp_path / "adv.h5"))
     assert isinstance(model, methods.OfflineFineTuning)
@@ -186,19 +191,45 @@ def test_wrap_from_config_builds_each_method(data, tmp_path):
     config.method.attack.step_size = 2 / 255
     robmask = methods.wrap_from_config(models.build("tiny", input_shape=SHAPE, norm="robmask"), config)
     assert isinstance(robmask, methods.RobMask) and robmask.step_fraction == pytest.approx(0.25)
-    assert robmask.steps == 7 and robmask.eps_max == pytest.approx(8 / 255)
+    assert robmask.steps == 7 and robmask.eps_max == pytest.approx(8 / 255) and robmask.random_start
+
+    config.method.kind = "standard"
+    plain = _tiny()
+    assert methods.wrap_from_config(plain, config) is plain
+    with pytest.raises(ValueError, match="advprop or robmask"):
+        methods.wrap_from_config(models.build("tiny", input_shape=SHAPE, norm="robmask"), config)
 
     config.method.kind = "finetune"
     with pytest.raises(ValueError, match="init_from"):
         methods.wrap_from_config(_tiny(), config)
     config.model.init_from = "pretrained.keras"
-    offline = methods.wrap_from_config(_tiny(), config, train_arrays=(x, y), run_dir=str(tmp_path))
+    inner = _tiny()
+    with pytest.raises(ValueError, match="No stored adversarial set"):
+        methods.wrap_from_config(inner, config, train_arrays=(x, y), run_dir=str(tmp_path))
+    assert not (tmp_path / methods.ADVERSARIAL_EXAMPLES_FILE).exists()  # building writes nothing
+    path = methods.prepare_stored_set(inner, config, (x, y), str(tmp_path))
+    assert path == str(tmp_path / methods.ADVERSARIAL_EXAMPLES_FILE)
+    offline = methods.wrap_from_config(inner, config, train_arrays=(x, y), run_dir=str(tmp_path))
     assert isinstance(offline, methods.OfflineFineTuning)
-    assert (tmp_path / methods.ADVERSARIAL_EXAMPLES_FILE).exists()
+    with pytest.raises(ValueError, match="model_sha256"):  # another model than the stored set's
+        methods.wrap_from_config(_tiny(), config, train_arrays=(x, y), run_dir=str(tmp_path))
     config.method.online = True
+    assert methods.prepare_stored_set(_tiny(), config, (x, y), str(tmp_path)) is None
     online = methods.wrap_from_config(_tiny(), config)
     assert isinstance(online, methods.AdversarialTraining) and online.adversarial_fraction == 0.5
 
     config.method.attack.name = "apgd-ce"
     with pytest.raises(ValueError, match="attack='apgd-ce'"):
         methods.wrap_from_config(_tiny(), config)
+
+
+def test_writing_the_stored_set_shows_progress_in_images_per_second(data, tmp_path, capsys):
+    x, y = data
+    model = _tiny()
+    methods.generate_adversarial_examples(model, x[:10], y[:10], FGSM, tmp_path / "adv.h5", chunk_size=5,
+                                          progress=True)
+    out = capsys.readouterr().out
+    assert "Writing the stored adversarial set: FGSM ε=8/255, 10 images" in out
+    assert "10/10" in out and "images/s" in out
+    methods.generate_adversarial_examples(model, x[:10], y[:10], FGSM, tmp_path / "adv.h5", progress=True)
+    assert capsys.readouterr().out == ""  # complete: nothing to write, nothing shown

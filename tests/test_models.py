@@ -92,3 +92,18 @@ def test_importing_tfadv_prints_no_tensorflow_noise():
                             env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "" and result.stdout.strip() == ""
+
+
+def test_bind_gives_every_model_the_same_interface():
+    x = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype("float32")
+    plain = models.build("tiny")
+    bound = models.bind(plain, 0.7)
+    assert bound.model is plain and bound.condition is None  # no strength to bind
+    np.testing.assert_array_equal(bound(x), plain(x))
+    assert models.bind(bound) is bound and models.model_fn_for(plain).model is plain
+    conditioned = models.build("tiny", norm="robmask")
+    at = models.bind(conditioned, 0.7)
+    assert at.model is conditioned and at.condition == 0.7
+    direct = conditioned({"images": x, "condition": np.full((3, 1), 0.7, "float32")})
+    np.testing.assert_array_equal(at(x), direct)
+    np.testing.assert_array_equal(models.call_model(at, x), direct)  # a bound model keeps its p

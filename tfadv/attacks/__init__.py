@@ -4,7 +4,7 @@ Each returns the adversarial batch (same shape and dtype as ``x``). Called
 eagerly, an attack runs a ``tf.function`` compiled once per
 model, input shape and static setting; called inside a ``tf.function`` it
 is inlined into the caller's graph. ``model_fn`` is a Keras model, a
-``ConditionedModelFn`` (``tfadv.models.conditioning.bind_condition``) or any
+``BoundModel`` (``tfadv.models.bind(model, p)``) or any
 callable images in [0, 1] -> logits.
 
 - :func:`fgsm` — one signed gradient step (Goodfellow et al., 2014).
@@ -14,7 +14,9 @@ callable images in [0, 1] -> logits.
 
 :class:`AttackSpec` is one of these attacks with every setting resolved
 (``AttackSpec.create({"name": "pgd", "eps": "8/255"})``), runnable with
-``spec.run(model_fn, x, y)``: how training, evaluation and tuning name theirs.
+``spec.run(model_fn, x, y)``: how training, evaluation, tuning and configs
+name theirs. :data:`ATTACKS` is the table of attacks by name (function,
+settings, defaults, ``is_linf``, ``can_train``): adding an attack is one row.
 
 XLA (``jit_compile``) is on by default on GPU/TPU only: on CPU it made the
 attacks slower (see ``tfadv.attacks._compile.use_xla``).
@@ -23,7 +25,7 @@ attacks slower (see ``tfadv.attacks._compile.use_xla``).
 from tfadv.attacks.apgd import apgd
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import pgd
-from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec
+from tfadv.attacks.spec import ATTACK_NAMES, ATTACKS, AttackKind, AttackSpec
 from tfadv.attacks.stadv import flow_loss, flow_warp, stadv
 
-__all__ = ["ATTACK_NAMES", "AttackSpec", "apgd", "fgsm", "pgd", "stadv", "flow_warp", "flow_loss"]
+__all__ = ["ATTACK_NAMES", "ATTACKS", "AttackKind", "AttackSpec", "apgd", "fgsm", "pgd", "stadv", "flow_warp", "flow_loss"]

@@ -24,7 +24,6 @@ repeated calls reuse one graph.
 
 import collections
 import functools
-import numbers
 import warnings
 import weakref
 
@@ -32,7 +31,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv.models.conditioning import ConditionedModelFn, condition_batch, condition_inputs, is_conditioned
+# The shared checks, re-exported: the attacks call them as ``_compile.check_...``.
+from tfadv.checks import check_count, check_in_unit_interval, check_integer, check_non_negative  # noqa: F401
+from tfadv.checks import check_positive, known_value  # noqa: F401
+from tfadv.models.conditioning import BoundModel, call_model, is_conditioned
 
 TRACE_COUNTS = collections.Counter()
 """Attack name → number of times its compiled graph was traced."""
@@ -42,21 +44,9 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------
-# Validation. Only values known now are checked (Python numbers, NumPy
-# arrays, eager tensors, graph constants); a symbolic tensor inside a
-# tf.function passes through unchecked instead of breaking the graph.
-
-
-def known_value(value):
-    """``value`` as a NumPy array if it is known now, else ``None``."""
-    if value is None:
-        return None
-    try:
-        array = tf.get_static_value(value)
-    except (TypeError, ValueError):
-        return None
-    return None if array is None else np.asarray(array)
-
+# Validation: the shared checks (tfadv.checks), and the attacks' own of
+# images, labels and per-example values. Only values known now are checked;
+# a symbolic tensor inside a tf.function passes through unchecked.
 
 def _shape(value):
     shape = getattr(value, "shape", None)
@@ -68,48 +58,9 @@ def _dtype(value):
     return tf.as_dtype(np.asarray(value).dtype if dtype is None else dtype)
 
 
-def _describe(value):
-    array = known_value(value)
-    if array is None:
-        return repr(value)
-    return repr(array.item()) if np.ndim(array) == 0 else f"array(shape={array.shape})"
-
-
-def check_in_unit_interval(name, value):
-    """``ValueError`` unless every element of ``value`` is in [0, 1]."""
-    array = known_value(value)
-    if array is not None and not (np.all(np.isfinite(array)) and np.all((array >= 0) & (array <= 1))):
-        raise ValueError(f"{name} must be in [0, 1]. Received: {name}={_describe(value)}")
-
-
-def check_positive(name, value):
-    """``ValueError`` unless every element of ``value`` is finite and > 0."""
-    array = known_value(value)
-    if array is not None and not (np.all(np.isfinite(array)) and np.all(array > 0)):
-        raise ValueError(f"{name} must be > 0. Received: {name}={_describe(value)}")
-
-
-def check_non_negative(name, value):
-    """``ValueError`` unless every element of ``value`` is finite and >= 0."""
-    array = known_value(value)
-    if array is not None and not (np.all(np.isfinite(array)) and np.all(array >= 0)):
-        raise ValueError(f"{name} must be >= 0. Received: {name}={_describe(value)}")
-
-
-def check_count(name, value, minimum=1):
-    """``ValueError`` unless ``value`` is an integer >= ``minimum``."""
-    array = known_value(value)
-    if array is None:
-        return
-    is_integer = np.issubdtype(np.asarray(array).dtype, np.integer) and not isinstance(value, bool)
-    if not is_integer or np.ndim(array) != 0 or array < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={_describe(value)}")
-
-
 def check_static_count(name, value, minimum=1):
-    """Like :func:`check_count`, for settings that must be Python ints."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
+    """:func:`tfadv.checks.check_integer` for settings that must be Python ints."""
+    check_integer(name, value, minimum)
 
 
 def check_images(x, name="x"):
@@ -193,43 +144,39 @@ def seed_tensor(seed):
 # Models.
 
 
-def resolve_model_fn(model_fn, images):
+def resolve_model_fn(model_fn):
     """Split ``model_fn`` into what the cache is keyed on and a condition tensor.
 
-    Returns ``(owner, condition)``: for a :class:`ConditionedModelFn` the
-    underlying Keras model and its strength p as a float32 ``[B, 1]`` tensor
-    (so one compiled graph serves every p); otherwise ``model_fn`` itself and
-    ``None``.
+    Returns ``(owner, condition)``: for a :class:`~tfadv.models.conditioning.BoundModel`
+    its model and its strength p as a float32 tensor (``None`` for a model
+    without one), so one compiled graph serves every p; otherwise ``model_fn``
+    itself and ``None``.
     """
-    if isinstance(model_fn, ConditionedModelFn):
-        return model_fn.model, condition_batch(model_fn.condition, images)
+    if isinstance(model_fn, BoundModel):
+        owner, condition = model_fn.model, model_fn.condition
+        return owner, None if condition is None else tf.cast(tf.convert_to_tensor(condition), tf.float32)
     if not callable(model_fn):
         raise ValueError(f"model_fn must be a callable images -> logits. Received: model_fn={model_fn!r}")
     if isinstance(model_fn, keras.Model) and is_conditioned(model_fn):
         raise ValueError(
             "model_fn is a conditioned model (inputs 'images' and 'condition'); bind a "
-            "strength first with tfadv.models.conditioning.model_fn_for(model, p). "
+            "strength first with tfadv.models.bind(model, p) (formerly model_fn_for). "
             f"Received: model_fn={model_fn.name!r}"
         )
     return model_fn, None
 
 
 def model_caller(owner, condition, training):
-    """``images (float32) -> logits`` for ``owner`` as resolved by :func:`resolve_model_fn`.
+    """``images (float32) -> logits`` of ``owner`` at ``condition`` (:func:`call_model`).
 
-    Images are cast to the model's compute dtype only here, at the call, so
-    all perturbation arithmetic outside stays float32 under mixed precision.
-    ``training`` reaches Keras models and conditioned models; any other
-    callable is called as ``owner(images)``.
+    Images are cast to a Keras model's compute dtype only here, at the call,
+    so all perturbation arithmetic outside stays float32 under mixed
+    precision. ``training`` reaches Keras models only.
     """
-    compute_dtype = getattr(owner, "compute_dtype", None) or tf.float32
-    if condition is not None:
-        return lambda images: owner(
-            condition_inputs(tf.cast(images, compute_dtype), condition), training=training
-        )
     if isinstance(owner, keras.Layer):
-        return lambda images: owner(tf.cast(images, compute_dtype), training=training)
-    return lambda images: owner(images)
+        compute_dtype = owner.compute_dtype or tf.float32
+        return lambda images: call_model(owner, tf.cast(images, compute_dtype), condition, training)
+    return lambda images: call_model(owner, images, condition)
 
 
 def loss_and_input_gradient(model_call, images, loss_fn):
@@ -299,7 +246,7 @@ def run_compiled(name, body, model_fn, tensors, static, training=False, jit_comp
         name: the attack's name, the key of :data:`TRACE_COUNTS`.
         body: the graph body; must be a module-level function (it is part of
             the cache key).
-        model_fn: a Keras model, a :class:`ConditionedModelFn`, or any
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``), or any
             callable images -> logits. Reuse the same object to reuse the
             compiled graph: a fresh lambda per call compiles per call.
         tensors: tuple of tensors, the images first. Their values may change
@@ -311,7 +258,7 @@ def run_compiled(name, body, model_fn, tensors, static, training=False, jit_comp
             (automatic, :func:`use_xla`). If XLA rejects the model, the
             attack warns once and falls back to a plain ``tf.function``.
     """
-    owner, condition = resolve_model_fn(model_fn, tensors[0])
+    owner, condition = resolve_model_fn(model_fn)
     if tf.inside_function():
         return body(model_caller(owner, condition, training), *tensors, **static)
     key = (name, body, tuple(sorted(static.items())), bool(training), condition is not None)

@@ -1,8 +1,15 @@
-"""One attack with every setting resolved: :class:`AttackSpec`.
+"""One attack with every setting resolved: :class:`AttackSpec`, and the table of attacks.
 
-Training methods, evaluation and tuning all describe their attacks with it,
-so an attack reads the same in a config, a training run and a results table,
-and a stored result can record exactly which settings produced it.
+Training methods, evaluation, tuning and configs all describe their attacks
+with it, so an attack reads the same in a config, a training run and a
+results table, and a stored result can record exactly which settings
+produced it.
+
+:data:`ATTACKS` is the one place an attack is registered: its name, the
+function that runs it, the settings it uses and their defaults, its label,
+and what it is good for (``is_linf``: an L∞ attack of radius ε;
+``can_train``: training methods may craft with it). Adding an attack is one
+row there (plus its ``_run_...`` adapter beside it).
 """
 
 import dataclasses
@@ -13,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfadv.checks import check_in_unit_interval, check_integer
 from tfadv.attacks.apgd import apgd
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import UPDATES as PGD_UPDATES
@@ -20,28 +28,6 @@ from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
 from tfadv.attacks.stadv import stadv
-
-ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr")
-LINF_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr")
-
-SETTINGS = {
-    "fgsm": ("eps",),
-    "pgd": ("eps", "steps", "step_size", "random_start", "restarts", "seed", "update"),
-    "stadv": ("steps", "tau", "learning_rate", "kappa", "flow_bound"),
-    "apgd-ce": ("eps", "steps", "restarts", "seed"),
-    "apgd-dlr": ("eps", "steps", "restarts", "seed"),
-}
-"""The settings each attack uses; the others stay ``None``."""
-
-DEFAULTS = {
-    "fgsm": {},
-    "pgd": {"steps": 10, "random_start": True, "restarts": 1, "seed": 0, "update": "sign"},
-    "stadv": {"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE,
-              "kappa": 0.0},
-    "apgd-ce": {"steps": 100, "restarts": 1, "seed": 0},
-    "apgd-dlr": {"steps": 100, "restarts": 1, "seed": 0},
-}
-"""Values of unset settings (PGD's step size defaults to ``ε / 4`` separately)."""
 
 PGD_STEP_FRACTION = 0.25
 """PGD's default step size as a fraction of ε (``ε / 4``)."""
@@ -72,8 +58,7 @@ def parse_eps(value, name="eps"):
     if number is None:
         raise ValueError(
             f"{name} must be a number in [0, 1] such as 8/255. Received: {name}={value!r}")
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1]. Received: {name}={value!r}")
+    check_in_unit_interval(name, number, received=repr(value))
     return number
 
 
@@ -83,13 +68,6 @@ def format_eps(eps):
     if abs(steps_of_255 - round(steps_of_255)) < 1e-6:
         return "0" if round(steps_of_255) == 0 else f"{round(steps_of_255)}/255"
     return f"{eps:.4g}"
-
-
-def _checked_int(name, value, minimum):
-    is_integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not is_integer or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
 
 
 def _checked_number(name, value, strictly_positive):
@@ -102,11 +80,102 @@ def _checked_number(name, value, strictly_positive):
 
 
 @dataclasses.dataclass(frozen=True)
+class AttackKind:
+    """What an attack name means: one row of :data:`ATTACKS`.
+
+    Attributes:
+        run: ``run(spec, model_fn, x, y, eps, step_size, seed, jit_compile)``
+            -> the adversarial batch; ``eps`` and ``step_size`` may be
+            tensors (a radius replaced per call), ``seed`` an int or None.
+        label: ``label(spec)`` -> the short human name of a spec, e.g. ``PGD-10 ε=1/255``.
+        settings: the :class:`AttackSpec` fields the attack uses (the others stay ``None``).
+        defaults: values of unset settings.
+        is_linf: an L∞ attack of radius ``eps`` (required, replaceable per call).
+        can_train: training methods may craft with it (evaluation-only attacks may not).
+    """
+
+    run: object
+    label: object
+    settings: tuple
+    defaults: dict
+    is_linf: bool
+    can_train: bool
+
+
+def _steps_label(title):
+    def label(spec):
+        restarts = f"×{spec.restarts}" if spec.restarts > 1 else ""
+        return f"{title}-{spec.steps}{restarts} ε={format_eps(spec.eps)}"
+    return label
+
+
+def _run_fgsm(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+    return fgsm(model_fn, x, y, eps, jit_compile=jit_compile)
+
+
+def _run_pgd(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+    return pgd(model_fn, x, y, eps, step_size, spec.steps, random_start=spec.random_start,
+               restarts=spec.restarts, seed=seed, update=spec.update, jit_compile=jit_compile)
+
+
+def _pgd_label(spec):
+    return _steps_label("PGD-Adam" if spec.update == "adam" else "PGD")(spec)
+
+
+def _run_stadv(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+    return stadv(model_fn, x, y, tau=spec.tau, steps=spec.steps, learning_rate=spec.learning_rate,
+                 kappa=spec.kappa, flow_bound=spec.flow_bound, jit_compile=jit_compile)
+
+
+def _run_apgd(loss):
+    def run(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+        return apgd(model_fn, x, y, eps, steps=spec.steps, loss=loss, restarts=spec.restarts,
+                    seed=seed, jit_compile=jit_compile)
+    return run
+
+
+_RESTARTS = {"restarts": 1, "seed": 0}
+
+ATTACKS = {
+    "fgsm": AttackKind(
+        run=_run_fgsm, label=lambda spec: f"FGSM ε={format_eps(spec.eps)}",
+        settings=("eps",), defaults={}, is_linf=True, can_train=True),
+    "pgd": AttackKind(
+        run=_run_pgd, label=_pgd_label,
+        settings=("eps", "steps", "step_size", "random_start", "restarts", "seed", "update"),
+        defaults={"steps": 10, "random_start": True, "update": "sign", **_RESTARTS},
+        is_linf=True, can_train=True),
+    "stadv": AttackKind(
+        run=_run_stadv, label=lambda spec: f"stAdv τ={spec.tau:g}",
+        settings=("steps", "tau", "learning_rate", "kappa", "flow_bound"),
+        defaults={"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE, "kappa": 0.0},
+        is_linf=False, can_train=True),
+    "apgd-ce": AttackKind(
+        run=_run_apgd("ce"), label=_steps_label("APGD-CE"),
+        settings=("eps", "steps", "restarts", "seed"),
+        defaults={"steps": 100, **_RESTARTS}, is_linf=True, can_train=False),
+    "apgd-dlr": AttackKind(
+        run=_run_apgd("dlr"), label=_steps_label("APGD-DLR"),
+        settings=("eps", "steps", "restarts", "seed"),
+        defaults={"steps": 100, **_RESTARTS}, is_linf=True, can_train=False),
+}
+"""Every attack by name. PGD's step size defaults to ``ε / 4`` (:data:`PGD_STEP_FRACTION`)."""
+
+ATTACK_NAMES = tuple(ATTACKS)
+SETTINGS = {name: kind.settings for name, kind in ATTACKS.items()}
+"""The settings each attack uses; the others stay ``None``."""
+DEFAULTS = {name: kind.defaults for name, kind in ATTACKS.items()}
+"""Values of unset settings."""
+LINF_ATTACKS = tuple(name for name, kind in ATTACKS.items() if kind.is_linf)
+"""Former list of the L∞ attacks; ask ``spec.is_linf``."""
+
+
+@dataclasses.dataclass(frozen=True)
 class AttackSpec:
     """One untargeted attack with every setting resolved, validated once.
 
-    Settings left ``None`` take the attack's defaults (:data:`DEFAULTS`);
-    settings the attack does not use (:data:`SETTINGS`) are set to ``None``,
+    Settings left ``None`` take the attack's defaults (its row of
+    :data:`ATTACKS`); settings the attack does not use are set to ``None``,
     so they neither appear in its record nor tell two equal attacks apart.
     Every strength may be a fraction string such as ``"8/255"``.
 
@@ -153,12 +222,12 @@ class AttackSpec:
     update: Optional[str] = None
 
     def __post_init__(self):
-        if self.name not in ATTACK_NAMES:
-            raise ValueError(f"attack name must be one of {', '.join(ATTACK_NAMES)}. "
+        if self.name not in ATTACKS:
+            raise ValueError(f"attack name must be one of {', '.join(ATTACKS)}. "
                              f"Received: name={self.name!r}")
-        used = SETTINGS[self.name]
+        used = ATTACKS[self.name].settings
         given = {key: getattr(self, key) for key in used if getattr(self, key) is not None}
-        values = {**DEFAULTS[self.name], **given}
+        values = {**ATTACKS[self.name].defaults, **given}
         if "eps" in used:
             if "eps" not in values:
                 raise ValueError(
@@ -168,9 +237,9 @@ class AttackSpec:
             values["step_size"] = PGD_STEP_FRACTION * values["eps"]
         for key in ("steps", "restarts"):
             if key in values:
-                values[key] = _checked_int(key, values[key], minimum=1)
+                values[key] = check_integer(key, values[key], minimum=1)
         if "seed" in values:
-            values["seed"] = _checked_int("seed", values["seed"], minimum=0)
+            values["seed"] = check_integer("seed", values["seed"], minimum=0)
         if "random_start" in values and not isinstance(values["random_start"], (bool, np.bool_)):
             raise ValueError("random_start must be True or False. "
                              f"Received: random_start={values['random_start']!r}")
@@ -218,15 +287,31 @@ class AttackSpec:
                              f"Received: targeted={attack['targeted']!r}")
         if "name" not in attack:
             raise ValueError(f"attack needs a name. Received: attack={dict(attack)!r}")
-        keep = set(SETTINGS.get(attack["name"], ())) | {"name"}
+        kind = ATTACKS.get(attack["name"])
+        keep = set(kind.settings if kind else ()) | {"name"}
         return cls(**{key: value for key, value in attack.items() if key in keep})
+
+    @property
+    def kind(self):
+        """The attack's row of :data:`ATTACKS`."""
+        return ATTACKS[self.name]
+
+    @property
+    def is_linf(self):
+        """An L∞ attack of radius ``eps`` (FGSM, PGD, APGD), whose radius :meth:`run` may replace."""
+        return self.kind.is_linf
+
+    @property
+    def can_train(self):
+        """Training methods may craft with this attack (evaluation-only attacks may not)."""
+        return self.kind.can_train
 
     def settings(self):
         """The settings that determine the result: the name and the used fields.
 
         PGD's default ``update="sign"`` is left out, so ids of results stored
         before the setting existed still match."""
-        settings = {"name": self.name, **{key: getattr(self, key) for key in SETTINGS[self.name]}}
+        settings = {"name": self.name, **{key: getattr(self, key) for key in self.kind.settings}}
         if settings.get("update") == "sign":
             del settings["update"]
         return settings
@@ -240,15 +325,7 @@ class AttackSpec:
     @property
     def label(self):
         """A short human name, the column header of the tables, e.g. ``PGD-10 ε=1/255``."""
-        if self.name == "fgsm":
-            return f"FGSM ε={format_eps(self.eps)}"
-        if self.name == "stadv":
-            return f"stAdv τ={self.tau:g}"
-        head = {"pgd": "PGD", "apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR"}[self.name]
-        if self.update == "adam":
-            head = "PGD-Adam"
-        restarts = f"×{self.restarts}" if self.restarts > 1 else ""
-        return f"{head}-{self.steps}{restarts} ε={format_eps(self.eps)}"
+        return self.kind.label(self)
 
     def run(self, model_fn, x, y, eps=None, batch_index=0, jit_compile=None):
         """The adversarial batch of ``x`` (true labels ``y``) against ``model_fn``.
@@ -280,25 +357,15 @@ class AttackSpec:
         step_size = self.step_size
         if eps is None:
             eps = self.eps
-        elif self.name not in LINF_ATTACKS:
+        elif not self.is_linf:
             raise ValueError(f"{self.name} has no radius to replace. Received: eps={eps!r}")
-        elif self.name == "pgd":
+        elif step_size is not None:  # the step keeps its ratio to ε
             step_fraction = self.step_size / self.eps if self.eps > 0 else PGD_STEP_FRACTION
             step_size = step_fraction * eps
-        if self.name in LINF_ATTACKS and isinstance(eps, (int, float, np.number)) and eps == 0:
+        if self.is_linf and isinstance(eps, (int, float, np.number)) and eps == 0:
             return x
         seed = None
         if self.seed is not None and batch_index is not None:
-            seed = self.seed * SEED_STRIDE + _checked_int("batch_index", batch_index, minimum=0)
-        if self.name == "fgsm":
-            return fgsm(model_fn, x, y, eps, jit_compile=jit_compile)
-        if self.name == "pgd":
-            return pgd(model_fn, x, y, eps, step_size, self.steps, random_start=self.random_start,
-                       restarts=self.restarts, seed=seed, update=self.update, jit_compile=jit_compile)
-        if self.name == "stadv":
-            return stadv(model_fn, x, y, tau=self.tau, steps=self.steps,
-                         learning_rate=self.learning_rate, kappa=self.kappa,
-                         flow_bound=self.flow_bound, jit_compile=jit_compile)
-        loss = "ce" if self.name == "apgd-ce" else "dlr"
-        return apgd(model_fn, x, y, eps, steps=self.steps, loss=loss, restarts=self.restarts,
-                    seed=seed, jit_compile=jit_compile)
+            seed = self.seed * SEED_STRIDE + check_integer("batch_index", batch_index, minimum=0)
+        return self.kind.run(self, model_fn, x, y, eps=eps, step_size=step_size, seed=seed,
+                             jit_compile=jit_compile)

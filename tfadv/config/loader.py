@@ -27,6 +27,7 @@ import typing
 
 import yaml
 
+from tfadv.attacks.spec import AttackSpec
 from tfadv.config.schema import CHOICES, RANGES, AttackConfig, ExperimentConfig
 
 _FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
@@ -92,10 +93,11 @@ def _coerce(value, annotation, where, source):
 
 
 def _check_value(section, key, value, where, source):
-    if (section, key) in CHOICES and value is not None and value not in CHOICES[(section, key)]:
-        raise ConfigError(
-            f"{source}: {where}: {value!r} is not one of {', '.join(map(str, CHOICES[(section, key)]))}"
-        )
+    allowed = CHOICES.get((section, key))
+    if callable(allowed):
+        allowed = allowed()
+    if allowed is not None and value is not None and value not in allowed:
+        raise ConfigError(f"{source}: {where}: {value!r} is not one of {', '.join(map(str, allowed))}")
     if (section, key) in RANGES and value is not None:
         low, high = RANGES[(section, key)]
         if (low is not None and value < low) or (high is not None and value > high):
@@ -129,6 +131,11 @@ def from_dict(cls, data, source="<config>", prefix=""):
         values[key] = _coerce(value, hints[key], where, source)
         _check_value(section, key, values[key], where, source)
     result = cls(**values)
+    if cls is AttackConfig:  # every setting, as the attack itself checks it
+        try:
+            AttackSpec.create(result)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {prefix or 'attack'}: {error}") from None
     if cls.__name__ == "EvalConfig":  # a list of attack mappings, each validated as an AttackConfig
         result.attacks = [
             from_dict(AttackConfig, a, source, f"{prefix}.attacks[{i}]") for i, a in enumerate(result.attacks)

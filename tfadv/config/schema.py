@@ -2,13 +2,19 @@
 
 Strengths (ε, step sizes) are floats in pixel units of [0, 1]; a config may
 write them as fractions, ``eps: 8/255``, which is how papers state them.
+
+The names a config may use are owned by the packages that define them, not
+copied here: attacks by ``tfadv.attacks`` (an attack section is validated by
+building its ``AttackSpec``), normalizations by ``tfadv.models``, training
+methods by ``tfadv.training.methods`` (read when a config is validated:
+``tfadv.training`` reads configs, so it cannot be imported here up front).
 """
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-# Training methods `tfadv train` knows (see tfadv.training.methods).
-METHOD_KINDS = ("standard", "adversarial", "finetune", "advprop", "robmask", "bn_finetune")
-ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr")
+from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec
+from tfadv.models.norms import NORM_KINDS
 
 
 @dataclass
@@ -50,20 +56,22 @@ class TrainConfig:
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 
 
-@dataclass
-class AttackConfig:
-    name: str = "pgd"  # fgsm | pgd | stadv | apgd-ce | apgd-dlr
-    eps: float = 8 / 255
-    step_size: Optional[float] = None  # default: eps / 4 (pgd), 2·eps (apgd)
-    steps: Optional[int] = None  # default: the attack's own (FGSM 1, PGD 10, stAdv 100, APGD 100)
-    random_start: bool = True
-    restarts: int = 1
-    targeted: bool = False
-    tau: float = 0.05  # stadv: weight of the flow loss
-    learning_rate: float = 0.01  # stadv: Adam step on the flow field
-    kappa: float = 0.0  # stadv: Carlini-Wagner confidence
-    flow_bound: Optional[float] = None  # stadv: L-inf bound on the flow, in pixels
-    update: str = "sign"  # pgd: sign (Madry) | adam (Adam on the perturbation, lr = step_size, keeps the best)
+def _attack_config_fields():
+    config_defaults = {"name": "pgd", "eps": 8 / 255}
+    return [(spec_field.name, spec_field.type, field(default=config_defaults.get(spec_field.name)))
+            for spec_field in dataclasses.fields(AttackSpec)]
+
+
+AttackConfig = dataclasses.make_dataclass("AttackConfig", _attack_config_fields())
+AttackConfig.__module__ = __name__
+AttackConfig.__doc__ = """An attack as a config writes it: ``AttackSpec``'s settings, unresolved.
+
+The keys are exactly :class:`tfadv.attacks.AttackSpec`'s fields; unset ones
+stay ``None`` and take the attack's own defaults when the spec is built
+(``AttackSpec.create(config.method.attack)``). Only the name and the radius
+have config defaults: PGD at ε = 8/255. The loader validates every attack
+section by building its spec.
+"""
 
 
 @dataclass
@@ -147,16 +155,24 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-# Closed vocabularies, checked after types: (section path, key) -> allowed values.
+def method_kinds():
+    """The training methods ``tfadv train`` knows, from ``tfadv.training.methods``."""
+    from tfadv.training.methods import METHOD_KINDS
+
+    return METHOD_KINDS
+
+
+# Closed vocabularies, checked after types: (section path, key) -> allowed values, or a
+# function returning them (read when a config is validated).
 CHOICES = {
-    ("model", "norm"): ("bn", "dual_bn", "robmask"),
+    ("model", "norm"): NORM_KINDS,
     ("train", "optimizer"): ("sgd", "adam"),
     ("train", "schedule"): ("cosine", "constant", "step"),
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "distribute"): ("default", "mirrored"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
     ("attack", "update"): ("sign", "adam"),
-    ("method", "kind"): METHOD_KINDS,
+    ("method", "kind"): method_kinds,
     ("attack", "name"): ATTACK_NAMES,
     ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
     ("landscape", "norm"): ("filter", "layer", "none"),

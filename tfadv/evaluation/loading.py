@@ -14,12 +14,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv.models.conditioning import bind
 from tfadv.models.io import load_model as load_keras_model
 from tfadv.models.io import resolve_model_path
 
 
 class SavedModelFunction:
     """``images -> logits`` of an exported SavedModel.
+
+    It takes part in :mod:`tfadv.models.conditioning` like a Keras model:
+    ``tfadv.models.call_model(saved, images, p)`` and
+    ``tfadv.models.bind(saved, p)`` call it at strength p (through
+    ``conditioned`` and :meth:`logits_at`), so evaluation and the attacks do
+    not care where a model came from.
 
     Works with ``tfadv export`` output (signature ``serving_default(images)
     -> {logits, probabilities}``; for conditioned models also
@@ -80,8 +87,8 @@ class SavedModelFunction:
         return self._logits(self._tradeoff(images=tf.cast(images, tf.float32), p=tf.cast(p, tf.float32)))
 
     def at(self, p):
-        """``images -> logits`` at a fixed strength ``p``."""
-        return lambda images: self.logits_at(images, p)
+        """``images -> logits`` at a fixed strength ``p``: ``tfadv.models.bind(self, p)``."""
+        return bind(self, p)
 
     def __repr__(self):
         return f"SavedModelFunction(path={self.path!r})"

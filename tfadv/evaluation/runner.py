@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
+from tfadv.checks import check_integer, check_strength
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
 from tfadv.models.io import model_display_name
@@ -40,7 +41,7 @@ from tfadv.evaluation.results import (
 )
 from tfadv.evaluation.tables import format_report
 from tfadv.metrics import ssim_distance
-from tfadv.models.conditioning import ConditionedModelFn, bind_condition, condition_inputs, is_conditioned
+from tfadv.models.conditioning import BoundModel, bind, call_model, is_conditioned
 
 DEFAULT_TRADEOFF_ATTACK = AttackSpec("pgd", eps=8 / 255, steps=10)
 """The trade-off curve's attack when neither ``tradeoff_attack`` nor ``attacks`` name one."""
@@ -52,32 +53,19 @@ class _Model:
 
     name: str
     source: str
-    handle: object  # keras.Model, SavedModelFunction or a callable images -> logits
+    handle: object  # keras.Model, SavedModelFunction, BoundModel or a callable images -> logits
     fingerprint: Optional[str]
     conditioned: bool
 
     def __post_init__(self):
-        self._bound = {}
         self.predict = tf.function(self._predictions)
 
     def model_fn(self, p):
-        """``images -> logits`` at strength ``p``; one object per p, so the attacks' cache hits."""
-        if not self.conditioned:
-            return self.handle
-        if p not in self._bound:
-            handle = self.handle
-            self._bound[p] = bind_condition(handle, p) if isinstance(handle, keras.Model) else handle.at(p)
-        return self._bound[p]
+        """``images -> logits`` at strength ``p`` (ignored by models without one)."""
+        return bind(self.handle, p)
 
     def _predictions(self, images, p):
-        handle = self.handle
-        if isinstance(handle, keras.Model):
-            inputs = condition_inputs(images, p) if self.conditioned else images
-            logits = handle(inputs, training=False)
-        elif self.conditioned:
-            logits = handle.logits_at(images, p)
-        else:
-            logits = handle(images)
+        logits = call_model(self.handle, images, p, training=False)
         return tf.argmax(logits, axis=-1, output_type=tf.int64)
 
 
@@ -101,12 +89,13 @@ def _model_entries(models):
         if isinstance(model, (str, os.PathLike)):
             source = os.path.abspath(os.fspath(model))
             model = load_model(model)
+        if isinstance(model, BoundModel) and model.condition is None:
+            model = model.model  # bound without a strength: the model itself
         if isinstance(model, SavedModelFunction):
             source = model.path
-            fingerprint, conditioned = weights_fingerprint(model), model.conditioned
-        elif isinstance(model, keras.Model):
+        if isinstance(model, (SavedModelFunction, keras.Model)):
             fingerprint, conditioned = weights_fingerprint(model), is_conditioned(model)
-        elif isinstance(model, ConditionedModelFn):
+        elif isinstance(model, BoundModel):
             # A bound strength is part of the model's identity.
             condition = np.asarray(keras.ops.convert_to_numpy(model.condition)).tolist()
             fingerprint, conditioned = f"{weights_fingerprint(model.model)}@p={condition!r}", False
@@ -130,12 +119,6 @@ def _checked_data(x, y):
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must hold one integer label per image. Received: y.shape={y.shape}, x.shape={x.shape}")
     return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
-
-
-def _strength(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1]. Received: {name}={value!r}")
-    return float(value)
 
 
 def _specs(attacks, name):
@@ -328,12 +311,10 @@ def evaluate(
     """
     x, y = _checked_data(x, y)
     attacks, sweep = _specs(attacks, "attacks"), _specs(sweep, "sweep")
-    p = _strength(p, "p")
-    p_grid = None if p_grid is None else [_strength(value, "p_grid") for value in p_grid]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
-    if isinstance(grid_examples, bool) or not isinstance(grid_examples, (int, np.integer)) or grid_examples < 0:
-        raise ValueError(f"grid_examples must be an integer >= 0. Received: grid_examples={grid_examples!r}")
+    p = check_strength("p", p)
+    p_grid = None if p_grid is None else [check_strength("p_grid", value) for value in p_grid]
+    check_integer("batch_size", batch_size, minimum=1)
+    check_integer("grid_examples", grid_examples, minimum=0)
     if p_grid and tradeoff_attack is None:
         tradeoff_attack = attacks[0] if attacks else DEFAULT_TRADEOFF_ATTACK
     tradeoff_attack = None if tradeoff_attack is None else AttackSpec.create(tradeoff_attack)

@@ -30,6 +30,7 @@ import re
 import tensorflow as tf
 
 from tfadv import layers, models
+from tfadv.checks import check_strength
 
 CLEAN_AND_ROBUST = {"clean": 0.0, "robust": 1.0}
 
@@ -74,17 +75,6 @@ def masking_kind(model):
     return found.pop() if found else "bn"
 
 
-def check_strength(value, name):
-    """``value`` as a float in [0, 1], else ``ValueError`` naming ``name``."""
-    try:
-        strength = float(value)
-    except (TypeError, ValueError):
-        strength = float("nan")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1]. Received: {name}={value!r}")
-    return strength
-
-
 def check_maskings(maskings):
     """Validate ``{name: p}``: names usable as output-key prefixes, each p in [0, 1]."""
     if not isinstance(maskings, dict) or not maskings:
@@ -96,7 +86,7 @@ def check_maskings(maskings):
                 "masking names must start with a letter and hold only letters, digits and '_'. "
                 f"Received: maskings={maskings!r}"
             )
-        checked[name] = check_strength(p, f"maskings[{name!r}]")
+        checked[name] = check_strength(f"maskings[{name!r}]", p)
     return checked
 
 
@@ -115,7 +105,7 @@ class ServingFunctions:
         self.model = model
         self.kind = masking_kind(model)
         self.conditioned = self.kind != "bn"
-        default_p = check_strength(default_p, "default_p")
+        default_p = check_strength("default_p", default_p)
         if not self.conditioned and (default_p != 0.0 or maskings):
             raise ValueError(
                 f"default_p and maskings apply to conditioned models only; {model.name!r} is a "

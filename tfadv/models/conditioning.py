@@ -1,19 +1,40 @@
-"""Conditioned models: a second named input carries the masking strength p.
+"""Conditioned models, and the one way to call any model at a strength p.
 
 A model built with a conditioned normalization (AdvProp's dual BN, RobMask)
-takes ``{"images": [B, H, W, C], "condition": [B, 1]}``. The helpers here let
-code that only wants ``images -> logits`` (attacks, landscapes, evaluation)
-bind a value of p without knowing which kind of model it holds.
+takes ``{"images": [B, H, W, C], "condition": [B, 1]}``. Code that only
+wants ``images -> logits`` (attacks, training methods, evaluation,
+landscapes, export) calls every model the same way:
+
+- :func:`call_model` ``(model, images, p, training)``: logits of a plain
+  model (p ignored), a conditioned Keras model (p fed as its condition) or a
+  loaded SavedModel (:class:`tfadv.evaluation.SavedModelFunction`, p fed to
+  its ``serve_tradeoff`` signature);
+- :func:`bind` ``(model, p)``: a :class:`BoundModel`, the callable
+  ``images -> logits`` of ``model`` at ``p`` with attributes ``.model`` and
+  ``.condition`` (``None`` for a model without a strength). Attacks compile
+  once per ``.model`` and feed ``.condition`` as a tensor, so changing p never
+  retraces.
+
+A loaded SavedModel takes part through two attributes: ``conditioned``
+(whether it has a strength) and ``logits_at(images, p)``.
 """
 
+import keras
 import tensorflow as tf
 
 IMAGES = "images"
 CONDITION = "condition"
 
 
+def _is_keras(model):
+    return isinstance(model, keras.Layer)
+
+
 def is_conditioned(model):
-    """True when ``model`` takes the ``condition`` input as well as images."""
+    """True when ``model`` takes a strength p: a Keras model with the ``condition``
+    input, or a loaded SavedModel with ``serve_tradeoff``."""
+    if not _is_keras(model):
+        return callable(getattr(model, "logits_at", None)) and bool(getattr(model, "conditioned", False))
     inputs = getattr(model, "inputs", None) or []
     names = {getattr(t, "name", "").split(":")[0] for t in inputs}
     return CONDITION in names or (
@@ -30,51 +51,81 @@ def condition_batch(p, images):
 
 
 def condition_inputs(images, p):
-    """The input dict a conditioned model expects, with ``p`` broadcast."""
+    """The input dict a conditioned Keras model expects, with ``p`` broadcast."""
     images = tf.convert_to_tensor(images)  # Keras refuses dicts mixing arrays and tensors
     return {IMAGES: images, CONDITION: condition_batch(p, images)}
 
 
-class ConditionedModelFn:
-    """``images -> logits`` for a conditioned model at a fixed strength ``p``.
+def call_model(model, images, p=0.0, training=False):
+    """Logits of ``model`` on ``images`` at strength ``p`` (ignored by models without one).
 
-    Attacks recognise this object: they compile once per ``model`` and feed
-    ``condition`` as a tensor argument, so changing p never retraces.
+    Args:
+        model: a Keras model (plain or conditioned), a loaded SavedModel, a
+            :class:`BoundModel` (called at its own p) or any callable
+            images -> logits.
+        images: float images ``[B, H, W, C]`` in [0, 1].
+        p: the strength, a number or a tensor (scalar, ``[B]`` or ``[B, 1]``).
+        training: the mode of a Keras model (other callables have none).
+    """
+    if _is_keras(model):
+        if is_conditioned(model):
+            return model(condition_inputs(images, p), training=training)
+        return model(images, training=training)
+    if is_conditioned(model):
+        return model.logits_at(images, p)
+    if isinstance(model, BoundModel):
+        return model(images, training=training)
+    return model(images)
+
+
+class BoundModel:
+    """``images -> logits`` of a model at a fixed strength p.
+
+    Attributes:
+        model: the model (Keras model, loaded SavedModel or callable).
+        condition: the strength p, or ``None`` for a model without one.
     """
 
     def __init__(self, model, condition):
-        if not is_conditioned(model):
-            raise ValueError(
-                f"bind_condition needs a conditioned model (inputs 'images' and "
-                f"'condition'). Received: model={getattr(model, 'name', model)!r}"
-            )
         self.model = model
         self.condition = condition
 
     def __call__(self, images, training=False):
-        return self.model(condition_inputs(images, self.condition), training=training)
-
-    def call_with_condition(self, images, condition, training=False):
-        return self.model(condition_inputs(images, condition), training=training)
+        return call_model(self.model, images, self.condition, training=training)
 
     def __repr__(self):
-        return f"ConditionedModelFn(model={self.model.name!r}, condition={self.condition!r})"
+        name = getattr(self.model, "name", None) or repr(self.model)
+        return f"BoundModel(model={name!r}, condition={self.condition!r})"
+
+
+ConditionedModelFn = BoundModel
+"""The former name of :class:`BoundModel`."""
+
+
+def bind(model, p=0.0):
+    """``images -> logits`` of ``model`` at strength ``p``, as a :class:`BoundModel`.
+
+    Every model is bound the same way; for a model without a strength p is
+    dropped (``.condition`` is ``None``). A :class:`BoundModel` is returned
+    as it is.
+    """
+    if isinstance(model, BoundModel):
+        return model
+    if not callable(model):
+        raise ValueError(f"model must be a callable images -> logits. Received: model={model!r}")
+    return BoundModel(model, p if is_conditioned(model) else None)
 
 
 def bind_condition(model, p):
-    """Return ``images -> logits`` of a conditioned ``model`` at strength ``p``."""
-    return ConditionedModelFn(model, p)
+    """:func:`bind` for a model that must take a strength: ``ValueError`` otherwise."""
+    if not is_conditioned(model):
+        raise ValueError(
+            f"bind_condition needs a conditioned model (inputs 'images' and "
+            f"'condition'). Received: model={getattr(model, 'name', model)!r}"
+        )
+    return BoundModel(model, p)
 
 
 def model_fn_for(model, p=0.0):
-    """The model itself for plain models; bound to ``p`` for conditioned ones."""
-    return bind_condition(model, p) if is_conditioned(model) else model
-
-
-def call_model(model, images, p=0.0, training=False):
-    """Logits of any tfadv model at strength ``p`` (ignored by plain models)."""
-    if is_conditioned(model):
-        return model(condition_inputs(images, p), training=training)
-    return model(images, training=training)
-
-
+    """The former name of :func:`bind`."""
+    return bind(model, p)

@@ -7,6 +7,8 @@ AdvProp's dual BN and RobMask plug into every architecture unchanged.
 """
 import keras
 
+from tfadv.checks import check_integer
+
 NORM_KINDS = ("bn", "dual_bn", "robmask")
 CONDITIONED_NORMS = ("dual_bn", "robmask")
 
@@ -26,9 +28,7 @@ class NormContext:
         self.condition = condition
         self._count = 0
         if kind == "robmask":
-            k = self.options.get("k", 2)
-            if not isinstance(k, int) or k < 1:
-                raise ValueError(f"RobMask basis size k must be an integer >= 1. Received: k={k!r}")
+            check_integer("k", self.options.get("k", 2), minimum=1)  # RobMask's basis size
         elif "k" in self.options:
             raise ValueError(f"norm_options 'k' applies to norm='robmask' only. Received: norm={kind!r}")
         if kind == "dual_bn":

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfadv import data as tfdata
 from tfadv import models
-from tfadv.config import ConfigError, to_dict
+from tfadv.config import to_dict
 from tfadv.training.optimizers import make_optimizer
 from tfadv.training.runs import (
     EpochCheckpoint,
@@ -85,16 +85,15 @@ def build_inner_model(config, x_train, y_train):
 
 
 def wrap_for_method(inner, config, train_arrays=None, run_dir=None):
-    """The ``keras.Model`` whose ``train_step`` implements ``config.method``."""
-    if config.method.kind == "standard":
-        if models.is_conditioned(inner):
-            raise ConfigError(
-                f"method.kind 'standard' trains plain models; model.norm={config.model.norm!r} "
-                "needs method.kind advprop or robmask"
-            )
-        return inner
+    """The ``keras.Model`` whose ``train_step`` implements ``config.method``.
+
+    Two explicit steps: first what the method reads is written (offline
+    fine-tuning's stored adversarial set, with a progress bar unless
+    ``train.verbose`` is 0), then the method is built.
+    """
     from tfadv.training import methods
 
+    methods.prepare_stored_set(inner, config, train_arrays, run_dir, progress=config.train.verbose > 0)
     return methods.wrap_from_config(inner, config, train_arrays=train_arrays, run_dir=run_dir)
 
 

@@ -1,23 +1,22 @@
 """Training methods as ``keras.Model`` wrappers: ``fit``, ``evaluate``, callbacks just work.
 
 ``wrap(inner, method, **settings)`` returns the model to compile and fit;
-the inner model is the one to save. Methods and their settings:
+the inner model is the one to save. :data:`METHODS_BY_KIND` is the one table
+of methods: each kind's Python API (a class, or a small function) and how a
+config's ``method`` section builds it. Methods and their settings:
 
-- ``"standard"``: no settings; returns ``inner`` itself (Keras' own step).
+- ``"standard"`` (:func:`standard`): no settings; returns ``inner`` itself
+  (Keras' own step), for plain models only.
 - ``"adversarial"`` (:class:`AdversarialTraining`, Madry et al.):
-  ``attack`` (a ``tfadv.attacks.AttackSpec`` or its settings: ``name``
-  fgsm | pgd | stadv, ``eps``, ``step_size``, ``steps``, ``random_start``,
-  stadv's ``tau``, ``learning_rate``, ``kappa``, ``flow_bound``; default
-  PGD-10 at 8/255), ``adversarial_fraction``
-  (share of each batch attacked, (0, 1], default 1).
-- ``"finetune"`` (the loss-landscape paper): ``attack``; ``online`` (False:
-  fine-tune on a stored 1:1 clean+adversarial set, :class:`OfflineFineTuning`;
-  True: fresh adversarial examples for half of every batch);
-  ``adversarial_examples`` (offline: path of the ``.h5`` set, generated from
-  ``inner`` with :func:`generate_adversarial_examples` if missing or
-  incomplete); ``train_arrays`` (offline: the clean ``(x, y)``);
-  ``chunk_size`` (generation chunk, 500); ``jit_compile`` (XLA for the
-  generation, True).
+  ``attack`` (a ``tfadv.attacks.AttackSpec`` or its settings: an attack that
+  ``can_train``, fgsm | pgd | stadv; default PGD-10 at 8/255),
+  ``adversarial_fraction`` (share of each batch attacked, (0, 1], default 1).
+- ``"finetune"`` (:func:`finetune`, the loss-landscape paper): ``attack``;
+  ``online`` (False: fine-tune on a stored 1:1 clean+adversarial set,
+  :class:`OfflineFineTuning`; True: fresh adversarial examples for half of
+  every batch); ``adversarial_examples`` (offline: path of the ``.h5`` set,
+  written beforehand by :func:`generate_adversarial_examples`);
+  ``train_arrays`` (offline: the clean ``(x, y)``).
 - ``"advprop"`` (:class:`AdvProp`, Xie et al. 2020): ``attack``;
   ``random_strength`` (ε = p·``eps_max`` per batch), ``eps_max``, ``seed``;
   ``aux_eps`` (one auxiliary BN per strength); ``inner`` built with
@@ -32,14 +31,20 @@ the inner model is the one to save. Methods and their settings:
   statistics updated, as the paper); then :func:`interpolation_model` builds the
   p-knob model from the robust model and its BN-only fine-tuning.
 
+Building a method writes nothing. Offline fine-tuning's stored set is an
+explicit step before it: :func:`generate_adversarial_examples` (Python) or
+:func:`prepare_stored_set` (a config; ``tfadv train`` calls it).
+
 Every method logs ``loss``, ``accuracy`` (clean) and ``robust_accuracy``
 (its attack) for training and validation; see each class.
 """
 
-import inspect
+import dataclasses
 import os
+from typing import Callable
 
 from tfadv.attacks import AttackSpec
+from tfadv.models.conditioning import is_conditioned
 from tfadv.training.methods._common import (
     DEFAULT_ATTACK,
     TRAINING_ATTACKS,
@@ -53,30 +58,46 @@ from tfadv.training.methods.finetune import (
     OfflineFineTuning,
     generate_adversarial_examples,
     load_adversarial_examples,
+    read_adversarial_examples,
 )
 from tfadv.training.methods.interpolation import interpolation_model
 from tfadv.training.methods.robmask import RobMask
 
-METHODS = ("standard", "adversarial", "finetune", "advprop", "robmask", "bn_finetune")
 ONLINE_FINETUNE_FRACTION = 0.5  # 1:1 clean and adversarial, as the stored set
 ADVERSARIAL_EXAMPLES_FILE = "adversarial_examples.h5"
+GENERATION_CHUNK = 500  # images attacked per call while writing the stored set
 
 
-def _check_settings(method, settings, allowed):
-    unknown = sorted(set(settings) - set(allowed))
+def _reject_unknown(method, unknown):
     if unknown:
+        raise ValueError(f"Unknown setting(s) {sorted(unknown)} for method {method!r}.")
+
+
+# ------------------------------------------------------------------ Python API
+
+
+def standard(inner, **unknown):
+    """Keras' own ``train_step``: ``inner`` itself, which must be a plain model."""
+    _reject_unknown("standard", unknown)
+    if is_conditioned(inner):
         raise ValueError(
-            f"Unknown setting(s) {unknown} for method {method!r}. Available: {sorted(allowed)}"
+            "method 'standard' trains plain models; a conditioned model (norm dual_bn or robmask) "
+            f"trains with advprop or robmask. Received: inner={inner.name!r}"
         )
+    return inner
 
 
-def _settings_of(cls):
-    return [name for name in inspect.signature(cls.__init__).parameters
-            if name not in ("self", "inner", "kwargs")]
+def finetune(inner, attack=DEFAULT_ATTACK, online=False, adversarial_examples=None,
+             train_arrays=None, **unknown):
+    """The loss-landscape paper's fine-tuning of a pretrained plain model.
 
-
-def _finetune(inner, attack=DEFAULT_ATTACK, online=False, adversarial_examples=None,
-              train_arrays=None, chunk_size=500, jit_compile=None):
+    Online: :class:`AdversarialTraining` with half of every batch attacked.
+    Offline: :class:`OfflineFineTuning` on ``train_arrays`` and the stored set
+    at ``adversarial_examples``, written beforehand by
+    :func:`generate_adversarial_examples` with the same model, data and
+    attack (checked).
+    """
+    _reject_unknown("finetune", unknown)
     if online:
         return AdversarialTraining(inner, attack, adversarial_fraction=ONLINE_FINETUNE_FRACTION)
     if adversarial_examples is None or train_arrays is None:
@@ -86,18 +107,106 @@ def _finetune(inner, attack=DEFAULT_ATTACK, online=False, adversarial_examples=N
             f"train_arrays={'None' if train_arrays is None else 'given'}"
         )
     x, y = train_arrays
-    generate_adversarial_examples(inner, x, y, attack, adversarial_examples, chunk_size, jit_compile)
-    adversarial_images, _, _ = load_adversarial_examples(adversarial_examples)
+    adversarial_images = read_adversarial_examples(adversarial_examples, inner, x, y, attack)
     return OfflineFineTuning(inner, attack, x, y, adversarial_images)
 
 
-_BUILDERS = {
-    "adversarial": AdversarialTraining,
-    "finetune": _finetune,
-    "advprop": AdvProp,
-    "robmask": RobMask,
-    "bn_finetune": BNFineTuning,
+# ------------------------------------------------------------------ from a config
+
+
+def _attack(config):
+    return training_attack(config.method.attack)
+
+
+def _stored_set_path(config, run_dir):
+    if run_dir is None:
+        raise ValueError("Offline fine-tuning stores its adversarial set in the run folder. Received: run_dir=None")
+    return os.path.join(run_dir, ADVERSARIAL_EXAMPLES_FILE)
+
+
+def _standard_from_config(inner, config, train_arrays, run_dir):
+    return standard(inner)
+
+
+def _adversarial_from_config(inner, config, train_arrays, run_dir):
+    return AdversarialTraining(inner, _attack(config), adversarial_fraction=config.method.adversarial_fraction)
+
+
+def _finetune_from_config(inner, config, train_arrays, run_dir):
+    if not config.model.init_from:
+        raise ValueError(
+            "method.kind 'finetune' starts from a pretrained model: set model.init_from. "
+            f"Received: model.init_from={config.model.init_from!r}"
+        )
+    if config.method.online:
+        return finetune(inner, _attack(config), online=True)
+    return finetune(inner, _attack(config), adversarial_examples=_stored_set_path(config, run_dir),
+                    train_arrays=train_arrays)
+
+
+def _advprop_from_config(inner, config, train_arrays, run_dir):
+    method = config.method
+    variants = ({"random_strength": True, "eps_max": method.eps_max, "seed": config.seed}
+                if method.random_strength else {})
+    if method.aux_eps:
+        variants["aux_eps"] = method.aux_eps
+    return AdvProp(inner, _attack(config), **variants)
+
+
+def _robmask_from_config(inner, config, train_arrays, run_dir):
+    """PGD-``method.pgd_steps`` at ε = p·``eps_max``; the step is ``attack.step_size``
+    scaled with ε (``step_fraction = step_size / eps_max``), RobMask's ε/5 when unset."""
+    method = config.method
+    settings = {}
+    if method.attack.step_size is not None:
+        settings["step_fraction"] = method.attack.step_size / method.eps_max
+    if method.attack.random_start is not None:
+        settings["random_start"] = method.attack.random_start
+    return RobMask(inner, eps_max=method.eps_max, steps=method.pgd_steps,
+                   learning_rate_multipliers=method.learning_rate_multipliers, seed=config.seed, **settings)
+
+
+def _bn_finetune_from_config(inner, config, train_arrays, run_dir):
+    """With ``method.robust_model``, ``inner`` first takes that model's weights."""
+    if config.method.robust_model:
+        from tfadv.training.runs import load_model
+
+        inner.set_weights(load_model(config.method.robust_model).get_weights())
+    return BNFineTuning(inner, _attack(config), freeze_statistics=config.method.freeze_statistics)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodKind:
+    """One training method: its Python API and how a config builds it.
+
+    Attributes:
+        build: ``build(inner, **settings)``, the class (or function) users call.
+        from_config: ``from_config(inner, config, train_arrays, run_dir)`` ->
+            the method for an ``ExperimentConfig``'s ``method`` section.
+    """
+
+    build: Callable
+    from_config: Callable
+
+
+METHODS_BY_KIND = {
+    "standard": MethodKind(standard, _standard_from_config),
+    "adversarial": MethodKind(AdversarialTraining, _adversarial_from_config),
+    "finetune": MethodKind(finetune, _finetune_from_config),
+    "advprop": MethodKind(AdvProp, _advprop_from_config),
+    "robmask": MethodKind(RobMask, _robmask_from_config),
+    "bn_finetune": MethodKind(BNFineTuning, _bn_finetune_from_config),
 }
+"""Every training method by kind (``method.kind`` in a config)."""
+
+METHOD_KINDS = tuple(METHODS_BY_KIND)
+METHODS = METHOD_KINDS  # the former name
+
+
+def _method(kind, name="method"):
+    if kind not in METHODS_BY_KIND:
+        raise ValueError(f"{name} must be one of {METHOD_KINDS}. Received: {name}={kind!r}")
+    return METHODS_BY_KIND[kind]
 
 
 def wrap(inner, method, **settings):
@@ -105,78 +214,50 @@ def wrap(inner, method, **settings):
 
     Args:
         inner: the model to train (plain, or conditioned for advprop/robmask).
-        method: one of ``METHODS``.
+        method: one of :data:`METHOD_KINDS`.
         **settings: the method's settings (module docstring).
 
     Returns:
         ``inner`` for ``"standard"``, else a :class:`TrainingMethod` wrapping it.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}. Received: method={method!r}")
-    if method == "standard":
-        _check_settings(method, settings, ())
-        return inner
-    builder = _BUILDERS[method]
-    allowed = _settings_of(builder) if inspect.isclass(builder) else [
-        name for name in inspect.signature(builder).parameters if name != "inner"]
-    _check_settings(method, settings, allowed)
-    return builder(inner, **settings)
+    return _method(method).build(inner, **settings)
 
 
 def wrap_from_config(inner, config, train_arrays=None, run_dir=None):
-    """``wrap`` with the settings of an ``ExperimentConfig`` (``tfadv train``).
+    """The method of an ``ExperimentConfig`` (``tfadv train``), built without side effects.
 
-    ``method.attack`` is the training attack; RobMask's PGD step is
-    ``attack.step_size`` scaled with ε (``step_fraction = step_size / eps_max``)
-    or ε/5 when unset, its steps ``method.pgd_steps``. Offline fine-tuning
-    stores its adversarial set in ``<run_dir>/adversarial_examples.h5``
-    (generated with XLA if ``train.jit_compile``) and needs
-    ``model.init_from`` (the pretrained model). ``bn_finetune`` with
+    ``method.attack`` is the training attack. Offline fine-tuning reads its
+    stored set from ``<run_dir>/adversarial_examples.h5``, written first by
+    :func:`prepare_stored_set`, and needs ``model.init_from`` (the pretrained
+    model). RobMask: see ``_robmask_from_config``. ``bn_finetune`` with
     ``method.robust_model`` copies that model's weights into ``inner``.
     """
-    method = config.method
-    kind = method.kind
-    if kind == "standard":
-        return wrap(inner, kind)
-    attack = training_attack(method.attack)
-    if kind == "adversarial":
-        return wrap(inner, kind, attack=attack, adversarial_fraction=method.adversarial_fraction)
-    if kind == "finetune":
-        if not config.model.init_from:
-            raise ValueError(
-                "method.kind 'finetune' starts from a pretrained model: set model.init_from. "
-                f"Received: model.init_from={config.model.init_from!r}"
-            )
-        if method.online:
-            return wrap(inner, kind, attack=attack, online=True)
-        if run_dir is None:
-            raise ValueError("Offline fine-tuning stores its adversarial set in the run folder. Received: run_dir=None")
-        return wrap(inner, kind, attack=attack, train_arrays=train_arrays,
-                    adversarial_examples=os.path.join(run_dir, ADVERSARIAL_EXAMPLES_FILE),
-                    jit_compile=config.train.jit_compile)
-    if kind == "advprop":
-        variants = ({"random_strength": True, "eps_max": method.eps_max, "seed": config.seed}
-                    if method.random_strength else {})
-        if method.aux_eps:
-            variants["aux_eps"] = method.aux_eps
-        return wrap(inner, kind, attack=attack, **variants)
-    if kind == "robmask":
-        step_fraction = 0.2 if method.attack.step_size is None else method.attack.step_size / method.eps_max
-        return wrap(inner, kind, eps_max=method.eps_max, steps=method.pgd_steps,
-                    step_fraction=step_fraction, random_start=method.attack.random_start,
-                    learning_rate_multipliers=method.learning_rate_multipliers, seed=config.seed)
-    if kind == "bn_finetune":
-        if method.robust_model:
-            from tfadv.training.runs import load_model
+    return _method(config.method.kind, "method.kind").from_config(inner, config, train_arrays, run_dir)
 
-            inner.set_weights(load_model(method.robust_model).get_weights())
-        return wrap(inner, kind, attack=attack, freeze_statistics=method.freeze_statistics)
-    raise ValueError(f"method.kind must be one of {METHODS}. Received: method.kind={kind!r}")
+
+def prepare_stored_set(inner, config, train_arrays, run_dir, progress=False):
+    """Write what a config's method reads before it is built: offline fine-tuning's stored set.
+
+    Attacks ``inner`` (the pretrained model) once per training image and
+    stores the result in ``<run_dir>/adversarial_examples.h5`` chunk by
+    chunk (XLA if ``train.jit_compile``); an interrupted generation resumes
+    where it stopped. Other methods store nothing.
+
+    Returns:
+        The path of the stored set, or ``None`` when the method has none.
+    """
+    method = config.method
+    if method.kind != "finetune" or method.online:
+        return None
+    x, y = train_arrays
+    return generate_adversarial_examples(inner, x, y, _attack(config), _stored_set_path(config, run_dir),
+                                         GENERATION_CHUNK, config.train.jit_compile, progress=progress)
 
 
 __all__ = [
-    "AdvProp", "AdversarialTraining", "AttackSpec", "BNFineTuning", "DEFAULT_ATTACK", "METHODS",
-    "OfflineFineTuning", "RobMask", "TRAINING_ATTACKS", "TrainingMethod",
+    "ADVERSARIAL_EXAMPLES_FILE", "AdvProp", "AdversarialTraining", "AttackSpec", "BNFineTuning",
+    "DEFAULT_ATTACK", "METHODS", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
+    "OfflineFineTuning", "RobMask", "TRAINING_ATTACKS", "TrainingMethod", "finetune",
     "generate_adversarial_examples", "interpolation_model", "load_adversarial_examples",
-    "training_attack", "wrap", "wrap_from_config",
+    "prepare_stored_set", "read_adversarial_examples", "standard", "training_attack", "wrap", "wrap_from_config",
 ]

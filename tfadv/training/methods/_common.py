@@ -13,30 +13,33 @@ import keras
 import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
-from tfadv.models.conditioning import IMAGES, bind_condition, condition_inputs, is_conditioned
-
-TRAINING_ATTACKS = ("fgsm", "pgd", "stadv")
-"""The attacks training methods craft with; APGD and restarts are for evaluation."""
+from tfadv.attacks.spec import ATTACKS
+from tfadv.models.conditioning import IMAGES, bind, call_model, condition_inputs, is_conditioned
 
 DEFAULT_ATTACK = AttackSpec("pgd", eps=8 / 255)
 """The methods' default attack: PGD-10 at 8/255, step ε/4, random start (Madry et al.)."""
 
 
 def training_attack(attack):
-    """``AttackSpec.create(attack)`` for training: fgsm, pgd or stadv, with one start.
+    """``AttackSpec.create(attack)`` for training: an attack that ``can_train``, with one start.
 
     Raises:
-        ValueError: another attack, restarts, or anything ``create`` refuses.
+        ValueError: an evaluation-only attack, restarts, or anything ``create`` refuses.
     """
-    # The name is checked before create(), whose list of valid names includes APGD.
+    # The name is checked before create(), which accepts every attack.
     name = attack.get("name") if isinstance(attack, Mapping) else getattr(attack, "name", attack)
-    if isinstance(name, str) and name not in TRAINING_ATTACKS:
-        raise ValueError(f"attack must be one of {', '.join(TRAINING_ATTACKS)} for training. "
+    if isinstance(name, str) and not (name in ATTACKS and ATTACKS[name].can_train):
+        trainable = [kind for kind, row in ATTACKS.items() if row.can_train]
+        raise ValueError(f"attack must be one of {', '.join(trainable)} for training. "
                          f"Received: attack={name!r}")
     spec = AttackSpec.create(attack)
     if spec.restarts not in (None, 1):
         raise ValueError(f"Training attacks run one start. Received: restarts={spec.restarts}")
     return spec
+
+
+TRAINING_ATTACKS = tuple(name for name, row in ATTACKS.items() if row.can_train)
+"""Former list of the attacks training methods craft with; ask ``spec.can_train``."""
 
 
 def craft(attack, model_fn, x, y):
@@ -115,13 +118,11 @@ class TrainingMethod(keras.Model):
 
     def logits(self, images, condition=None, training=False):
         """The inner model's logits; ``condition`` (p) only for conditioned models."""
-        if self.conditioned:
-            return self.inner(condition_inputs(images, condition), training=training)
-        return self.inner(images, training=training)
+        return call_model(self.inner, images, condition, training=training)
 
     def model_fn(self, condition=None):
-        """``images -> logits`` for the attacks (bound to p for conditioned models)."""
-        return bind_condition(self.inner, condition) if self.conditioned else self.inner
+        """``images -> logits`` for the attacks: ``tfadv.models.bind(inner, condition)``."""
+        return bind(self.inner, condition)
 
     # ---------------------------------------------------------------- update
 

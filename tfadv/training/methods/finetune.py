@@ -2,8 +2,9 @@
 
 Offline (the paper): attack a clean pretrained model once, one untargeted
 adversarial example per training image, store them on disk
-(:func:`generate_adversarial_examples`), then fine-tune on the union of the
-clean and adversarial images (:class:`OfflineFineTuning`). Online (fresh
+(:func:`generate_adversarial_examples`, an explicit step with a progress
+bar), then fine-tune on the union of the clean and adversarial images
+(:class:`OfflineFineTuning`). Online (fresh
 adversarial examples every batch) is ``AdversarialTraining`` with
 ``adversarial_fraction=0.5``.
 """
@@ -11,6 +12,7 @@ adversarial examples every batch) is ``AdversarialTraining`` with
 import hashlib
 import json
 import os
+import time
 
 import h5py
 import keras
@@ -38,7 +40,35 @@ def _model_fingerprint(model):
     return _fingerprint(*[np.asarray(w) for w in model.get_weights()])
 
 
-def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit_compile=None):
+def _record(model, x, y, attack):
+    """What identifies a stored set: the attack, the model and the data."""
+    return {
+        "attack": json.dumps(attack.settings(), sort_keys=True),
+        "model_name": model.name,
+        "model_sha256": _model_fingerprint(model),
+        "data_sha256": _fingerprint(x, y),
+    }
+
+
+def _check_record(stored, record, path):
+    changed = sorted(key for key in record if stored.get(key) != record[key])
+    if changed:
+        raise ValueError(
+            f"{path} holds adversarial examples of another {', '.join(changed)}; "
+            f"remove it or choose another path. Received: path={path!r}"
+        )
+
+
+def _checked_arrays(x, y):
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length. Received: len(x)={len(x)}, len(y)={len(y)}")
+    return x, y
+
+
+def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit_compile=None,
+                                  progress=False):
     """Craft one untargeted adversarial example per image and store them in HDF5.
 
     The file holds ``adversarial_images`` (float32, like ``x``) and ``labels``
@@ -61,33 +91,20 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
         jit_compile: compile the attack with XLA. On CPU, XLA's convolutions
             were 2-3× slower than TensorFlow's (oneDNN) for a ResNet-20 in
             our measurements: pass False there.
+        progress: show a progress bar (images written, images per second).
 
     Returns:
         ``path``.
     """
     attack = training_attack(attack)
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length. Received: len(x)={len(x)}, len(y)={len(y)}")
+    x, y = _checked_arrays(x, y)
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1. Received: chunk_size={chunk_size}")
-    record = {
-        "attack": json.dumps(attack.settings(), sort_keys=True),
-        "model_name": model.name,
-        "model_sha256": _model_fingerprint(model),
-        "data_sha256": _fingerprint(x, y),
-    }
+    record = _record(model, x, y, attack)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with h5py.File(path, "a") as handle:
         if "completed" in handle.attrs:
-            stored = {key: handle.attrs[key] for key in record}
-            if stored != record:
-                changed = sorted(key for key in record if stored[key] != record[key])
-                raise ValueError(
-                    f"{path} holds adversarial examples of another {', '.join(changed)}; "
-                    f"remove it or choose another path. Received: path={path!r}"
-                )
+            _check_record(dict(handle.attrs), record, path)
         else:
             handle.create_dataset("adversarial_images", shape=x.shape, dtype="float32",
                                   chunks=(min(chunk_size, len(x)),) + x.shape[1:])
@@ -96,7 +113,15 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
             handle.attrs["tfadv_version"] = tfadv.__version__
             handle.attrs["completed"] = 0
         images = handle["adversarial_images"]
-        for start in range(int(handle.attrs["completed"]), len(x), chunk_size):
+        first = int(handle.attrs["completed"])
+        bar = None
+        if progress and first < len(x):
+            print(f"Writing the stored adversarial set: {attack.label}, {len(x)} images"
+                  + (f", resuming at {first}" if first else "") + f" → {path}", flush=True)
+            bar = keras.utils.Progbar(len(x), unit_name="image", stateful_metrics=["images/s"])
+            bar.update(first)
+        started = time.perf_counter()
+        for start in range(first, len(x), chunk_size):
             stop = min(start + chunk_size, len(x))
             # Chunk b's random starts come from (seed, b), so a resumed set equals an uninterrupted one.
             x_adv = attack.run(model, x[start:stop], y[start:stop], batch_index=start // chunk_size,
@@ -105,7 +130,25 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
             handle.flush()
             handle.attrs["completed"] = stop
             handle.flush()
+            if bar is not None:
+                rate = (stop - first) / max(time.perf_counter() - started, 1e-9)
+                bar.update(stop, [("images/s", rate)], finalize=stop == len(x))
     return path
+
+
+def read_adversarial_examples(path, model, x, y, attack):
+    """The stored adversarial images at ``path``, checked to be the complete set of
+    ``model``, ``(x, y)`` and ``attack`` (``ValueError`` otherwise)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"No stored adversarial set at {path!r}: write it first with generate_adversarial_examples "
+            f"(tfadv train does). Received: adversarial_examples={path!r}"
+        )
+    x, y = _checked_arrays(x, y)
+    images, _, attributes = load_adversarial_examples(path)
+    _check_record(attributes, _record(model, x, y, training_attack(attack)), path)
+    return images
 
 
 def load_adversarial_examples(path):
