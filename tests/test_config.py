@@ -64,6 +64,18 @@ def test_configs_use_the_vocabularies_of_the_packages_that_define_them(tmp_path)
     from tfadv.models import NORM_KINDS
     from tfadv.training.methods import METHOD_KINDS
 
+    # An attack section is AttackSpec's settings: the same keys, nothing of its own.
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(AttackConfig)] == [f.name for f in dataclasses.fields(AttackSpec)]
+    for name in ATTACKS:
+        assert load_config(None, [f"method.attack.name={name}"]).method.attack.name == name
+    for kind in METHOD_KINDS:
+        assert load_config(None, [f"method.kind={kind}"]).method.kind == kind
+    for norm in NORM_KINDS:
+        assert load_config(None, [f"model.norm={norm}"]).model.norm == norm
+    with pytest.raises(ConfigError, match="method.kind: 'madry' is not one of standard, adversarial"):
+        load_config(None, ["method.kind=madry"])
 
 
 # ---------------------------------------------------------------- extends
@@ -253,20 +265,6 @@ def test_a_value_replaced_later_is_not_an_error(tmp_path):
     worse = _write(tmp_path, "worse.yaml", "extends: base.yaml\nname: c\ntrain: {epochs: lots}\n")
     with pytest.raises(ConfigError, match=r"worse.yaml: train.epochs: expected an integer, got 'lots'"):
         load_config(worse)
-    # An attack section is AttackSpec's settings: the same keys, nothing of its own.
-    import dataclasses
-
-    assert [f.name for f in dataclasses.fields(AttackConfig)] == [f.name for f in dataclasses.fields(AttackSpec)]
-    for name in ATTACKS:
-        assert load_config(None, [f"method.attack.name={name}"]).method.attack.name == name
-    for kind in METHOD_KINDS:
-        assert load_config(None, [f"method.kind={kind}"]).method.kind == kind
-    for norm in NORM_KINDS:
-        assert load_config(None, [f"model.norm={norm}"]).model.norm == norm
-    with pytest.raises(ConfigError, match="method.kind: 'madry' is not one of standard, adversarial"):
-        load_config(None, ["method.kind=madry"])
-
-
 @pytest.mark.parametrize(
     "text, message",
     [
