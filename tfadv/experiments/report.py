@@ -92,8 +92,6 @@ def paper1_section(plan, results, root, perturbation_figure=None):
                   f"Test images of the `{first}` model under each attack: clean, adversarial (true → "
                   "predicted label) and the perturbation stretched to fill the grey scale (grey = 0).", "",
                   f"![perturbations per attack]({_link(perturbation_figure, root)})", ""]
-    if not with_published:
-        lines += [NO_PUBLISHED, ""]
     return lines
 
 
@@ -128,8 +126,6 @@ def paper2_section(plan, results, root):
         lines += [tradeoff.markdown().replace("### ", "#### ", 1), ""]
     if "tradeoff.png" in results.get("figures", []):
         lines += [f"![trade-off]({eval_dir}/tradeoff.png)", ""]
-    if not with_published:
-        lines += [NO_PUBLISHED, ""]
     return lines
 
 
@@ -165,8 +161,10 @@ def write_report(experiment, state):
     root = experiment.out_dir
     tested = "" if state.y_test is None else f" Evaluated on the first {len(state.y_test)} test images."
     times = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in state.stage_seconds.items())
+    plans = [plan for plan in (experiment.paper1, experiment.paper2) if plan is not None]
+    unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in plans) else ""
     lines = [f"# {experiment.title}", "",
-             " ".join(experiment.intro) + tested
+             " ".join(experiment.intro) + unpublished + tested
              + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Every run folder "
              "holds its resolved `config.yaml`.", "",
              "## Runs", "", runs_table(list(state.runs.values()), root), ""]
