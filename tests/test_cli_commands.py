@@ -128,3 +128,20 @@ def test_landscape_command_pca_directions_from_checkpoints(tiny_run, tmp_path):
                  "--hutchinson-samples", "0", "--no-plots", "--pca-checkpoints", *checkpoints]) == 0
     with h5py.File(out / "tiny" / "surface.h5") as surface:
         assert np.isfinite(surface["train_loss"][...]).all()
+
+
+def test_quickstart_command_runs_the_quickstart_profile_and_refuses_missing_data(tmp_path, capsys, monkeypatch):
+    import tfadv.experiments as experiments
+
+    ran = []
+    monkeypatch.setattr(experiments, "run_experiment", lambda experiment: ran.append(experiment))
+    argv = ["quickstart", "--out", str(tmp_path), "--export-dir", str(tmp_path / "export"), "--epochs", "2",
+            "--eval-limit", "40"]
+    assert main(argv) == 0
+    (experiment,) = ran
+    assert experiment.report_path == os.path.join(str(tmp_path), "quickstart", "report.md")
+    assert experiment.runs["clean"].train.epochs == 2 and experiment.eval_limit == 40
+    assert experiment.export.out_dir == os.path.join(str(tmp_path / "export"), "quickstart-robmask")
+    monkeypatch.undo()
+    assert main(["quickstart", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
+    assert "missing.npz" in capsys.readouterr().err

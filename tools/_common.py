@@ -1,23 +1,27 @@
-"""What the two reproduction drivers share.
+"""What the two reproduction drivers share (the pipeline itself is ``tfadv.experiments``).
 
 - the command-line flags every driver has (output folder, data, scale, ``--set``, ``--smoke``);
 - experiment configs from ``configs/`` (found from this file, so the drivers
   run from any working directory) with the drivers' overrides applied through
   ``tfadv.config.load_config``;
-- the papers' published numbers (``published_numbers.yaml``) and the tables
-  that put ours beside them;
-- progress lines and small report helpers.
+- where the papers' published numbers are (``published_numbers.yaml``, read
+  and rendered by ``tfadv.experiments.published``);
+- the report's sentence on how far a call is from the paper's scale.
 """
 import argparse
 import os
-import time
 
-import yaml
+from tfadv.experiments.published import (  # noqa: F401  (re-exported for the drivers and tests)
+    NOT_FOUND,
+    comparison_table,
+    paper_citation,
+    published_row,
+    source_line,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
 PUBLISHED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_numbers.yaml")
-NOT_FOUND = "not found in the sources available here"
 
 
 # ------------------------------------------------------------------ flags
@@ -102,121 +106,11 @@ def load_run_config(path, overrides, epochs_scale=1.0, user_overrides=()):
     return load_config(path, list(overrides) + [f"train.epochs={epochs}"] + list(user_overrides))
 
 
-def test_arrays(data_config, limit):
-    """The first ``limit`` test images (all when ``None``) of the runs' dataset.
-
-    Read afresh rather than through the runs' ``data.limit_test``, which only
-    shortens the per-epoch validation.
-    """
-    from tfadv.data import load_arrays
-
-    x, y = load_arrays(data_config.source, "test", data_config.data_dir)
-    return x[:limit], y[:limit]
-
-
-# ------------------------------------------------------------------ progress
-
-
-class Progress:
-    """``[paper1 2/5] text`` lines, flushed at once, and the time each stage took."""
-
-    def __init__(self, tag, stages):
-        self.tag, self.stages = tag, stages
-        self.started = time.time()
-        self.stage_started = None
-        self.seconds = {}
-        self.current = None
-
-    def stage(self, number, name, text):
-        self._close()
-        self.current, self.stage_started = name, time.time()
-        print(f"[{self.tag} {number}/{self.stages}] {text}", flush=True)
-
-    def note(self, text):
-        print(f"  {text}", flush=True)
-
-    def _close(self):
-        if self.current is not None:
-            self.seconds[self.current] = round(time.time() - self.stage_started, 1)
-            self.current = None
-
-    def done(self):
-        self._close()
-        return round(time.time() - self.started, 1)
-
-
-def train(config, progress):
-    """Train (or resume, or reuse) one run; say which."""
-    from tfadv.training import train_from_config
-    from tfadv.training.runs import read_history
-
-    run_dir = os.path.join(config.output_dir, config.name)
-    done = len(read_history(os.path.join(run_dir, "history.csv")))
-    finished = done >= config.train.epochs and os.path.exists(os.path.join(run_dir, "model.keras"))
-    state = "finished, reused" if finished else (f"resuming after epoch {done}" if done else "training")
-    progress.note(f"{config.name}: {config.method.kind}, {config.train.epochs} epochs — {state}")
-    return train_from_config(config)
-
-
-# ------------------------------------------------------------------ published numbers
-
-
 def load_published(paper):
     """The ``paper1`` or ``paper2`` entry of ``published_numbers.yaml``."""
-    with open(PUBLISHED_FILE, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)[paper]
+    from tfadv.experiments.published import load_published as load
 
-
-def paper_citation(entry):
-    authors = ", ".join(entry["authors"])
-    where = f"arXiv:{entry['arxiv']}" if entry.get("arxiv") else entry.get("venue", "")
-    return f"{authors}, “{entry['title']}”, {where} ({entry['url']})"
-
-
-def published_row(table, row_key):
-    """The published numbers of one row (one per column, ``None`` where missing), or None."""
-    row = (table.get("rows") or {}).get(row_key)
-    if row is None:
-        return None
-    if len(row) != len(table["columns"]):
-        raise ValueError(f"published_numbers.yaml: row {row_key!r} has {len(row)} numbers for "
-                         f"{len(table['columns'])} columns {table['columns']}")
-    return list(row)
-
-
-def _cell(value, units):
-    if value is None:
-        return "–"
-    return f"{value:.2f}" if units == "percent" else f"{value:.4f}"
-
-
-def comparison_table(header, rows, units):
-    """A markdown table with, for every row, our numbers and the paper's beneath them.
-
-    Args:
-        header: column labels after the row label (e.g. ``["Clean", "FGSM ε=8/255"]``).
-        rows: ``[(label, ours, published)]``; ``ours`` lists numbers in the
-            table's units (accuracy as a percentage), ``published`` the
-            paper's numbers or ``None`` when they were not found.
-        units: ``"percent"`` or ``"distance"``.
-    """
-    lines = ["| Model | | " + " | ".join(header) + " |",
-             "|---|---|" + "---:|" * len(header)]
-    for label, ours, published in rows:
-        lines.append(f"| {label} | ours | " + " | ".join(_cell(v, units) for v in ours) + " |")
-        if published is None:
-            paper_cells = [NOT_FOUND] + [""] * (len(header) - 1)
-        else:
-            paper_cells = [_cell(v, units) if v is not None else "not found" for v in published]
-        lines.append("| | paper | " + " | ".join(paper_cells) + " |")
-    return "\n".join(lines)
-
-
-def source_line(table):
-    if table.get("found_in"):
-        return f"Published numbers: {table['found_in']}."
-    return (f"Published numbers: {NOT_FOUND} (tools/published_numbers.yaml lists what was searched; "
-            "add them there with their source and rerun to fill the column).")
+    return load(PUBLISHED_FILE, paper)
 
 
 # ------------------------------------------------------------------ report helpers

@@ -16,6 +16,9 @@ The protocol, each step resumable (run the same command again to continue):
    sharpness (top eigenvalue, Hutchinson trace);
 5. ``<out>/report.md``: our tables next to the paper's published numbers.
 
+The steps are the stages of ``tfadv.experiments.run_experiment``; this
+script is the paper-1 profile of that pipeline (the configs, sizes and flags).
+
 The two ``--settings`` share the clean run in one ``--out``; the code
 settings' models are named ``*-finetuned-code`` and their report is
 ``report-code.md``.
@@ -29,18 +32,15 @@ Usage::
 """
 import argparse
 import dataclasses
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402  (the tools folder, on the path above)
-from tfadv.training.runs import runs_table  # noqa: E402
 
 ROLES = ("clean", "fgsm", "pgd", "stadv")
 ATTACK_ORDER = ("fgsm", "pgd", "stadv")  # Table 1's attack columns
-STAGES = 5
 
 SMOKE_OVERRIDES = ["model.name=tiny", "data.batch_size=32", "data.limit_train=128", "data.limit_test=64",
                    "train.epochs=1", "train.verbose=0"]
@@ -128,146 +128,49 @@ def table1_attacks(settings):
     return attacks
 
 
-def run_landscapes(runs, x_train, y_train, out_dir, settings):
-    """Surface, figures and sharpness of each model (resumable), and the side-by-side figures."""
-    from tfadv import landscape
-    from tfadv.training import load_model
+def experiment(args):
+    """The paper-1 profile of the experiment pipeline: runs, Table 1/2 evaluation, landscapes, report."""
+    from tfadv.experiments import Experiment, LandscapePlan, Paper1Plan
 
-    surfaces, sharpness = {}, {}
-    for role in ROLES:
-        name = settings["names"][role]
-        result = landscape.run_landscape(
-            load_model(runs[role].run_dir), x_train, y_train, out_dir, name=name, dim=2,
-            grid=settings["grid"], examples=min(settings["examples"], len(x_train)),
-            hessian_top_k=1, hutchinson_samples=settings["hutchinson"],
-            hessian_examples=settings["hessian_examples"],
-            hessian_max_iterations=settings["hessian_iterations"], progress=True)
-        surfaces[name], sharpness[name] = result["surface"], result["sharpness"]
-    figures = {kind: landscape.compare_figure(list(surfaces.values()), list(surfaces),
-                                              os.path.join(out_dir, f"{settings['comparison']}_{kind}.png"),
-                                              kind=kind)
-               for kind in ("contour", "3d")}
-    return figures, sharpness
-
-
-def paper_tables(results, published, names):
-    """Table 1 and Table 2 in the paper's layout, ours beside the published numbers (markdown)."""
-    from tfadv.evaluation import accuracy_table, ssim_table
-
-    table1, table2 = published["tables"]["table1"], published["tables"]["table2"]
-    ours = accuracy_table(results)
-    accuracy = {row[0]: row[1:] for row in ours.rows}
-    distance = {row[0]: row[1:] for row in ssim_table(results).rows}
-    labels = ours.header[1:2 + len(ATTACK_ORDER)]  # Clean and the attacks, without the worst case
-    rows1, rows2 = [], []
-    for role in ROLES:
-        name = names[role]
-        ours = [None if v is None else 100 * v for v in accuracy[name][: 1 + len(ATTACK_ORDER)]]
-        rows1.append((name, ours, _common.published_row(table1, role)))
-        # 1 − SSIM over the examples the attack fooled (the "(flipped)" columns of eval.md).
-        rows2.append((name, distance[name][0::2], _common.published_row(table2, role)))
-    return [
-        "### Table 1: top-1 test accuracy (%)", "",
-        _common.comparison_table(labels, rows1, "percent"), "", _common.source_line(table1), "",
-        "### Table 2: mean 1 − SSIM(adversarial, clean)", "",
-        "Over the test images whose prediction the attack changed; the mean over all images is in "
-        "[eval/eval.md](eval/eval.md).", "",
-        _common.comparison_table(labels[1:], rows2, "distance"), "", _common.source_line(table2), "",
-    ]
-
-
-def write_report(path, args, settings, configs, runs, results, landscapes, published, seconds):
-    root = os.path.dirname(path)
+    settings = settings_from(args)
+    configs = experiment_configs(args, settings["source"])
+    names = settings["names"]
     epochs = ", ".join(f"{role} {configs[role].train.epochs}" for role in ROLES)
-    lines = [
-        "# Paper 1 reproduction: loss-landscape geometry of adversarially fine-tuned models", "",
-        f"Paper: {_common.paper_citation(published)}.", "",
-        f"Data `{settings['source']}`; model `{configs['clean'].model.name}`; "
-        f"fine-tuning settings **{args.settings}** "
-        f"({'as stated in the paper' if args.settings == 'paper' else 'of the authors’ released code'}); "
-        f"epochs: {epochs}. Scale: {_common.scale_note(args, epochs)}. "
-        f"Evaluated on {results['dataset']['num_examples']} test images. "
-        f"Total time of this call {seconds / 60:.1f} min. Every run folder holds its resolved "
-        "`config.yaml`; the configs' comments say which settings the paper states and which are our choice.",
-        "", "## Runs", "", runs_table([runs[role] for role in ROLES], root), "",
-        "## Tables", "",
-    ]
-    lines += paper_tables(results, published, settings["names"])
-    grids = [f for f in results.get("figures", []) if f.startswith(f"grid-{settings['names']['clean']}-")]
-    if grids:
-        lines += ["Adversarial examples of the clean model (the other models' are in [eval/](eval/)):", ""]
-        lines += [f"![{f}](eval/{f})" for f in grids] + [""]
-    lines += ["## Loss landscapes (2-D, filter-normalized)", ""]
-    if landscapes is None:
-        lines += ["Skipped (--skip-landscape).", ""]
-    else:
-        figures, sharpness = landscapes
-        lines += [f"Grid {settings['grid']} in both directions, loss on the first "
-                  f"{settings['examples']} training images; per-model surfaces, plots and VTK files in "
-                  "[landscapes/](landscapes/).", ""]
-        lines += [f"![{kind}]({os.path.relpath(figure, root)})" for kind, figure in figures.items()]
-        lines += ["", "Sharpness of each model's training loss (top Hessian eigenvalue, Hutchinson trace):",
-                  "", _sharpness_markdown(sharpness), "",
-                  "Published sharpness values: the paper's abstract describes a qualitative (visual) "
-                  f"comparison of the landscapes; numbers were {_common.NOT_FOUND}.", ""]
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-
-
-def _sharpness_markdown(sharpness):
-    from tfadv.landscape import sharpness_table
-
-    return sharpness_table(sharpness)
+    return Experiment(
+        tag="paper1",
+        title="Paper 1 reproduction: loss-landscape geometry of adversarially fine-tuned models",
+        out_dir=args.out,
+        runs=configs,
+        data_name=settings["source"],
+        eval_limit=settings["eval_limit"],
+        eval_batch_size=args.eval_batch_size,
+        paper1=Paper1Plan(
+            models={names[role]: role for role in ROLES}, attacks=table1_attacks(settings),
+            eval_dir=os.path.join(args.out, "eval"), published=_common.load_published("paper1"),
+            published_rows={names[role]: role for role in ROLES}),
+        landscape=LandscapePlan(
+            models={names[role]: role for role in ROLES}, out_dir=os.path.join(args.out, "landscapes"),
+            grid=settings["grid"], examples=settings["examples"], hessian_examples=settings["hessian_examples"],
+            hessian_max_iterations=settings["hessian_iterations"], hutchinson_samples=settings["hutchinson"],
+            comparison=settings["comparison"],
+            note="Published sharpness values: the paper's abstract describes a qualitative (visual) "
+                 f"comparison of the landscapes; numbers were {_common.NOT_FOUND}."),
+        skipped={"landscape": "--skip-landscape"} if args.skip_landscape else {},
+        intro=[f"Data `{settings['source']}`; model `{configs['clean'].model.name}`; fine-tuning settings "
+               f"**{args.settings}** "
+               f"({'as stated in the paper' if args.settings == 'paper' else 'of the authors’ released code'}); "
+               f"epochs: {epochs}. Scale: {_common.scale_note(args, epochs)}. The configs' comments say which "
+               "settings the paper states and which are our choice."],
+        report_file=settings["report"],
+        summary_file=settings["summary"],
+        summary={"paper": "1907.09061", "settings": args.settings},
+    )
 
 
 def run(args):
-    from tfadv.evaluation import evaluate
-    from tfadv.training import load_split_arrays
-    from tfadv.training.runs import write_json
+    from tfadv.experiments import run_experiment
 
-    settings = settings_from(args)
-    published = _common.load_published("paper1")
-    progress = _common.Progress("paper1", STAGES)
-    os.makedirs(args.out, exist_ok=True)
-    configs = experiment_configs(args, settings["source"])
-
-    progress.stage(1, "clean",
-                   f"training the clean model ({configs['clean'].model.name}) on {settings['source']!r}")
-    runs = {"clean": _common.train(configs["clean"], progress)}
-    progress.stage(2, "finetune", "fine-tuning on 1:1 clean + FGSM / PGD / stAdv images "
-                   f"({args.settings} settings; adversarial sets are stored once per run)")
-    for attack in ATTACK_ORDER:
-        runs[attack] = _common.train(configs[attack], progress)
-
-    x_test, y_test = _common.test_arrays(configs["clean"].data, settings["eval_limit"])
-    eval_dir = os.path.join(args.out, "eval")
-    progress.stage(3, "evaluate", f"Table 1 and Table 2 attacks on {len(y_test)} test images → {eval_dir}")
-    results = evaluate(
-        {settings["names"][role]: runs[role].run_dir for role in ROLES}, x_test, y_test,
-        attacks=table1_attacks(settings), out_dir=eval_dir, batch_size=args.eval_batch_size,
-        dataset=f"{settings['source']}[test][:{len(y_test)}]")
-
-    landscapes = None
-    landscape_dir = os.path.join(args.out, "landscapes")
-    if args.skip_landscape:
-        progress.stage(4, "landscape", "loss landscapes skipped (--skip-landscape)")
-    else:
-        progress.stage(4, "landscape", f"2-D loss landscapes ({settings['grid']}) and Hessian sharpness "
-                       f"of the four models → {landscape_dir}")
-        x_train, y_train = load_split_arrays(configs["clean"].data, "train")
-        landscapes = run_landscapes(runs, x_train, y_train, landscape_dir, settings)
-
-    report = os.path.join(args.out, settings["report"])
-    progress.stage(5, "report", f"writing {report}")
-    seconds = progress.done()
-    write_report(report, args, settings, configs, runs, results, landscapes, published, seconds)
-    write_json(os.path.join(args.out, settings["summary"]), {
-        "paper": "1907.09061", "settings": args.settings, "seconds": seconds,
-        "stage_seconds": progress.seconds, "runs": {role: runs[role].run_dir for role in ROLES},
-        "eval": eval_dir, "landscapes": None if landscapes is None else landscape_dir,
-        "sharpness": None if landscapes is None else json.loads(json.dumps(landscapes[1], default=float)),
-    })
-    print(f"[paper1] done in {seconds / 60:.1f} min: {report}", flush=True)
+    run_experiment(experiment(args))
     return 0
 
 

@@ -6,14 +6,20 @@ Generalization" (ICLR 2021 submission, OpenReview LNtTXJ9XXr).
 For one architecture, dataset and training length (``--arch``, ``--dataset``,
 ``--epochs``), each step resumable (run the same command again to continue):
 
-1. train the three models of configs/paper2/<arch>_<dataset>_{bn,advprop,robmask}_<epochs>ep.yaml:
-   plain BN (clean training), AdvProp (dual BN, PGD-7) and RobMask
-   (ε-conditioned BN rescaling, p ~ U(0, 1), ε = p · 8/255, PGD-7);
+1. train the three models, plain BN (clean training), AdvProp (dual BN,
+   PGD-7) and RobMask (ε-conditioned BN rescaling, p ~ U(0, 1),
+   ε = p · 8/255, PGD-7): each run's config is its method's file
+   ``configs/paper2/{bn,advprop,robmask}.yaml`` with the grid point set by
+   overrides (``model.name``, ``data.source``, ``train.epochs``, ``name``),
+   see :func:`grid_config`;
 2. evaluate them under L∞ PGD-100 (step ε/5, random start) for
    ε ∈ {0, 1, 2, 4, 6, 8}/255 (the Tables 5/6 layout), AdvProp and RobMask at
    masking strength ``--p``; and RobMask's (and AdvProp's) trade-off curve:
    clean and PGD-100 8/255 accuracy over the masking strength p;
 3. ``<out>/report.md``: our tables next to the paper's published numbers.
+
+The steps are the stages of ``tfadv.experiments.run_experiment``; this
+script is the paper-2 profile of that pipeline (the grid, sizes and flags).
 
 Usage::
 
@@ -22,20 +28,21 @@ Usage::
     python tools/reproduce_paper2.py --smoke --out /tmp/paper2-smoke   # the whole pipeline in a minute
 """
 import argparse
+import itertools
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402  (the tools folder, on the path above)
-from tfadv.training.runs import runs_table  # noqa: E402
 
 ARCHS = ("resnet18", "preact_resnet18", "densenet121")
 DATASETS = ("cifar10", "cifar100")
 EPOCHS = (20, 100)
 METHODS = ("bn", "advprop", "robmask")
 TRADEOFF_EPS = 8 / 255
-STAGES = 3
+GRID = tuple(itertools.product(ARCHS, DATASETS, METHODS, EPOCHS))
+"""Every run of the paper's grid: (architecture, dataset, method, epochs)."""
 
 SMOKE_OVERRIDES = ["model.name=tiny", "data.batch_size=32", "data.limit_train=128", "data.limit_test=64",
                    "train.epochs=1", "train.verbose=0", "method.pgd_steps=2"]
@@ -80,16 +87,47 @@ def settings_from(args):
     }
 
 
+def run_name(arch, dataset, method, epochs):
+    return f"paper2-{arch}-{dataset}-{method}-{epochs}ep"
+
+
+def grid_overrides(arch, dataset, method, epochs):
+    """The overrides that turn a method's config into one point of the grid."""
+    return [f"model.name={arch}", f"data.source={dataset}", f"train.epochs={epochs}",
+            f"name={run_name(arch, dataset, method, epochs)}"]
+
+
+def method_config_path(arch, dataset, method, epochs):
+    """``configs/paper2/<method>.yaml`` (it ``extends: base.yaml``).
+
+    Until those files exist, the grid point's own file
+    ``configs/paper2/<arch>_<dataset>_<method>_<epochs>ep.yaml`` (the
+    overrides then set what it already holds).
+    """
+    path = _common.config_path("paper2", f"{method}.yaml")
+    if os.path.exists(path):
+        return path
+    return _common.config_path("paper2", f"{arch}_{dataset}_{method}_{epochs}ep.yaml")
+
+
+def grid_config(arch, dataset, method, epochs, overrides=()):
+    """One run of the grid: ``load_config(<method file>, overrides=[grid point…, *overrides])``."""
+    from tfadv.config import load_config
+
+    return load_config(method_config_path(arch, dataset, method, epochs),
+                       overrides=grid_overrides(arch, dataset, method, epochs) + list(overrides))
+
+
 def experiment_configs(args, settings):
-    """The three runs as ``ExperimentConfig``s, by method."""
+    """The three runs of the chosen grid point as ``ExperimentConfig``s, by method."""
     common = _common.data_overrides(args, settings["source"])
     user = (SMOKE_OVERRIDES if args.smoke else []) + list(args.overrides)
     configs = {}
     for method in METHODS:
-        overrides = list(common)
+        overrides = grid_overrides(args.arch, args.dataset, method, args.epochs) + common
         if args.smoke and method == "advprop":
             overrides.append("method.attack.steps=2")
-        path = _common.config_path("paper2", f"{args.arch}_{args.dataset}_{method}_{args.epochs}ep.yaml")
+        path = method_config_path(args.arch, args.dataset, method, args.epochs)
         configs[method] = _common.load_run_config(path, overrides, args.epochs_scale, user)
     return configs
 
@@ -106,89 +144,38 @@ def sweep_attacks(steps):
     return sweep, pgd_sweep(eps_values=[TRADEOFF_EPS], steps=steps)[0]
 
 
-def sweep_comparison(results, published, args):
-    """The ε sweep in the Tables 5/6 layout, ours beside the published numbers (markdown)."""
-    from tfadv.evaluation import sweep_table
+def experiment(args):
+    """The paper-2 profile of the experiment pipeline: runs, ε sweep and trade-off evaluation, report."""
+    from tfadv.experiments import Experiment, Paper2Plan
 
-    table = published["tables"]["sweep"]
-    ours = sweep_table(results)
-    by_model = {row[0].split(" (p=")[0]: row[1:] for row in ours.rows}
-    rows = []
-    for method in METHODS:
-        label = method if method == "bn" else f"{method} (p={args.p:g})"
-        key = f"{args.dataset}/{args.arch}/{args.epochs}ep/{method}"
-        values = [None if v is None else 100 * v for v in by_model[method]]
-        rows.append((label, values, _common.published_row(table, key)))
-    return [f"### {ours.title.split(' — ')[0]} (Tables 5/6 layout)", "",
-            _common.comparison_table(ours.header[1:], rows, "percent"), "", _common.source_line(table), ""]
-
-
-def write_report(path, args, settings, configs, runs, results, published, seconds):
-    from tfadv.evaluation import tradeoff_tables
-
-    root = os.path.dirname(path)
+    settings = settings_from(args)
+    configs = experiment_configs(args, settings)
+    sweep, tradeoff_attack = sweep_attacks(settings["sweep_steps"])
     epochs = ", ".join(f"{m} {configs[m].train.epochs}" for m in METHODS)
-    lines = [
-        f"# Paper 2 reproduction: {args.arch} on {args.dataset}, {args.epochs} epochs", "",
-        f"Paper: {_common.paper_citation(published)}.", "",
-        f"Data `{settings['source']}`; model `{configs['bn'].model.name}`; epochs: {epochs}. "
-        f"Scale: {_common.scale_note(args, epochs)}. Evaluated on {results['dataset']['num_examples']} "
-        f"test images. Total time of this call {seconds / 60:.1f} min. Every run folder holds its "
-        "resolved `config.yaml`.", "",
-        "## Runs", "", runs_table([runs[m] for m in METHODS], root), "",
-        "## Accuracy under PGD over ε", "",
-    ]
-    lines += sweep_comparison(results, published, args)
-    lines += ["![accuracy vs ε](eval/accuracy_vs_eps.png)", "",
-              "## The trade-off over the masking strength p", "",
-              "Clean and robust accuracy of the conditioned models at each p (RobMask: ε = p · 8/255 "
-              "masking; AdvProp: outputs of the main and auxiliary BN mixed linearly). Published numbers "
-              f"for this curve: {_common.NOT_FOUND}.", ""]
-    for table in tradeoff_tables(results):
-        lines += [table.markdown().replace("### ", "#### ", 1), ""]
-    if "tradeoff.png" in results.get("figures", []):
-        lines += ["![trade-off](eval/tradeoff.png)", ""]
-    lines += ["Every number with its settings: [eval/eval.json](eval/eval.json) and "
-              "[eval/eval.md](eval/eval.md).", ""]
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    return Experiment(
+        tag="paper2",
+        title=f"Paper 2 reproduction: {args.arch} on {args.dataset}, {args.epochs} epochs",
+        out_dir=args.out,
+        runs=configs,
+        data_name=settings["source"],
+        eval_limit=settings["eval_limit"],
+        eval_batch_size=args.eval_batch_size,
+        paper2=Paper2Plan(
+            models={method: method for method in METHODS}, sweep=sweep, p_grid=settings["p_grid"],
+            tradeoff_attack=tradeoff_attack, p=args.p, eval_dir=os.path.join(args.out, "eval"),
+            published=_common.load_published("paper2"),
+            published_rows={m: f"{args.dataset}/{args.arch}/{args.epochs}ep/{m}" for m in METHODS}),
+        intro=[f"Data `{settings['source']}`; model `{configs['bn'].model.name}`; epochs: {epochs}. "
+               f"Scale: {_common.scale_note(args, epochs)}."],
+        summary={"paper": "Adversarial Masking (OpenReview LNtTXJ9XXr)", "arch": args.arch,
+                 "dataset": args.dataset, "epochs": args.epochs},
+    )
 
 
 def run(args):
-    from tfadv.evaluation import evaluate
-    from tfadv.training.runs import write_json
+    from tfadv.experiments import run_experiment
 
-    settings = settings_from(args)
-    published = _common.load_published("paper2")
-    progress = _common.Progress("paper2", STAGES)
-    configs = experiment_configs(args, settings)
-    os.makedirs(args.out, exist_ok=True)
-
-    progress.stage(1, "train", f"training BN, AdvProp and RobMask ({configs['bn'].model.name}) "
-                   f"on {settings['source']!r} → {args.out}")
-    runs = {method: _common.train(configs[method], progress) for method in METHODS}
-
-    x_test, y_test = _common.test_arrays(configs["bn"].data, settings["eval_limit"])
-    eval_dir = os.path.join(args.out, "eval")
-    sweep, tradeoff_attack = sweep_attacks(settings["sweep_steps"])
-    progress.stage(2, "evaluate", f"PGD-{settings['sweep_steps']} ε sweep and the trade-off over p "
-                   f"{settings['p_grid']} on {len(y_test)} test images → {eval_dir}")
-    results = evaluate(
-        {method: runs[method].run_dir for method in METHODS}, x_test, y_test,
-        sweep=sweep, p_grid=settings["p_grid"], tradeoff_attack=tradeoff_attack, p=args.p,
-        out_dir=eval_dir, batch_size=args.eval_batch_size,
-        dataset=f"{settings['source']}[test][:{len(y_test)}]")
-
-    report = os.path.join(args.out, "report.md")
-    progress.stage(3, "report", f"writing {report}")
-    seconds = progress.done()
-    write_report(report, args, settings, configs, runs, results, published, seconds)
-    write_json(os.path.join(args.out, "summary.json"), {
-        "paper": "Adversarial Masking (OpenReview LNtTXJ9XXr)", "arch": args.arch, "dataset": args.dataset,
-        "epochs": args.epochs, "seconds": seconds, "stage_seconds": progress.seconds,
-        "runs": {method: runs[method].run_dir for method in METHODS}, "eval": eval_dir,
-    })
-    print(f"[paper2] done in {seconds / 60:.1f} min: {report}", flush=True)
+    run_experiment(experiment(args))
     return 0
 
 

@@ -5,7 +5,11 @@
   models, one labelled point per masking strength p.
 - :func:`plot_image_grid` — clean, adversarial and amplified-difference
   images of the first examples of one attack.
+- :func:`plot_perturbation_rows` / :func:`plot_perturbations` — one figure
+  for all attacks: a row per attack, for each example its clean image, the
+  adversarial image and the amplified difference side by side.
 """
+import os
 
 import numpy as np
 
@@ -123,3 +127,81 @@ def plot_image_grid(x, x_adv, path, title="", labels=None, predictions=None):
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_perturbation_rows(rows, path, title=""):
+    """One PNG of example perturbations: a row per attack, three panels per example.
+
+    For every example the panels are the clean image, the adversarial image
+    (titled ``true→predicted``) and the difference amplified per image (see
+    :func:`amplified_difference`; grey is no change).
+
+    Args:
+        rows: ``[(attack label, x, x_adv, labels, predictions)]``; ``x`` and
+            ``x_adv`` are ``[N, H, W, C]`` in [0, 1], the same N in every row;
+            ``labels`` and ``predictions`` may be ``None``.
+        path: the PNG to write.
+        title: the figure title.
+    """
+    if not rows:
+        raise ValueError("rows must name at least one attack. Received: rows=[]")
+    count = len(rows[0][1])
+    if any(len(x) != count or len(x_adv) != count for _, x, x_adv, _, _ in rows):
+        raise ValueError(f"every row needs the same number of examples. Received: "
+                         f"{[(label, len(x), len(x_adv)) for label, x, x_adv, _, _ in rows]}")
+    plt = _pyplot()
+    kinds = ("clean", "adversarial", "difference")
+    figure, axes = plt.subplots(len(rows), 3 * count, figsize=(1.05 * 3 * count + 1.2, 1.25 * len(rows) + 0.7),
+                                squeeze=False, gridspec_kw={"wspace": 0.06, "hspace": 0.35})
+    for row, (label, x, x_adv, labels, predictions) in enumerate(rows):
+        for example in range(count):
+            clean, adversarial = np.asarray(x[example]), np.asarray(x_adv[example])
+            panels = (clean, adversarial, amplified_difference(clean, adversarial))
+            for offset, (kind, image) in enumerate(zip(kinds, panels)):
+                ax = axes[row, 3 * example + offset]
+                image = np.clip(image, 0, 1)
+                gray = image.shape[-1] == 1
+                ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if kind == "adversarial" and labels is not None and predictions is not None:
+                    changed = labels[example] != predictions[example]
+                    prefix = "adversarial " if row == 0 else ""
+                    ax.set_title(f"{prefix}{labels[example]}→{predictions[example]}", fontsize=7,
+                                 color="tab:red" if changed else "black")
+                elif row == 0:
+                    ax.set_title(kind, fontsize=7)
+            if example == 0:
+                axes[row, 0].set_ylabel(label, fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_perturbations(results, out_dir, model_name, path, examples=4):
+    """The composite perturbation figure of ``model_name`` under every planned attack of an evaluation.
+
+    Reads the image samples :func:`tfadv.evaluation.evaluate` stored in
+    ``out_dir`` (its ``grid_examples``); returns ``path``, or ``None`` when
+    no attack of the plan has samples for this model.
+    """
+    record = results.get("models", {}).get(model_name)
+    if record is None:
+        raise ValueError(f"model_name must be one of the evaluated models {list(results.get('models', {}))}. "
+                         f"Received: model_name={model_name!r}")
+    p = (results.get("plan") or {}).get("p", 0.0) if record.get("conditioned") else None
+    rows = []
+    for attack_id in (results.get("plan") or {}).get("attacks", []):
+        part = record.get("parts", {}).get(part_id(attack_id, p))
+        if not part or "samples" not in part or not os.path.exists(os.path.join(out_dir, part["samples"])):
+            continue
+        with np.load(os.path.join(out_dir, part["samples"])) as samples:
+            rows.append((part["label"], samples["x"][:examples], samples["x_adv"][:examples],
+                         samples["y"][:examples], samples["predictions"][:examples]))
+    if not rows:
+        return None
+    count = min(len(row[1]) for row in rows)
+    rows = [(label, x[:count], x_adv[:count], y[:count], pred[:count]) for label, x, x_adv, y, pred in rows]
+    return plot_perturbation_rows(rows, path, title=f"{model_name}: example perturbations per attack")

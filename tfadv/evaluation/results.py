@@ -4,7 +4,7 @@ Layout::
 
     {
       "format": "tfadv-eval/1",
-      "environment": {"tfadv": ..., "tensorflow": ..., "keras": ..., "python": ...},
+      "environment": {"tfadv": ..., "tensorflow": ..., ..., "devices": [...]},  # tfadv.records
       "dataset": {"name": ..., "num_examples": N, "fingerprint": ...},
       "plan": {"attacks": [...], "sweep": [...], "tradeoff_attack": ..., "p_grid": [...], "p": 0.0},
       "models": {
@@ -27,28 +27,17 @@ per example), so the worst case over attacks can be recomputed from the file.
 import hashlib
 import json
 import os
-import platform
 
-import keras
 import numpy as np
-import tensorflow as tf
+
+from tfadv.records import environment_record, write_json
 
 FORMAT = "tfadv-eval/1"
 RESULTS_FILE = "eval.json"
 REPORT_FILE = "eval.md"
 CLEAN = "clean"
 
-
-def environment():
-    """The versions that produced a result."""
-    import tfadv
-
-    return {
-        "tfadv": tfadv.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-    }
+environment = environment_record  # the old name; one record for training and evaluation
 
 
 def data_fingerprint(x, y):
@@ -85,7 +74,7 @@ def decode_mask(text):
 
 
 def new_results(dataset):
-    return {"format": FORMAT, "environment": environment(), "dataset": dataset, "plan": {}, "models": {}, "figures": []}
+    return {"format": FORMAT, "environment": environment_record(), "dataset": dataset, "plan": {}, "models": {}, "figures": []}
 
 
 def results_path(path):
@@ -115,7 +104,4 @@ def save_results(results, path):
     """Write ``eval.json`` atomically (a crash mid-write leaves the previous file)."""
     path = results_path(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1, allow_nan=False)
-    os.replace(temporary, path)
+    write_json(path, results, indent=1, default=None, allow_nan=False)

@@ -1,122 +1,22 @@
-"""Run folders and crash-safe resume.
+"""Run folders: create one for a config, or resume it if it holds the same config.
 
 A run folder ``runs/<name>/`` holds ``config.yaml``, ``history.csv``,
 ``tensorboard/``, ``checkpoints/`` and, when training finished, ``model.keras``.
-``EpochCheckpoint`` saves model and optimizer state after every epoch through
-``tf.train.CheckpointManager`` (the data is written before the index that names
-it, so a kill mid-save leaves the previous checkpoint intact). Running the same
-command again restores the last completed epoch and continues from there.
+:func:`prepare_folder` refuses a folder whose config differs (naming the
+changed keys), so two experiments never mix; :func:`save_model_atomically`
+writes ``model.keras`` complete or not at all.
+
+Moved out (importable from here as before): the resume callbacks
+(:mod:`tfadv.training.callbacks`), the environment record and atomic JSON
+writing (:mod:`tfadv.records`), the runs table of reports
+(``tfadv.experiments.report.runs_table``).
 """
-import csv
-import shutil
-import json
 import os
-import platform
+import shutil
 
-import keras
-import tensorflow as tf
-
-import tfadv
 from tfadv.models.io import load_model, resolve_model_path  # noqa: F401  (re-exported)
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Save weights, optimizer state and the epoch counter after every epoch."""
-
-    def __init__(self, directory, trackables, max_to_keep=2):
-        super().__init__()
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
-        self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, **trackables)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
-
-    def restore(self):
-        """Restore the latest checkpoint; return the number of completed epochs (0 if none)."""
-        if self.manager.latest_checkpoint is None:
-            return 0
-        self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
-        return int(self.epoch.numpy())
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
-
-
-class HistoryCSV(keras.callbacks.Callback):
-    """Append one row per epoch to ``history.csv``, flushed at once.
-
-    Rows of epochs that a resumed run repeats are replaced, so the file always
-    holds exactly one row per completed epoch.
-    """
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1}
-        row.update({k: float(v) for k, v in (logs or {}).items()})
-        rows = [r for r in read_history(self.path) if int(float(r["epoch"])) < epoch + 1]
-        rows.append(row)
-        fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
-
-
-def read_history(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def environment_record():
-    """What produced a result, beyond the config: versions and the machine."""
-    return {
-        "tfadv": tfadv.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "devices": [d.name for d in tf.config.list_logical_devices()],
-    }
-
-
-def write_json(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-    os.replace(tmp, path)
-
-
-def runs_table(results, root):
-    """A Markdown table of training runs: linked folder, method, epochs, final validation accuracies.
-
-    Args:
-        results: ``RunResult``s (``run_dir`` and ``history``).
-        root: the folder the report is written in (links are relative to it).
-    """
-    import yaml
-
-    lines = ["| run | method | epochs | val accuracy (%) | val robust accuracy (%) |", "|---|---|---:|---:|---:|"]
-    for result in results:
-        with open(os.path.join(result.run_dir, "config.yaml"), encoding="utf-8") as handle:
-            method = (yaml.safe_load(handle) or {}).get("method", {}).get("kind", "standard")
-        last = result.history[-1] if result.history else {}
-
-        def percent(key):
-            value = last.get(key)
-            return "–" if value in (None, "") else f"{100 * float(value):.2f}"
-
-        name = os.path.basename(result.run_dir)
-        lines.append(f"| [{name}]({os.path.relpath(result.run_dir, root)}) | {method} | "
-                     f"{len(result.history)} | {percent('val_accuracy')} | {percent('val_robust_accuracy')} |")
-    return "\n".join(lines)
+from tfadv.records import environment_record, write_json  # noqa: F401  (re-exported)
+from tfadv.training.callbacks import EpochCheckpoint, HistoryCSV, read_history  # noqa: F401  (re-exported)
 
 
 def changed_config_keys(saved, current, free_keys=(), prefix=""):

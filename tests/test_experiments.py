@@ -1,0 +1,117 @@
+"""The experiment pipeline (tfadv.experiments): the quickstart profile, the stages on a tiny
+experiment (training, paper-2 evaluation, export, report), the composite perturbation figure.
+The paper-1 and paper-2 profiles run end to end in tests/test_tools.py."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfadv.config import load_config
+from tfadv.evaluation import pgd_sweep
+from tfadv.evaluation.plots import plot_perturbation_rows
+from tfadv.evaluation.results import decode_mask
+from tfadv.experiments import STAGES, Experiment, ExportPlan, Paper2Plan, quickstart_experiment, run_experiment
+
+
+def test_quickstart_profile_is_both_papers_shortened_with_the_report_in_runs_quickstart(tmp_path):
+    experiment = quickstart_experiment(data="digits", out=str(tmp_path), epochs=2, eval_limit=50)
+    root = os.path.join(str(tmp_path), "quickstart")
+    assert experiment.report_path == os.path.join(root, "report.md")
+    assert list(experiment.runs) == ["clean", "fgsm", "pgd", "stadv", "advprop", "robmask"]
+    assert all(c.output_dir == root and c.model.name == "resnet20" for c in experiment.runs.values())
+    assert experiment.runs["clean"].train.epochs == 2
+    for attack in ("fgsm", "pgd", "stadv"):
+        config = experiment.runs[attack]
+        assert config.method.kind == "finetune" and config.method.attack.name == attack
+        assert config.model.init_from == os.path.join(root, "clean")
+    assert list(experiment.paper1.models.values()) == ["clean", "fgsm", "pgd", "stadv"]
+    assert list(experiment.paper2.models.values()) == ["clean", "advprop", "robmask"]
+    assert experiment.export.role == "robmask" and experiment.eval_limit == 50
+    assert [stage.name for stage in STAGES] == ["train", "evaluate", "landscape", "export", "report"]
+
+
+@pytest.fixture(scope="module")
+def tiny_experiment(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("experiment"))
+    common = {"output_dir": out, "data": {"limit_train": 64, "limit_test": 32, "batch_size": 32, "augment": False},
+              "train": {"epochs": 1, "verbose": 0}}
+    runs = {
+        "bn": load_config(data={"name": "bn", "model": {"name": "tiny"}, **common}),
+        "robmask": load_config(data={"name": "robmask", "model": {"name": "tiny", "norm": "robmask"},
+                                     "method": {"kind": "robmask", "eps_max": "8/255", "pgd_steps": 1,
+                                                "attack": {"name": "pgd", "eps": "8/255", "steps": 1}},
+                                     **common}),
+    }
+    experiment = Experiment(
+        tag="tiny", title="Tiny experiment", out_dir=os.path.join(out, "report"), runs=runs, data_name="digits",
+        eval_limit=16, eval_batch_size=16,
+        paper2=Paper2Plan(models={"bn": "bn", "robmask": "robmask"},
+                          sweep=pgd_sweep(eps_values=["0", "4/255"], steps=2), p_grid=[0.0, 1.0],
+                          tradeoff_attack=pgd_sweep(eps_values=["4/255"], steps=2)[0],
+                          eval_dir=os.path.join(out, "report", "eval")),
+        export=ExportPlan(role="robmask", out_dir=os.path.join(out, "export"), query_examples=4),
+        intro=["A tiny test."], summary={"kind": "test"})
+    state = run_experiment(experiment)
+    return experiment, state
+
+
+def test_pipeline_stages_report_and_summary(tiny_experiment):
+    experiment, state = tiny_experiment
+    report = open(experiment.report_path, encoding="utf-8").read()
+    # One section per paper, no embedded eval.md headings, no per-model image grids.
+    assert report.count("## Paper 2") == 1 and "## Paper 1" not in report
+    assert "Robustness evaluation" not in report and "grid-" not in report
+    assert "#### Trade-off over the masking strength p — robmask" in report
+    assert "## Loss landscapes" not in report  # no landscape plan
+    summary = json.load(open(os.path.join(experiment.out_dir, "summary.json"), encoding="utf-8"))
+    assert summary["kind"] == "test" and set(summary["stage_seconds"]) == {"train", "evaluate", "export", "report"}
+    assert summary["runs"] == {role: os.path.join(experiment.runs[role].output_dir, role) for role in ("bn", "robmask")}
+    # The sweep table's numbers are the evaluation's, as percentages.
+    results = state.results["paper2"]
+    ours = {}
+    for line in report.split("### Accuracy (%) under", 1)[1].split("\n### ", 1)[0].splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 2 and cells[1] == "ours":
+            ours[cells[0]] = cells[2:]
+    for name, label in (("bn", "bn"), ("robmask", "robmask (p=0)")):
+        record = results["models"][name]
+        p = None if name == "bn" else 0.0
+        expected = [f"{100 * decode_mask(part['correct']).mean():.2f}" for attack_id in results["plan"]["sweep"]
+                    for part in record["parts"].values() if part["attack_id"] == attack_id and part["p"] == p]
+        assert ours[label] == expected
+
+
+def test_export_stage_predictions_match_the_keras_model(tiny_experiment):
+    from tfadv.experiments import load_test_arrays
+    from tfadv.models import load_model
+    from tfadv.models.conditioning import condition_inputs
+
+    experiment, state = tiny_experiment
+    x, y = load_test_arrays(experiment.runs["robmask"].data, 4)
+    model = load_model(state.runs["robmask"].run_dir)
+    for p in (0.0, 1.0):
+        expected = np.argmax(model(condition_inputs(x, p), training=False), axis=1).tolist()
+        assert state.predictions[p] == expected
+    report = open(experiment.report_path, encoding="utf-8").read()
+    assert f"| 1 | {state.predictions[1.0]} | {y.tolist()} |" in report
+
+
+def test_rerun_skips_finished_work(tiny_experiment, capsys):
+    experiment, _ = tiny_experiment
+    capsys.readouterr()
+    run_experiment(experiment)
+    printed = capsys.readouterr().out
+    assert printed.count("finished, reused") == 2
+    assert printed.count("stored, skipped") == 3 + 4  # bn: clean + 2 sweep; robmask: + the trade-off at p = 1
+
+
+def test_perturbation_figure_needs_rows_of_equal_length(tmp_path):
+    x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype("float32")
+    path = plot_perturbation_rows([("A", x, x, None, None), ("B", x, np.clip(x + 0.1, 0, 1), [1, 2, 3], [1, 0, 3])],
+                                  str(tmp_path / "p.png"))
+    assert os.path.getsize(path) > 0
+    with pytest.raises(ValueError, match="same number of examples"):
+        plot_perturbation_rows([("A", x, x, None, None), ("B", x[:2], x[:2], None, None)], str(tmp_path / "q.png"))
+    with pytest.raises(ValueError, match="rows"):
+        plot_perturbation_rows([], str(tmp_path / "r.png"))

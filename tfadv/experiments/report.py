@@ -1,0 +1,189 @@
+"""``report.md`` of an experiment, laid out like a paper's results section.
+
+One section per paper with its tables (the published numbers beneath ours
+when the experiment carries them) and its figures: for paper 1 one composite
+figure of example perturbations per attack; then the loss landscapes and
+their sharpness together; then the export. Every number in a table comes from
+the evaluation's ``eval.json`` (``eval.md`` beside it has every column, e.g.
+the worst case and 1 − SSIM over all images).
+"""
+import os
+
+from tfadv.experiments.published import comparison_table, paper_citation, published_row, source_line
+from tfadv.records import write_text
+
+NO_PUBLISHED = ("The papers' published numbers are for CIFAR at the papers' scale; the reproduction "
+                "drivers in tools/ print them beneath their results.")
+
+
+def runs_table(results, root):
+    """A Markdown table of training runs: linked folder, method, epochs, final validation accuracies.
+
+    Args:
+        results: ``RunResult``s (``run_dir`` and ``history``).
+        root: the folder the report is written in (links are relative to it).
+    """
+    import yaml
+
+    lines = ["| run | method | epochs | val accuracy (%) | val robust accuracy (%) |", "|---|---|---:|---:|---:|"]
+    for result in results:
+        with open(os.path.join(result.run_dir, "config.yaml"), encoding="utf-8") as handle:
+            method = (yaml.safe_load(handle) or {}).get("method", {}).get("kind", "standard")
+        last = result.history[-1] if result.history else {}
+
+        def percent(key):
+            value = last.get(key)
+            return "–" if value in (None, "") else f"{100 * float(value):.2f}"
+
+        name = os.path.basename(result.run_dir)
+        lines.append(f"| [{name}]({os.path.relpath(result.run_dir, root)}) | {method} | "
+                     f"{len(result.history)} | {percent('val_accuracy')} | {percent('val_robust_accuracy')} |")
+    return "\n".join(lines)
+
+
+def _link(target, root):
+    return os.path.relpath(target, root).replace(os.sep, "/")
+
+
+def _published_table(published, key):
+    return None if published is None else published["tables"][key]
+
+
+def _row(table, key):
+    return None if table is None or key is None else published_row(table, key)
+
+
+def paper1_section(plan, results, root, perturbation_figure=None):
+    """Tables 1 and 2 of paper 1 (ours, the published rows beneath) and the perturbation figure."""
+    from tfadv.evaluation import accuracy_table, ssim_table
+
+    published = plan.published
+    table1, table2 = _published_table(published, "table1"), _published_table(published, "table2")
+    ours = accuracy_table(results)
+    attacks = len(results["plan"]["attacks"])
+    labels = ours.header[1:2 + attacks]  # Clean and the attacks, without the worst case (in eval.md)
+    accuracy = {name: row[1:] for name, row in zip(results["models"], ours.rows)}
+    distance = {name: row[1:] for name, row in zip(results["models"], ssim_table(results).rows)}
+    rows1, rows2 = [], []
+    for name in plan.models:
+        key = plan.published_rows.get(name)
+        rows1.append((name, [None if v is None else 100 * v for v in accuracy[name][: 1 + attacks]],
+                      _row(table1, key)))
+        # 1 − SSIM over the examples the attack fooled (the "(flipped)" columns of eval.md).
+        rows2.append((name, distance[name][0::2], _row(table2, key)))
+    with_published = published is not None
+    eval_md = _link(os.path.join(plan.eval_dir, "eval.md"), root)
+    lines = ["## Paper 1: loss-landscape geometry of adversarially fine-tuned models", ""]
+    if with_published:
+        lines += [f"Paper: {paper_citation(published)}.", ""]
+    lines += ["### Table 1: top-1 test accuracy (%)", "",
+              comparison_table(labels, rows1, "percent", with_published), ""]
+    if with_published:
+        lines += [source_line(table1), ""]
+    lines += ["### Table 2: mean 1 − SSIM(adversarial, clean)", "",
+              f"Over the test images whose prediction the attack changed; the mean over all images and "
+              f"the worst case over the attacks are in [{eval_md}]({eval_md}).", "",
+              comparison_table(labels[1:], rows2, "distance", with_published), ""]
+    if with_published:
+        lines += [source_line(table2), ""]
+    if perturbation_figure:
+        first = next(iter(plan.models))
+        lines += ["### Example perturbations", "",
+                  f"Test images of the `{first}` model under each attack: clean, adversarial (true → "
+                  "predicted label) and the perturbation stretched to fill the grey scale (grey = 0).", "",
+                  f"![perturbations per attack]({_link(perturbation_figure, root)})", ""]
+    return lines
+
+
+def paper2_section(plan, results, root):
+    """Paper 2's ε sweep (ours, the published rows beneath) and the trade-off over p, with figures."""
+    from tfadv.evaluation import sweep_table, tradeoff_tables
+
+    published = plan.published
+    table = _published_table(published, "sweep")
+    ours = sweep_table(results)
+    by_model = {name: row for name, row in zip(results["models"], ours.rows)}
+    rows = [(by_model[name][0], [None if v is None else 100 * v for v in by_model[name][1:]],
+             _row(table, plan.published_rows.get(name)))
+            for name in plan.models]
+    with_published = published is not None
+    eval_dir = _link(plan.eval_dir, root)
+    lines = ["## Paper 2: adversarial masking and the robustness trade-off", ""]
+    if with_published:
+        lines += [f"Paper: {paper_citation(published)}.", ""]
+    lines += [f"### {ours.title.split(' — ')[0]} (Tables 5/6 layout)", "",
+              "Conditioned models (AdvProp, RobMask) at the masking strength in brackets.", "",
+              comparison_table(ours.header[1:], rows, "percent", with_published), ""]
+    if with_published:
+        lines += [source_line(table), ""]
+    lines += [f"![accuracy vs ε]({eval_dir}/accuracy_vs_eps.png)", "",
+              "### The trade-off over the masking strength p", "",
+              "Clean and robust accuracy of the conditioned models at each p (RobMask: ε = p · ε_max "
+              "masking; AdvProp: outputs of the main and auxiliary BN mixed linearly)."
+              + (" Published numbers for this curve: not found in the sources available here."
+                 if with_published else ""), ""]
+    for tradeoff in tradeoff_tables(results):
+        lines += [tradeoff.markdown().replace("### ", "#### ", 1), ""]
+    if "tradeoff.png" in results.get("figures", []):
+        lines += [f"![trade-off]({eval_dir}/tradeoff.png)", ""]
+    return lines
+
+
+def landscape_section(plan, figures, sharpness, root):
+    """The side-by-side landscape figures and the sharpness table, in one place."""
+    from tfadv.landscape import sharpness_table
+
+    folder = _link(plan.out_dir, root)
+    lines = ["## Loss landscapes and sharpness", "",
+             f"2-D filter-normalized loss landscapes on one colour scale: grid {plan.grid} in both "
+             f"directions, loss on the first {plan.examples} training images (fewer if the training set "
+             f"is smaller); per-model surfaces, plots and VTK files in [{folder}/]({folder}/).", ""]
+    lines += [f"![{kind}]({_link(figure, root)})" for kind, figure in figures.items()]
+    lines += ["", "Sharpness of each model's training loss (top Hessian eigenvalue, Hutchinson trace):", "",
+              sharpness_table(sharpness)]
+    if plan.note:
+        lines += [plan.note, ""]
+    return lines
+
+
+def export_section(plan, export_dir, predictions, labels):
+    lines = ["## Export", "",
+             f"`{plan.role}` exported to `{export_dir}` (see export/README.md). Predictions of "
+             f"`serve_tradeoff` for the first {plan.query_examples} test images, loaded with "
+             "`tf.saved_model.load`:", "",
+             "| p | predictions | labels |", "|---|---|---|"]
+    lines += [f"| {p:g} | {predicted} | {labels} |" for p, predicted in predictions.items()]
+    return lines + [""]
+
+
+def write_report(experiment, state):
+    """Write ``experiment.report_path`` from what the stages produced (``state``)."""
+    root = experiment.out_dir
+    tested = "" if state.y_test is None else f" Evaluated on the first {len(state.y_test)} test images."
+    times = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in state.stage_seconds.items())
+    plans = [plan for plan in (experiment.paper1, experiment.paper2) if plan is not None]
+    unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in plans) else ""
+    lines = [f"# {experiment.title}", "",
+             " ".join(experiment.intro) + unpublished + tested
+             + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Every run folder "
+             "holds its resolved `config.yaml`.", "",
+             "## Runs", "", runs_table(list(state.runs.values()), root), ""]
+    if "paper1" in state.results:
+        lines += paper1_section(experiment.paper1, state.results["paper1"], root, state.perturbation_figure)
+    if "paper2" in state.results:
+        lines += paper2_section(experiment.paper2, state.results["paper2"], root)
+    if experiment.landscape is not None:
+        if state.landscape_figures is None:
+            reason = experiment.skipped.get("landscape", "not computed")
+            lines += ["## Loss landscapes and sharpness", "", f"Skipped ({reason}).", ""]
+        else:
+            lines += landscape_section(experiment.landscape, state.landscape_figures, state.sharpness, root)
+    if state.predictions is not None:
+        labels = state.y_test[: experiment.export.query_examples].tolist()
+        lines += export_section(experiment.export, state.export_dir, state.predictions, labels)
+    evaluations = [getattr(experiment, paper).eval_dir for paper in state.results]
+    if evaluations:
+        links = ", ".join(f"[{_link(d, root)}/eval.json]({_link(d, root)}/eval.json)" for d in evaluations)
+        lines += [f"Every number with its settings: {links} (and `eval.md` beside each).", ""]
+    write_text(experiment.report_path, "\n".join(lines).rstrip("\n") + "\n")
+    return experiment.report_path
