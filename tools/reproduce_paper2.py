@@ -98,16 +98,9 @@ def grid_overrides(arch, dataset, method, epochs):
 
 
 def method_config_path(arch, dataset, method, epochs):
-    """``configs/paper2/<method>.yaml`` (it ``extends: base.yaml``).
-
-    Until those files exist, the grid point's own file
-    ``configs/paper2/<arch>_<dataset>_<method>_<epochs>ep.yaml`` (the
-    overrides then set what it already holds).
-    """
-    path = _common.config_path("paper2", f"{method}.yaml")
-    if os.path.exists(path):
-        return path
-    return _common.config_path("paper2", f"{arch}_{dataset}_{method}_{epochs}ep.yaml")
+    """``configs/paper2/<method>.yaml`` (it ``extends: base.yaml``); the grid
+    point is set by :func:`grid_overrides`."""
+    return _common.config_path("paper2", f"{method}.yaml")
 
 
 def grid_config(arch, dataset, method, epochs, overrides=()):
