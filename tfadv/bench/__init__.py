@@ -7,7 +7,7 @@ process, so a shared, noisy machine shifts both alike. They are never timed test
 """
 import importlib
 
-BENCHMARKS = ("attacks", "train", "landscape", "export")
+BENCHMARKS = ("attacks", "train", "landscape", "export", "distribute")
 
 
 def run_benchmark(name, **settings):
@@ -52,6 +52,10 @@ def ratio_rows(result):
                  f"{entry['serve_tradeoff_ms']:.2f} ms vs {entry['serving_default_ms']:.2f} ms")
             for batch, entry in result["batches"].items()
         ]
+    if kind == "distribute":
+        from tfadv.bench.distribute import rows
+
+        return rows(result, _row)
     raise ValueError(f"Unknown benchmark result kind {kind!r}")
 
 

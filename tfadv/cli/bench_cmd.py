@@ -1,4 +1,4 @@
-"""tfadv bench attacks|train|landscape|export|all [--json]: the design targets as ratios."""
+"""tfadv bench attacks|train|landscape|export|distribute|all [--json]: the design targets as ratios."""
 import json
 import time
 
@@ -11,7 +11,7 @@ def add_parser(subparsers):
         "meaningful on a shared machine; absolute times are printed for reference only.",
     )
     parser.add_argument("which", nargs="*", default=["all"],
-                        help="attacks, train, landscape, export or all (default)")
+                        help="attacks, train, landscape, export, distribute or all (default)")
     parser.add_argument("--model", default="resnet20", help="architecture (default resnet20)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(run=run)

@@ -11,9 +11,12 @@ def add_parser(subparsers):
         "eval", help="robustness tables (clean, FGSM, PGD, stAdv, APGD), 1 − SSIM, ε sweeps, trade-off",
         description="Evaluate run folders, .keras files or SavedModels on a test split; writes "
         "OUT/eval.json, OUT/eval.md and PNG plots. Finished parts are skipped on a re-run "
-        "unless --force.",
+        "unless --force. With --shard I/N only block I of N of the test examples is evaluated "
+        "(into OUT/shard-I-of-N/); 'tfadv eval merge OUT' then writes OUT/eval.json and eval.md "
+        "as one unsharded run would.",
     )
-    parser.add_argument("models", nargs="+", metavar="MODEL")
+    parser.add_argument("models", nargs="+", metavar="MODEL",
+                        help="run folder, .keras file or SavedModel; or 'merge OUT' to combine shards")
     parser.add_argument(
         "--preset", action="append", default=None,
         choices=("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
@@ -33,6 +36,9 @@ def add_parser(subparsers):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
     parser.add_argument("--force", action="store_true", help="recompute finished parts")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="evaluate only block I of N of the test examples (contiguous whole "
+                        "batches); combine with 'tfadv eval merge OUT'")
     parser.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                         help="XLA for the attacks: auto (default) uses it where an accelerator is "
                         "present; on CPU XLA's convolutions are much slower than TensorFlow's")
@@ -100,6 +106,16 @@ def run(args):
     from tfadv.evaluation import evaluate, format_report
     from tfadv.models import model_display_name
 
+    if args.models[0] == "merge":
+        from tfadv.evaluation.shards import merge_evaluations
+
+        if len(args.models) != 2:
+            raise ValueError(f"merge takes one evaluation folder, OUT. Received: {args.models[1:]}")
+        results = merge_evaluations(args.models[1])
+        print(format_report(results))
+        print(f"[eval] merged {len([p for p in os.listdir(args.models[1]) if p.startswith('shard-')])} "
+              f"shards into {os.path.join(args.models[1], 'eval.md')}")
+        return 0
     plan, limit = plan_from_args(args)
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1. Received: --limit={limit}")
@@ -112,6 +128,17 @@ def run(args):
         x, y = x[:limit], y[:limit]
     models = {model_display_name(path): path for path in args.models}
     print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
+    if args.shard is not None:
+        from tfadv.evaluation.shards import evaluate_shard, parse_shard, shard_folder
+
+        shard = parse_shard(args.shard, "--shard")
+        batch_size = plan.pop("batch_size")
+        evaluate_shard(models, x, y, shard, args.out, batch_size=batch_size,
+                       dataset=f"{source}[test][:{len(x)}]", force=args.force,
+                       jit_compile={"auto": None, "on": True, "off": False}[args.xla], **plan)
+        print(f"[eval] shard {shard[0]}/{shard[1]}: {shard_folder(args.out, *shard)}; when all shards "
+              f"are done: tfadv eval merge {args.out}")
+        return 0
     results = evaluate(
         models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,
         jit_compile={"auto": None, "on": True, "off": False}[args.xla], **plan,

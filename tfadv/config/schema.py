@@ -21,7 +21,7 @@ from tfadv.models.norms import NORM_KINDS
 class DataConfig:
     source: str = "digits"  # digits | cifar10 | cifar100 | path to a CIFAR archive or .npz
     data_dir: Optional[str] = None  # tensorflow-datasets data_dir
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch, split over all replicas (devices and workers)
     augment: bool = True  # pad-4 random crop + horizontal flip
     limit_train: Optional[int] = None  # first N training examples (quick runs)
     limit_test: Optional[int] = None  # first N test examples
@@ -51,7 +51,9 @@ class TrainConfig:
     warmup_epochs: int = 0
     mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
     jit_compile: bool = False  # XLA for the train step
-    distribute: str = "default"  # default | mirrored
+    # default | mirrored (local devices) | multi_worker (MultiWorkerMirroredStrategy, one
+    # `tfadv train` per machine with TF_CONFIG; data.batch_size is the global batch)
+    distribute: str = "default"
     steps_per_epoch: Optional[int] = None
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 
@@ -169,7 +171,7 @@ CHOICES = {
     ("train", "optimizer"): ("sgd", "adam"),
     ("train", "schedule"): ("cosine", "constant", "step"),
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
-    ("train", "distribute"): ("default", "mirrored"),
+    ("train", "distribute"): ("default", "mirrored", "multi_worker"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
     ("attack", "update"): ("sign", "adam"),
     ("method", "kind"): method_kinds,

@@ -154,11 +154,15 @@ def _pad(array, size):
     return array if missing == 0 else np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
 
 
-def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
+def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep, first_batch=0,
+              per_example=False):
     """Clean and adversarial predictions of every example, batch by batch.
 
     Returns the part's record and, if ``keep`` > 0, the first ``keep``
-    clean/adversarial images for the image grid.
+    clean/adversarial images for the image grid. Batch ``index`` seeds its
+    random starts as batch ``first_batch + index`` (a shard of a larger
+    evaluation, :mod:`tfadv.evaluation.shards`); ``per_example`` adds the
+    per-example ``flipped`` bits and SSIM distances a merge needs.
     """
     count = len(x)
     size = min(batch_size, count)
@@ -180,7 +184,8 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
         if attack is None:
             x_adv, adversarial_predictions = x_batch[:real], clean_predictions
         else:
-            x_adv_padded = attack.run(model_fn, x_batch, y_batch, batch_index=index, jit_compile=jit_compile)
+            x_adv_padded = attack.run(model_fn, x_batch, y_batch, batch_index=first_batch + index,
+                                      jit_compile=jit_compile)
             adversarial_predictions = model.predict(x_adv_padded, strength).numpy()[:real]
             x_adv = np.asarray(x_adv_padded)[:real]
             distances[start:stop] = ssim_distance(x[start:stop], x_adv).per_image
@@ -211,6 +216,9 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
     if distances is not None:
         part["ssim_distance_all"] = float(distances.mean())
         part["ssim_distance_flipped"] = float(distances[flipped].mean()) if flipped.any() else None
+    if per_example:
+        part["per_example"] = {"flipped": encode_mask(flipped),
+                               "ssim_distance": None if distances is None else distances.tolist()}
     if not keep:
         return part, None
     samples = {key: np.concatenate(value) for key, value in samples.items()}
@@ -263,6 +271,8 @@ def evaluate(
     plots=True,
     grid_examples=8,
     jit_compile=None,
+    first_batch=0,
+    per_example=False,
 ):
     """Evaluate models under attacks: the papers' tables, the worst case and the trade-off curve.
 
@@ -300,6 +310,10 @@ def evaluate(
         grid_examples: examples in each attack's image grid (0: none).
         jit_compile: compile the attacks with XLA: ``None`` (default) where an accelerator is
             present, ``True``/``False`` to force. XLA's CPU convolutions are much slower.
+        first_batch: the index of ``x``'s first batch in a larger evaluation it is a shard
+            of, so that seeded random starts match (see :mod:`tfadv.evaluation.shards`).
+        per_example: also store each part's per-example ``flipped`` bits and SSIM
+            distances (``part["per_example"]``), which a merge of shards needs.
 
     Returns:
         The results dict, exactly what ``eval.json`` holds (see
@@ -366,7 +380,8 @@ def evaluate(
                 continue
             say(f"[{model.name}] {number}/{len(jobs)} {label}")
             keep = grid_examples if out_dir is not None and attack in attacks and q == main_p else 0
-            part, samples = _run_part(model, attack, q, x, y, batch_size, progress, jit_compile, keep)
+            part, samples = _run_part(model, attack, q, x, y, batch_size, progress, jit_compile, keep,
+                                      first_batch, per_example)
             part["key"] = key
             if samples is not None:
                 part["samples"] = _save_samples(out_dir, model.name, name, samples)

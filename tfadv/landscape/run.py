@@ -2,8 +2,11 @@
 
 ``run_landscape`` writes, under ``out_dir/<name>/``::
 
-    directions.h5     the directions (made once, reused on re-runs)
+    directions.h5     the directions (made once, reused on re-runs and by every shard)
     surface.h5        the surface, resumable point by point
+    surface.shard-I-of-N.h5, settings.shard-I-of-N.json
+                      with ``shard=(I, N)``: this shard's points only (merged into
+                      surface.h5 by :func:`tfadv.landscape.shards.merge_surface_shards`)
     settings.json     every setting that produced the results
     loss_*.png ...    figures (when the surface is complete)
     loss.vtp          VTK PolyData of a 2-D surface
@@ -22,6 +25,7 @@ import tensorflow as tf
 from tfadv.landscape import directions as directions_lib
 from tfadv.landscape.hessian import sharpness, sharpness_table
 from tfadv.landscape.plots import plot_surface
+from tfadv.landscape.shards import check_shard
 from tfadv.landscape.surface import parse_grid, sweep_surface
 from tfadv.landscape.vtk import write_vtp
 
@@ -63,7 +67,17 @@ def _load_or_make_directions(path, model, request, other_model, checkpoints):
             )
         return directions
     directions = _make_directions(model, request, other_model, checkpoints)
-    directions_lib.save_directions(directions, path)
+    # Shards started together all get here: each writes a private file and links it into
+    # place only if no directions.h5 exists yet, so the file is never half-written and the
+    # first one wins; the others use it (identical values for seeded directions).
+    temporary = f"{path}.{os.getpid()}.tmp"
+    directions_lib.save_directions(directions, temporary)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return _load_or_make_directions(path, model, request, other_model, checkpoints)
+    finally:
+        os.remove(temporary)
     return directions
 
 
@@ -72,7 +86,7 @@ def run_landscape(model, x, y, out_dir, name=None, dim=2, grid="-1:1:51", ygrid=
                   same_dir=False, other_model=None, checkpoints=None, p=0.0, loss="crossentropy",
                   attack=None, split="train", hessian_top_k=1, hutchinson_samples=10,
                   hessian_examples=1000, hessian_batch_size=250, hessian_max_iterations=50,
-                  plots=True, vmax=None, progress=True, max_points=None, strategy=None):
+                  plots=True, vmax=None, progress=True, max_points=None, strategy=None, shard=None):
     """Directions, surface, figures and sharpness of one model.
 
     Args:
@@ -104,6 +118,9 @@ def run_landscape(model, x, y, out_dir, name=None, dim=2, grid="-1:1:51", ygrid=
         progress: show the progress bar.
         max_points: compute at most this many new points, then return.
         strategy: ``tf.distribute`` strategy (default: the active one).
+        shard: ``(I, N)`` or ``"I/N"``: compute only shard I of N of the grid
+            into ``surface.shard-I-of-N.h5`` (see :mod:`tfadv.landscape.shards`);
+            figures and sharpness are left to the merged surface.
 
     Returns:
         dict of written paths (``dir``, ``directions``, ``surface``,
@@ -126,12 +143,15 @@ def run_landscape(model, x, y, out_dir, name=None, dim=2, grid="-1:1:51", ygrid=
     x, y = np.asarray(x)[: int(examples)], np.asarray(y)[: int(examples)]
 
     request = _direction_request(dim, norm, ignore, mode, seed, same_dir, other_model, checkpoints)
+    shard = check_shard(shard)
+    suffix = "" if shard is None else ".shard-{}-of-{}".format(*shard)
     paths = {"dir": folder, "directions": os.path.join(folder, "directions.h5"),
-             "surface": os.path.join(folder, "surface.h5"),
-             "settings": os.path.join(folder, "settings.json")}
+             "surface": os.path.join(folder, f"surface{suffix}.h5"),
+             "settings": os.path.join(folder, f"settings{suffix}.json")}
     directions = _load_or_make_directions(paths["directions"], model, request, other_model, checkpoints)
     surface = sweep_surface(model, directions, x, y, paths["surface"], xcoordinates, ycoordinates,
-                            batch_size, p, loss, attack, split, strategy, progress, max_points)
+                            batch_size, p, loss, attack, split, strategy, progress, max_points,
+                            shard=shard)
 
     hessian_examples = min(int(hessian_examples), len(x))
     settings = {
@@ -145,11 +165,13 @@ def run_landscape(model, x, y, out_dir, name=None, dim=2, grid="-1:1:51", ygrid=
                     "examples": hessian_examples, "batch_size": int(hessian_batch_size),
                     "max_iterations": int(hessian_max_iterations), "seed": int(seed)},
     }
+    if shard is not None:
+        settings["shard"] = list(shard)
     with open(paths["settings"], "w") as f:
         json.dump(settings, f, indent=2, sort_keys=True)
     result = {**paths, "plots": [], "vtp": None, "sharpness_json": None, "sharpness_md": None,
               "sharpness": None, "complete": surface["complete"], "computed": surface["computed"]}
-    if not surface["complete"]:
+    if not surface["complete"] or shard is not None:
         return result
 
     if plots:

@@ -38,7 +38,7 @@ from tfadv.models.conditioning import call_model, model_fn_for
 # Settings that change the values of a surface. Anything else (batch size,
 # number of replicas) changes only float rounding and may differ on resume.
 _IDENTITY_KEYS = ("directions", "directions_sha256", "weights_sha256", "data_sha256",
-                  "examples", "loss", "p", "attack", "split")
+                  "examples", "loss", "p", "attack", "split", "shard")
 
 
 def parse_grid(spec, name="grid"):
@@ -293,7 +293,7 @@ def _open_surface(path, settings, xcoordinates, ycoordinates):
 
 def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None, batch_size=500,
                   p=0.0, loss="crossentropy", attack=None, split="train", strategy=None,
-                  progress=True, max_points=None, callback=None):
+                  progress=True, max_points=None, callback=None, shard=None):
     """Evaluate the loss surface on a grid, resuming ``path`` if it exists.
 
     Points still NaN in the file are computed in row-major order and written
@@ -315,11 +315,18 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
             for splitting a sweep over several jobs).
         callback: called as ``callback(index, alpha, beta, loss, acc)``
             after each point, with the flat index into the surface.
+        shard: ``(I, N)`` (or ``"I/N"``): compute only the points whose flat
+            index ``i`` has ``i % N == I``; the file keeps NaN elsewhere and
+            names the shard in its settings (see :mod:`tfadv.landscape.shards`).
 
     Returns:
         dict with ``path``, ``loss``, ``acc`` (arrays, NaN where not done),
-        ``computed`` (points computed by this call) and ``complete``.
+        ``computed`` (points computed by this call) and ``complete`` (all
+        points of the shard, or of the grid, are done).
     """
+    from tfadv.landscape.shards import check_shard, shard_points
+
+    shard = check_shard(shard)
     xcoordinates = np.asarray(xcoordinates, np.float64)
     if (ycoordinates is None) != (directions.dim == 1):
         raise ValueError(
@@ -329,10 +336,13 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
     ycoordinates = None if ycoordinates is None else np.asarray(ycoordinates, np.float64)
     strategy = strategy or tf.distribute.get_strategy()
     settings = surface_settings(model, directions, x, y, p, loss, attack, split, batch_size, strategy)
+    if shard is not None:
+        settings["shard"] = list(shard)
     _open_surface(path, settings, xcoordinates, ycoordinates)
     loss_key, acc_key = _keys(split)
     with h5py.File(path, "r") as f:
-        todo = np.flatnonzero(np.isnan(f[acc_key][()].ravel()))
+        mine = np.arange(f[acc_key].size) if shard is None else shard_points(f[acc_key].shape, *shard)
+        todo = mine[np.isnan(f[acc_key][()].ravel()[mine])]
     if max_points is not None:
         todo = todo[: int(max_points)]
 
@@ -357,7 +367,7 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
                     callback(int(index), float(alpha), float(beta), point_loss, point_acc)
     surface = read_surface(path, split)
     return {"path": path, "loss": surface["loss"], "acc": surface["acc"], "computed": computed,
-            "complete": not np.isnan(surface["acc"]).any()}
+            "complete": not np.isnan(surface["acc"].ravel()[mine]).any()}
 
 
 def read_surface(path, split=None):

@@ -43,6 +43,10 @@ def make_strategy(kind):
     """The ``tf.distribute`` strategy a ``TrainConfig.distribute`` names."""
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        from tfadv.training.distribute import multi_worker_strategy
+
+        return multi_worker_strategy()
     return tf.distribute.get_strategy()
 
 
@@ -66,7 +70,7 @@ def build_inner_model(config, x_train, y_train):
     if config.model.init_from:
         return load_model(config.model.init_from)
     norm_options = dict(config.model.norm_options)
-    if config.train.distribute == "mirrored":
+    if config.train.distribute in ("mirrored", "multi_worker"):
         # Per-device BN statistics would drift apart across replicas; synchronized BN
         # normalizes with the global batch and gives one device's result.
         norm_options.setdefault("synchronized", True)
@@ -110,7 +114,15 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     """
     if not config.model.init_from:
         models.get_builder(config.model.name)  # fail on a bad name before making a folder
-    run_dir = _prepare_run_dir(config, overwrite)
+    from tfadv.training import distribute
+
+    # First: a multi-worker strategy must exist before any TensorFlow operation runs.
+    strategy = make_strategy(config.train.distribute)
+    chief = distribute.is_chief(strategy)
+    if not chief and overwrite:
+        raise ConfigError("--overwrite under train.distribute 'multi_worker': delete the run folder "
+                          "before starting the workers, then start them without --overwrite")
+    run_dir = _prepare_run_dir(config, overwrite) if chief else os.path.join(config.output_dir, config.name)
     final_path = os.path.join(run_dir, "model.keras")
     history_path = os.path.join(run_dir, "history.csv")
     done = read_history(history_path)
@@ -118,6 +130,7 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
         return RunResult(run_dir, load_model(final_path), done, len(done), True)
 
     keras.utils.set_random_seed(config.seed)
+    write_dir = run_dir
     # The precision policy is global Keras state: set it for this run, restore it after.
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.mixed_precision)
@@ -126,10 +139,11 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
         x_test, y_test = load_split_arrays(config.data, "test")
         batch_size = config.data.batch_size
 
-        strategy = make_strategy(config.train.distribute)
+        # Non-chief workers write into a temporary folder, removed below.
+        write_dir = distribute.worker_folder(run_dir, chief, strategy)
         with strategy.scope():
             inner = build_inner_model(config, x_train, y_train)
-            trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=run_dir)
+            trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=write_dir)
         # Offline fine-tuning's epoch is one pass over the 2N clean + adversarial examples.
         examples_per_epoch = getattr(trained, "examples_per_epoch", len(x_train))
         steps_per_epoch = config.train.steps_per_epoch or max(1, examples_per_epoch // batch_size)
@@ -143,9 +157,10 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
             # Optimizer slots must exist before a checkpoint can restore them.
             trained.optimizer.build(trained.trainable_variables)
 
-        checkpoint = EpochCheckpoint(
-            os.path.join(run_dir, "checkpoints"), {"model": trained, "optimizer": trained.optimizer}
-        )
+        trackables = {"model": trained, "optimizer": trained.optimizer}
+        checkpoint = (EpochCheckpoint(os.path.join(run_dir, "checkpoints"), trackables) if chief else
+                      distribute.WorkerEpochCheckpoint(os.path.join(run_dir, "checkpoints"),
+                                                       os.path.join(write_dir, "checkpoints"), trackables))
         initial_epoch = checkpoint.restore()
         train_ds = getattr(trained, "training_dataset", None)
         if train_ds is None:
@@ -156,6 +171,8 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
         else:
             train_ds = train_ds(batch_size, config.seed + initial_epoch)
         val_ds = tfdata.make_dataset(x_test, y_test, batch_size)
+        if config.train.distribute == "multi_worker":
+            train_ds, val_ds = distribute.shard_by_examples(train_ds), distribute.shard_by_examples(val_ds)
         epochs = config.train.epochs
         if stop_after_epochs is not None:
             epochs = min(epochs, initial_epoch + stop_after_epochs)
@@ -163,9 +180,9 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
         # The history row is written before the checkpoint that marks its epoch done: a kill
         # between the two redoes the epoch and replaces the row, never loses it.
         callbacks = [
-            HistoryCSV(history_path),
+            HistoryCSV(os.path.join(write_dir, "history.csv")),
             checkpoint,
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
+            keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), update_freq="epoch"),
         ]
         started = time.time()
         if initial_epoch < epochs:
@@ -180,9 +197,13 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
                 shuffle=False,  # the dataset is shuffled (seeded) by make_dataset
             )
         history = read_history(history_path)
+        if not chief:  # its own rows of this call, after the epochs restored from the chief's checkpoint
+            history = history[:initial_epoch] + read_history(os.path.join(write_dir, "history.csv"))
         completed = len(history) >= config.train.epochs
         if completed:
-            save_model_atomically(inner, final_path)
+            # Every worker saves (reading synchronized variables is a collective); only the chief's copy stays.
+            save_model_atomically(inner, final_path if chief else os.path.join(write_dir, "model.keras"))
+        if completed and chief:
             write_json(
                 os.path.join(run_dir, "summary.json"),
                 {
@@ -195,4 +216,5 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
             )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        distribute.remove_worker_folder(write_dir, chief)
     return RunResult(run_dir, inner, history, initial_epoch, completed)

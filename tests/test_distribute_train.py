@@ -1,0 +1,222 @@
+"""Multi-worker training: two `tfadv train` processes on 127.0.0.1 with TF_CONFIG.
+
+Each worker process has one logical CPU device; the reference is one process
+with two logical CPU devices under MirroredStrategy, the same two replicas.
+Weights are compared to 1e-6: with two replicas an all-reduce adds two
+numbers, a + b, which is exact and commutative in IEEE arithmetic, so the
+collective ring all-reduce of the workers and the single-process reduction
+give the same sums; what may differ is the order in which XLA/oneDNN kernels
+sum within a replica when the graphs are optimized differently in the two
+set-ups, a few ulps per step over the 4 steps here (observed: equal to the
+last bit on this machine). With more than two replicas the reduction order
+would matter and the tolerance would have to grow with the number of steps.
+PGD starts at x (no random start) for the comparison: replicas draw their
+random starts from per-replica op seeds, which differ between one process
+with two devices and two processes with one each.
+"""
+import csv
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DRIVER = textwrap.dedent('''
+    """`tfadv train` with test-only hooks: logical devices, a log of RobMask's p, a crash after an epoch."""
+    import os
+    import sys
+
+    import tensorflow as tf
+
+    devices = int(os.environ.get("TEST_LOGICAL_CPUS", "1"))
+    if devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+
+    from tfadv.training.methods.robmask import RobMask
+    from tfadv.training.runs import EpochCheckpoint
+
+    log = os.environ.get("TEST_STRENGTH_LOG")
+    if log:
+        draw = RobMask.draw_strength
+
+        def logged(self):
+            p = draw(self)
+            # One line per replica and step: the global step and p's exact bits.
+            tf.print(self.optimizer.iterations, tf.bitcast(p, tf.int32), output_stream="file://" + log)
+            return p
+
+        RobMask.draw_strength = logged
+
+    crash_after = os.environ.get("TEST_CRASH_AFTER_EPOCH")
+    if crash_after:
+        save = EpochCheckpoint.on_epoch_end
+
+        def crash(self, epoch, logs=None):
+            save(self, epoch, logs)
+            if epoch + 1 == int(crash_after):
+                os._exit(17)  # killed right after the epoch's checkpoint
+
+        EpochCheckpoint.on_epoch_end = crash
+
+    from tfadv.cli.main import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
+''')
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _config(tmp_path, method):
+    method_section = "method: {kind: standard}"
+    norm = "bn"
+    if method == "robmask":
+        method_section = "method: {kind: robmask, pgd_steps: 2, attack: {random_start: false}}"
+        norm = "robmask"
+    path = tmp_path / f"{method}.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: {method}
+        seed: 3
+        output_dir: {tmp_path / 'runs'}
+        data: {{source: digits, limit_train: 64, limit_test: 32, batch_size: 32, augment: false}}
+        model: {{name: tiny, norm: {norm}}}
+        train: {{epochs: 2, distribute: multi_worker, verbose: 0, learning_rate: 0.05, schedule: constant}}
+        {method_section}
+    """))
+    return path
+
+
+def _environment(tmp_path, **extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(filter(None, [
+               os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH")]))}
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _start_workers(tmp_path, config, logs, crash_after=None):
+    """Two `tfadv train` worker processes on 127.0.0.1 with TF_CONFIG (free ports)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    ports = _free_ports(2)
+    cluster = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
+    workers = []
+    for index in range(2):
+        scratch = tmp_path / f"tmp{index}"
+        scratch.mkdir(exist_ok=True)
+        env = _environment(tmp_path, TMPDIR=str(scratch), TEST_STRENGTH_LOG=str(logs[index]),
+                           TF_CONFIG=f'{{"cluster": {{"worker": [{cluster}]}}, '
+                                     f'"task": {{"type": "worker", "index": {index}}}}}')
+        if crash_after:
+            env["TEST_CRASH_AFTER_EPOCH"] = str(crash_after)
+        workers.append(subprocess.Popen([sys.executable, str(driver), str(config)], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return workers
+
+
+def _start_mirrored(tmp_path, config, log, crash_after=None):
+    """The reference: one process, two logical CPU devices, MirroredStrategy."""
+    env = _environment(tmp_path, TEST_LOGICAL_CPUS="2", TEST_STRENGTH_LOG=str(log))
+    if crash_after:
+        env["TEST_CRASH_AFTER_EPOCH"] = str(crash_after)
+    return subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(config),
+                             "--set", "train.distribute=mirrored", "--set", f"output_dir={tmp_path / 'mirrored'}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait(processes):
+    """Exit codes and outputs; every process is ended before returning."""
+    results = []
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=600)
+            results.append((process.returncode, output))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return results
+
+
+def _history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _strengths(log):
+    """{global step: set of p bit patterns drawn at that step}."""
+    drawn = {}
+    for line in open(log).read().split("\n"):
+        if line.strip():
+            step, bits = line.split()
+            drawn.setdefault(int(step), set()).add(int(bits))
+    return drawn
+
+
+def _weights(path):
+    from tfadv.models import load_model
+
+    return [np.asarray(w) for w in load_model(path).get_weights()]
+
+
+def _check_weights_match(tmp_path, name):
+    reference = _weights(tmp_path / "mirrored" / name / "model.keras")
+    for got, expected in zip(_weights(tmp_path / "runs" / name / "model.keras"), reference, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_two_workers_train_like_one_process_with_two_devices(tmp_path):
+    config = _config(tmp_path, "standard")
+    logs = [tmp_path / f"p{index}.txt" for index in range(2)]
+    processes = _start_workers(tmp_path, config, logs) + [_start_mirrored(tmp_path, config, tmp_path / "pm.txt")]
+    for code, output in _wait(processes):
+        assert code == 0, output
+    run_dir = tmp_path / "runs" / "standard"
+    assert [int(row["epoch"]) for row in _history(run_dir)] == [1, 2]
+    assert os.listdir(tmp_path / "tmp1") == []  # worker 1 wrote only a temporary folder, and removed it
+    _check_weights_match(tmp_path, "standard")
+
+
+def test_robmask_on_two_workers_killed_and_restarted_matches_and_draws_one_p_per_step(tmp_path):
+    """Both set-ups are killed right after epoch 1 and restarted with the same command."""
+    config = _config(tmp_path, "robmask")
+    first = [tmp_path / f"first{index}.txt" for index in range(3)]
+    processes = _start_workers(tmp_path, config, first[:2], crash_after=1)
+    processes.append(_start_mirrored(tmp_path, config, first[2], crash_after=1))
+    for code, output in _wait(processes):
+        assert code == 17, output
+    run_dir = tmp_path / "runs" / "robmask"
+    first_rows = _history(run_dir)
+    assert [int(row["epoch"]) for row in first_rows] == [1] and not (run_dir / "model.keras").exists()
+
+    second = [tmp_path / f"second{index}.txt" for index in range(3)]
+    processes = _start_workers(tmp_path, config, second[:2]) + [_start_mirrored(tmp_path, config, second[2])]
+    for code, output in _wait(processes):
+        assert code == 0, output
+    rows = _history(run_dir)
+    assert [int(row["epoch"]) for row in rows] == [1, 2] and rows[0] == first_rows[0]  # none lost or repeated
+    assert os.listdir(tmp_path / "tmp1") == []
+    _check_weights_match(tmp_path, "robmask")
+
+    # p: one value per global step (64 / 32 = 2 steps per epoch), the same on both workers and on
+    # both replicas of the reference, and the stream continues after the restart.
+    drawn = [{**_strengths(a), **_strengths(b)} for a, b in zip(first, second)]
+    assert sorted(_strengths(first[0])) == [0, 1] and sorted(_strengths(second[0])) == [2, 3]
+    for step, values in drawn[0].items():
+        assert len(values) == 1 and drawn[1][step] == values == drawn[2][step]
+    assert len({next(iter(values)) for values in drawn[0].values()}) == 4
