@@ -216,7 +216,7 @@ def test_wrap_from_config_builds_each_method(data, tmp_path):
     config.method.online = True
     assert methods.prepare_stored_set(_tiny(), config, (x, y), str(tmp_path)) is None
     online = methods.wrap_from_config(_tiny(), config)
-    assert isinstance(online, methods.AdversarialTraining) and online.adversarial_fraction == 0.5
+    assert isinstance(online, methods.AdversarialTraining) and online.paired
 
     config.method.attack.name = "apgd-ce"
     with pytest.raises(ValueError, match="attack='apgd-ce'"):
@@ -233,3 +233,27 @@ def test_writing_the_stored_set_shows_progress_in_images_per_second(data, tmp_pa
     assert "10/10" in out and "images/s" in out
     methods.generate_adversarial_examples(model, x[:10], y[:10], FGSM, tmp_path / "adv.h5", progress=True)
     assert capsys.readouterr().out == ""  # complete: nothing to write, nothing shown
+
+
+def test_online_finetuning_trains_on_each_clean_batch_and_its_adversarial_copy():
+    # The released code's online 1:1: a step sees the clean batch and the
+    # adversarial versions of the same images (2B), crafted against the current model.
+    import tensorflow as tf
+
+    inner = _tiny()
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (8, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 10, 8).astype("int64")
+    x_adv = attacks.fgsm(inner, x, y, 8 / 255).numpy()
+    method = methods.wrap(inner, "finetune", attack={"name": "fgsm", "eps": 8 / 255}, online=True)
+    method.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: the loss is the one to check
+    logs = method.train_on_batch(x, y, return_dict=True)
+    logits = inner(np.concatenate([x_adv, x]), training=True)
+    expected = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+        np.concatenate([y, y]), logits, from_logits=True)).numpy()
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    robust = np.mean(np.argmax(logits[:8], -1) == y)
+    clean = np.mean(np.argmax(logits[8:], -1) == y)
+    assert logs["robust_accuracy"] == pytest.approx(robust) and logs["accuracy"] == pytest.approx(clean)
+    with pytest.raises(ValueError, match="adversarial_fraction must be 1"):
+        methods.AdversarialTraining(inner, {"name": "fgsm", "eps": 0.1}, adversarial_fraction=0.5, paired=True)

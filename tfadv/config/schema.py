@@ -81,7 +81,7 @@ class MethodConfig:
     kind: str = "standard"  # standard | adversarial | finetune | advprop | robmask | bn_finetune
     attack: AttackConfig = field(default_factory=AttackConfig)
     adversarial_fraction: float = 1.0  # adversarial: share of adversarial examples per batch
-    online: bool = False  # finetune: fresh adversarial examples per batch instead of a stored set
+    online: bool = False  # finetune: each batch with its fresh adversarial copy (2B per step) instead of a stored set
     eps_max: float = 8 / 255  # robmask, advprop with random_strength: ε = p · eps_max
     random_strength: bool = False  # advprop: ε = p · eps_max, p ~ U(0, 1) per batch, into the auxiliary BN
     aux_eps: list = field(default_factory=list)  # advprop: one auxiliary BN per strength, e.g. [4/255, 8/255]

@@ -13,8 +13,8 @@ config's ``method`` section builds it. Methods and their settings:
   ``adversarial_fraction`` (share of each batch attacked, (0, 1], default 1).
 - ``"finetune"`` (:func:`finetune`, the loss-landscape paper): ``attack``;
   ``online`` (False: fine-tune on a stored 1:1 clean+adversarial set,
-  :class:`OfflineFineTuning`; True: fresh adversarial examples for half of
-  every batch); ``adversarial_examples`` (offline: path of the ``.h5`` set,
+  :class:`OfflineFineTuning`; True: every clean batch with its fresh
+  adversarial copy, 2B images per step); ``adversarial_examples`` (offline: path of the ``.h5`` set,
   written beforehand by :func:`generate_adversarial_examples`);
   ``train_arrays`` (offline: the clean ``(x, y)``).
 - ``"advprop"`` (:class:`AdvProp`, Xie et al. 2020): ``attack``;
@@ -63,7 +63,6 @@ from tfadv.training.methods.finetune import (
 from tfadv.training.methods.interpolation import interpolation_model
 from tfadv.training.methods.robmask import RobMask
 
-ONLINE_FINETUNE_FRACTION = 0.5  # 1:1 clean and adversarial, as the stored set
 ADVERSARIAL_EXAMPLES_FILE = "adversarial_examples.h5"
 GENERATION_CHUNK = 500  # images attacked per call while writing the stored set
 
@@ -91,7 +90,9 @@ def finetune(inner, attack=DEFAULT_ATTACK, online=False, adversarial_examples=No
              train_arrays=None, **unknown):
     """The loss-landscape paper's fine-tuning of a pretrained plain model.
 
-    Online: :class:`AdversarialTraining` with half of every batch attacked.
+    Online: :class:`AdversarialTraining` with ``paired=True``: each step
+    trains on the clean batch and the adversarial versions of the same
+    images, crafted against the current model (the released code's 1:1).
     Offline: :class:`OfflineFineTuning` on ``train_arrays`` and the stored set
     at ``adversarial_examples``, written beforehand by
     :func:`generate_adversarial_examples` with the same model, data and
@@ -99,7 +100,7 @@ def finetune(inner, attack=DEFAULT_ATTACK, online=False, adversarial_examples=No
     """
     _reject_unknown("finetune", unknown)
     if online:
-        return AdversarialTraining(inner, attack, adversarial_fraction=ONLINE_FINETUNE_FRACTION)
+        return AdversarialTraining(inner, attack, paired=True)
     if adversarial_examples is None or train_arrays is None:
         raise ValueError(
             "Offline fine-tuning needs adversarial_examples (an .h5 path) and train_arrays (x, y). "
