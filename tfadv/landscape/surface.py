@@ -96,7 +96,13 @@ def per_example_loss(loss):
     raise ValueError(f"loss must be 'crossentropy', 'mse' or a callable. Received: loss={loss!r}")
 
 
-SURFACE_ATTACKS = ("fgsm", "pgd")
+def _surface_attacks():
+    """The attacks a surface may use: the cheap L∞ ones that training uses too (FGSM, PGD)."""
+    from tfadv.attacks import ATTACKS
+
+    return tuple(name for name, kind in ATTACKS.items() if kind.is_linf and kind.can_train)
+
+
 # A surface must be deterministic to resume exactly: PGD starts at x, not at a random point.
 _SURFACE_DEFAULTS = {"eps": 8 / 255, "random_start": False}
 
@@ -117,9 +123,9 @@ def resolve_attack(attack):
     from tfadv.attacks import AttackSpec
 
     options = {"name": attack} if isinstance(attack, str) else dict(attack)
-    if options.get("name") not in SURFACE_ATTACKS:
+    if options.get("name") not in _surface_attacks():
         raise ValueError(
-            f"attack must be one of {list(SURFACE_ATTACKS)}, a dict with such a 'name', "
+            f"attack must be one of {list(_surface_attacks())}, a dict with such a 'name', "
             f"or a callable. Received: attack={attack!r}"
         )
     spec = AttackSpec.create({**_SURFACE_DEFAULTS, **options})

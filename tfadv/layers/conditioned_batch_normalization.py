@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfadv.checks import check_integer
 from tfadv.layers._batch_statistics import BatchStatisticsNormalization, add_moving_statistic
 
 
@@ -26,9 +27,7 @@ def encode_strength(p, k):
     Returns:
         float32 tensor of shape ``[B, k]``.
     """
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer >= 1. Received: k={k}")
-    k = int(k)
+    k = check_integer("k", k, minimum=1)
     p = ops.clip(ops.reshape(ops.cast(p, "float32"), [-1, 1]), 0.0, 1.0)
     if k == 1:
         return ops.ones_like(p)
@@ -100,9 +99,7 @@ class ConditionedBatchNormalization(BatchStatisticsNormalization):
 
     def __init__(self, k=2, **kwargs):
         super().__init__(**kwargs)
-        if int(k) != k or k < 1:
-            raise ValueError(f"k must be an integer >= 1. Received: k={k}")
-        self.k = int(k)
+        self.k = check_integer("k", k, minimum=1)
         self.gamma_basis = None
         self.beta_basis = None
 

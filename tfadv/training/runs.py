@@ -20,10 +20,16 @@ from tfadv.training.callbacks import EpochCheckpoint, HistoryCSV, read_history  
 
 
 def changed_config_keys(saved, current, free_keys=(), prefix=""):
-    """Dotted keys whose values differ between two config mappings, except ``free_keys``."""
+    """Dotted keys whose values differ between two config mappings, except ``free_keys``.
+
+    A key that one side lacks and the other holds as ``null`` is no change
+    (a setting added as "unset" since the saved config was written).
+    """
     for key in sorted(set(saved) | set(current), key=str):
         old, new = saved.get(key), current.get(key)
         where = f"{prefix}{key}"
+        if (key not in saved and new is None) or (key not in current and old is None):
+            continue
         if isinstance(old, dict) and isinstance(new, dict):
             yield from changed_config_keys(old, new, free_keys, where + ".")
         elif old != new and where not in free_keys:

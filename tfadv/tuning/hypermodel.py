@@ -30,6 +30,8 @@ import os
 import keras
 import keras_tuner
 
+from tfadv.checks import check_integer
+
 from tfadv.training.optimizers import make_optimizer
 from tfadv.training.runner import build_inner_model, load_split_arrays, wrap_for_method
 from tfadv.tuning.objectives import TradeOffMetric
@@ -55,11 +57,16 @@ def _check_search_space(config):
             f"Tuning ε_max needs a method trained with an ε: one of {', '.join(TUNABLE_METHODS)}. "
             f"Received: method.kind={method.kind!r}"
         )
-    if method.kind != "robmask" and method.attack.name not in ("fgsm", "pgd"):
-        raise ValueError(
-            "Tuning ε_max needs an L∞ training attack (fgsm or pgd). "
-            f"Received: method.attack.name={method.attack.name!r}"
-        )
+    if method.kind != "robmask":
+        from tfadv.attacks import ATTACKS
+
+        kind = ATTACKS.get(method.attack.name)
+        if kind is None or not (kind.is_linf and kind.can_train):
+            usable = [name for name, row in ATTACKS.items() if row.is_linf and row.can_train]
+            raise ValueError(
+                f"Tuning ε_max needs an L∞ training attack ({' or '.join(usable)}). "
+                f"Received: method.attack.name={method.attack.name!r}"
+            )
     if not 0 < method.attack.eps <= 1:
         raise ValueError(
             "Robust accuracy is measured at method.attack.eps for every trial; it must be in (0, 1]. "
@@ -85,9 +92,10 @@ def _check_search_space(config):
                 "tune.tune_k tunes the RobMask basis size; it needs model.norm 'robmask'. "
                 f"Received: model.norm={config.model.norm!r}"
             )
-        if not tune.k_choices or any(isinstance(k, bool) or not isinstance(k, int) or k < 1
-                                     for k in tune.k_choices):
-            raise ValueError(f"tune.k_choices must be positive integers. Received: k_choices={tune.k_choices}")
+        if not tune.k_choices:
+            raise ValueError(f"tune.k_choices must list the basis sizes to try. Received: k_choices={tune.k_choices}")
+        for k in tune.k_choices:
+            check_integer("tune.k_choices[]", k, minimum=1)
 
 
 class EpsMaxHyperModel(keras_tuner.HyperModel):
