@@ -96,6 +96,7 @@ def plan_from_args(args):
 
 
 def run(args):
+    from tfadv._files import FolderLock
     from tfadv.data import load_arrays
     from tfadv.evaluation import evaluate, format_report
     from tfadv.models import model_display_name
@@ -112,10 +113,11 @@ def run(args):
         x, y = x[:limit], y[:limit]
     models = {model_display_name(path): path for path in args.models}
     print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
-    results = evaluate(
-        models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,
-        jit_compile={"auto": None, "on": True, "off": False}[args.xla], **plan,
-    )
+    with FolderLock(args.out, "tfadv eval"):  # one evaluation per output folder
+        results = evaluate(
+            models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,
+            jit_compile={"auto": None, "on": True, "off": False}[args.xla], **plan,
+        )
     print(format_report(results))
     print(f"[eval] {os.path.join(args.out, 'eval.md')}")
     return 0

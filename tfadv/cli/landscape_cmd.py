@@ -42,20 +42,31 @@ def add_parser(subparsers):
 
 def run(args):
     from tfadv import landscape
-    from tfadv.models import load_model, model_display_name
-    from tfadv.data import load_arrays
+    from tfadv._files import FolderLock
+    from tfadv.models import load_model
+    from tfadv.data import check_model_data, load_arrays
 
     source, data_dir = resolve_data_source(args, args.models)
     x, y = load_arrays(source, args.split, data_dir)
     attack = None if args.attack is None else {"name": args.attack, "eps": args.eps}
     other = load_model(args.interpolate_to) if args.interpolate_to else None
+    loaded = {path: load_model(path) for path in args.models}
+    for path, model in loaded.items():  # every model fits the data before any surface is computed
+        check_model_data(model, x, y, f"{source} ({args.split})", f"model {path!r}")
+    with FolderLock(args.out, "tfadv landscape"):  # one landscape command per output folder
+        return _run_locked(args, landscape, loaded, other, attack, x, y, source)
+
+
+def _run_locked(args, landscape, loaded, other, attack, x, y, source):
+    from tfadv.models import model_display_name
+
     surfaces, names = [], []
     for path in args.models:
         name = model_display_name(path)
         print(f"[landscape] {name}: {args.dim}-D grid {args.grid} on {min(args.examples, len(x))} "
               f"{args.split} examples of {source!r}")
         result = landscape.run_landscape(
-            load_model(path), x, y, args.out, name=name, dim=args.dim, grid=args.grid,
+            loaded[path], x, y, args.out, name=name, dim=args.dim, grid=args.grid,
             ygrid=args.ygrid, examples=min(args.examples, len(x)), batch_size=args.batch_size,
             norm=args.norm, ignore=args.ignore, mode=args.mode, seed=args.seed,
             same_dir=args.same_dir, other_model=other, checkpoints=args.pca_checkpoints, p=args.p, attack=attack, split=args.split,

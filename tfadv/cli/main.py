@@ -25,10 +25,12 @@ def build_parser():
 
 
 def _user_error_types():
+    from tfadv._files import FolderLockedError
     from tfadv.config import ConfigError
     from tfadv.data import DatasetNotFoundError
 
-    return (ConfigError, DatasetNotFoundError, ValueError, FileNotFoundError, NotImplementedError)
+    return (ConfigError, DatasetNotFoundError, ValueError, FileNotFoundError, NotImplementedError,
+            FolderLockedError)
 
 
 def _join_negative_values(argv):

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
+from tfadv.data.validation import check_model_data
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
 from tfadv.models.io import model_display_name
@@ -338,6 +339,9 @@ def evaluate(
         tradeoff_attack = attacks[0] if attacks else DEFAULT_TRADEOFF_ATTACK
     tradeoff_attack = None if tradeoff_attack is None else AttackSpec.create(tradeoff_attack)
     entries = _model_entries(models)
+    for model in entries:  # a model that cannot take these images fails here, before any attack
+        if isinstance(model.handle, keras.Model):
+            check_model_data(model.handle, x, y, dataset or "the data", f"model {model.name!r}")
     out_dir = None if out_dir is None else os.fspath(out_dir)
 
     def say(message):

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import data as tfdata
+from tfadv._files import FolderLock
 from tfadv import models
 from tfadv.config import ConfigError, to_dict
 from tfadv.training.optimizers import make_optimizer
@@ -84,6 +85,14 @@ def build_inner_model(config, x_train, y_train):
     )
 
 
+def check_data_fits_model(config, inner, train_arrays, test_arrays):
+    """Both splits fit ``inner`` (image shape, label range), before any step is taken."""
+    model = (f"model.init_from={config.model.init_from!r}" if config.model.init_from
+             else f"model {config.model.name!r}")
+    for split, (x, y) in (("train", train_arrays), ("test", test_arrays)):
+        tfdata.check_model_data(inner, x, y, f"{config.data.source} ({split})", model)
+
+
 def wrap_for_method(inner, config, train_arrays=None, run_dir=None):
     """The ``keras.Model`` whose ``train_step`` implements ``config.method``."""
     if config.method.kind == "standard":
@@ -111,6 +120,17 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     """
     if not config.model.init_from:
         models.get_builder(config.model.name)  # fail on a bad name before making a folder
+    run_dir = os.path.join(config.output_dir, config.name)
+    finished = (not overwrite and os.path.exists(os.path.join(run_dir, "model.keras"))
+                and len(read_history(os.path.join(run_dir, "history.csv"))) >= config.train.epochs)
+    # Bad data fails here, before the run folder is made; one process per run folder.
+    arrays = None if finished else (load_split_arrays(config.data, "train"),
+                                    load_split_arrays(config.data, "test"))
+    with FolderLock(run_dir, "tfadv train"):
+        return _train_in_folder(config, overwrite, stop_after_epochs, arrays)
+
+
+def _train_in_folder(config, overwrite, stop_after_epochs, arrays):
     run_dir = _prepare_run_dir(config, overwrite)
     final_path = os.path.join(run_dir, "model.keras")
     history_path = os.path.join(run_dir, "history.csv")
@@ -123,13 +143,15 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.mixed_precision)
     try:
-        x_train, y_train = load_split_arrays(config.data, "train")
-        x_test, y_test = load_split_arrays(config.data, "test")
+        (x_train, y_train), (x_test, y_test) = arrays or (
+            load_split_arrays(config.data, "train"), load_split_arrays(config.data, "test"))
         batch_size = config.data.batch_size
 
         strategy = make_strategy(config.train.distribute)
         with strategy.scope():
             inner = build_inner_model(config, x_train, y_train)
+        check_data_fits_model(config, inner, (x_train, y_train), (x_test, y_test))
+        with strategy.scope():
             trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=run_dir)
         # Offline fine-tuning's epoch is one pass over the 2N clean + adversarial examples.
         examples_per_epoch = getattr(trained, "examples_per_epoch", len(x_train))

@@ -8,7 +8,6 @@ it, so a kill mid-save leaves the previous checkpoint intact). Running the same
 command again restores the last completed epoch and continues from there.
 """
 import csv
-import shutil
 import json
 import os
 import platform
@@ -17,6 +16,7 @@ import keras
 import tensorflow as tf
 
 import tfadv
+from tfadv._files import atomic_path, atomic_write_json, clear_folder
 from tfadv.models.io import load_model, resolve_model_path  # noqa: F401  (re-exported)
 
 
@@ -144,7 +144,7 @@ def prepare_folder(config, directory, overwrite=False, free_keys=(), what="run")
 
     config_path = os.path.join(directory, "config.yaml")
     if overwrite and os.path.isdir(directory):
-        shutil.rmtree(directory)
+        clear_folder(directory)  # keeps the lock file of the command that holds the folder
     if os.path.exists(config_path):
         with open(config_path, encoding="utf-8") as handle:
             saved = yaml.safe_load(handle) or {}
