@@ -109,6 +109,13 @@ def clear_folder(folder, keep=(LOCK_FILE,)):
             os.remove(path)
 
 
+def save_figure(figure, path, **savefig_options):
+    """``figure.savefig(path)`` all-or-nothing (the format is ``path``'s extension)."""
+    extension = os.path.splitext(os.fspath(path))[1]
+    with atomic_path(path, suffix=extension) as temporary:
+        figure.savefig(temporary, **savefig_options)
+
+
 # --------------------------------------------------------------------------
 # Folder locks.
 

@@ -191,8 +191,9 @@ def write_report(path, args, runs, table1, sweep, figures, sharpness, export_dir
               "| p | predictions | labels |", "|---|---|---|"]
     for p, predicted in answers.items():
         lines.append(f"| {p:g} | {predicted} | {y_test[:8].tolist()} |")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    from tfadv._files import atomic_write_text
+
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def run(args):

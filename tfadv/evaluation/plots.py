@@ -9,6 +9,8 @@
 
 import numpy as np
 
+from tfadv._files import save_figure
+
 from tfadv.evaluation.results import part_id
 
 
@@ -44,7 +46,7 @@ def plot_accuracy_vs_eps(results, path):
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
     return path
 
@@ -79,7 +81,7 @@ def plot_tradeoff(results, path):
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
     return path
 
@@ -120,6 +122,6 @@ def plot_image_grid(x, x_adv, path, title="", labels=None, predictions=None):
                 ax.set_title(f"{labels[column]}→{predictions[column]}", fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
     return path

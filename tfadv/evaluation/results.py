@@ -26,6 +26,7 @@ per example), so the worst case over attacks can be recomputed from the file.
 
 import hashlib
 import json
+from tfadv._files import atomic_path
 import os
 import platform
 
@@ -114,8 +115,5 @@ def load_results(path):
 def save_results(results, path):
     """Write ``eval.json`` atomically (a crash mid-write leaves the previous file)."""
     path = results_path(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1, allow_nan=False)
-    os.replace(temporary, path)

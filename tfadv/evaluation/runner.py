@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
+from tfadv._files import atomic_path, atomic_write_text
 from tfadv.data.validation import check_model_data
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
@@ -363,8 +364,7 @@ def evaluate(
     def flush():
         if out_dir is not None:
             save_results(results, out_dir)
-            with open(os.path.join(out_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
-                handle.write(format_report(results))
+            atomic_write_text(os.path.join(out_dir, REPORT_FILE), format_report(results))
 
     for model in entries:
         record = results["models"].get(model.name)
@@ -408,7 +408,8 @@ def _save_samples(out_dir, model_name, name, samples):
     folder = os.path.join(out_dir, "samples")
     os.makedirs(folder, exist_ok=True)
     relative = f"samples/{_slug(model_name)}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.npz"
-    np.savez_compressed(os.path.join(out_dir, relative), **samples)
+    with atomic_path(os.path.join(out_dir, relative), suffix=".npz") as temporary:
+        np.savez_compressed(temporary, **samples)
     return relative
 
 

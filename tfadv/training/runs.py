@@ -58,12 +58,10 @@ class HistoryCSV(keras.callbacks.Callback):
         rows = [r for r in read_history(self.path) if int(float(r["epoch"])) < epoch + 1]
         rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(self.path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
 
 def read_history(path):
@@ -88,10 +86,7 @@ def environment_record():
 
 
 def write_json(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=2, default=str)
 
 
 def runs_table(results, root):
@@ -161,7 +156,6 @@ def prepare_folder(config, directory, overwrite=False, free_keys=(), what="run")
 
 def save_model_atomically(model, path):
     """``model.save(path)`` through a temporary file, so ``path`` is complete or absent."""
-    tmp = path[: -len(".keras")] + ".partial.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
 
