@@ -80,7 +80,8 @@ class _Model:
             logits = handle.logits_at(images, p)
         else:
             logits = handle(images)
-        return tf.argmax(logits, axis=-1, output_type=tf.int64)
+        # Argmax of NaN logits is class 0: a broken model would score as if it guessed.
+        return tf.argmax(logits, axis=-1, output_type=tf.int64), tf.reduce_all(tf.math.is_finite(logits))
 
 
 def _model_entries(models):
@@ -173,6 +174,23 @@ def _pad(array, size):
     return array if missing == 0 else np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
 
 
+class NonFiniteLogitsError(RuntimeError):
+    """A model returned NaN or infinite logits; the message names the model and the attack."""
+
+
+def _finite_predictions(model, images, strength, attack, p, batch_index):
+    predictions, finite = model.predict(images, strength)
+    if not bool(finite):
+        under = "clean images" if attack is None else f"{attack.label} adversarial images"
+        at = "" if p is None else f" at p={p:g}"
+        raise NonFiniteLogitsError(
+            f"model {model.name!r} returned NaN or infinite logits on {under}{at} (batch "
+            f"{batch_index + 1}); its accuracy would be meaningless, so this part was not recorded "
+            f"(parts finished before it are kept). Check the model (a diverged training run?)."
+        )
+    return predictions.numpy()
+
+
 def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
     """Clean and adversarial predictions of every example, batch by batch.
 
@@ -195,12 +213,12 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep):
         stop = min(start + size, count)
         real = stop - start
         x_batch, y_batch = _pad(x[start:stop], size), _pad(y[start:stop], size)
-        clean_predictions = model.predict(x_batch, strength).numpy()[:real]
+        clean_predictions = _finite_predictions(model, x_batch, strength, None, p, index)[:real]
         if attack is None:
             x_adv, adversarial_predictions = x_batch[:real], clean_predictions
         else:
             x_adv_padded = attack.run(model_fn, x_batch, y_batch, batch_index=index, jit_compile=jit_compile)
-            adversarial_predictions = model.predict(x_adv_padded, strength).numpy()[:real]
+            adversarial_predictions = _finite_predictions(model, x_adv_padded, strength, attack, p, index)[:real]
             x_adv = np.asarray(x_adv_padded)[:real]
             distances[start:stop] = ssim_distance(x[start:stop], x_adv).per_image
         clean_correct[start:stop] = clean_predictions == y[start:stop]

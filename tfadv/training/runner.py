@@ -15,6 +15,7 @@ from tfadv import data as tfdata
 from tfadv._files import FolderLock
 from tfadv import models
 from tfadv.config import ConfigError, to_dict
+from tfadv.training.divergence import StopOnDivergence, TrainingDiverged  # noqa: F401
 from tfadv.training.optimizers import make_optimizer
 from tfadv.training.runs import (
     EpochCheckpoint,
@@ -186,6 +187,7 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays):
         # The history row is written before the checkpoint that marks its epoch done: a kill
         # between the two redoes the epoch and replaces the row, never loses it.
         callbacks = [
+            StopOnDivergence(lambda: int(checkpoint.epoch.numpy())),  # before anything is saved
             HistoryCSV(history_path),
             checkpoint,
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
