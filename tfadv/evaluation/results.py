@@ -105,8 +105,10 @@ def load_results(path):
     try:
         with open(path, encoding="utf-8") as handle:
             results = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"Cannot read evaluation results. Received: path={path!r} ({error})") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"Cannot read evaluation results. Received: path={path!r} ({error}). If the file is "
+            "damaged, run the same `tfadv eval` with --force to recompute it (or delete it).") from error
     if not isinstance(results, dict) or results.get("format") != FORMAT:
         raise ValueError(f"Not a {FORMAT} file. Received: path={path!r}")
     return results

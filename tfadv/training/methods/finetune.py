@@ -11,6 +11,7 @@ adversarial examples every batch) is ``AdversarialTraining`` with
 import hashlib
 import json
 import os
+import warnings
 
 import h5py
 import keras
@@ -79,6 +80,7 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
         "data_sha256": _fingerprint(x, y),
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _discard_if_damaged(path)
     with h5py.File(path, "a") as handle:
         if "completed" in handle.attrs:
             stored = {key: handle.attrs[key] for key in record}
@@ -89,8 +91,9 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
                     f"remove it or choose another path. Received: path={path!r}"
                 )
         else:
+            # fletcher32: every chunk carries a checksum, so a damaged chunk fails to read.
             handle.create_dataset("adversarial_images", shape=x.shape, dtype="float32",
-                                  chunks=(min(chunk_size, len(x)),) + x.shape[1:])
+                                  chunks=(min(chunk_size, len(x)),) + x.shape[1:], fletcher32=True)
             handle.create_dataset("labels", data=y)
             handle.attrs.update(record)
             handle.attrs["tfadv_version"] = tfadv.__version__
@@ -106,6 +109,37 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
             handle.attrs["completed"] = stop
             handle.flush()
     return path
+
+
+def _discard_if_damaged(path):
+    """Recompute what of a stored set cannot be read back, with a warning (it is recomputable).
+
+    A chunk whose bytes changed fails its fletcher32 checksum: ``completed``
+    is moved back to that chunk, so generation redoes it and what follows
+    (chunk b's random starts come from (seed, b), so the result is the same).
+    A file that does not open (truncated) is removed and generated again.
+    """
+    if not os.path.exists(path):
+        return
+    try:
+        with h5py.File(path, "r+") as handle:
+            completed = int(handle.attrs.get("completed", 0))
+            handle["labels"][...]
+            images = handle["adversarial_images"]
+            step = images.chunks[0] if images.chunks else max(1, completed)
+            for start in range(0, completed, step):
+                try:
+                    images[start:min(start + step, completed)]
+                except (OSError, ValueError, RuntimeError) as error:
+                    warnings.warn(
+                        f"{path}: examples {start}.. are damaged ({type(error).__name__}); "
+                        f"generating them again from example {start}.", stacklevel=3)
+                    handle.attrs["completed"] = start
+                    break
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        warnings.warn(f"{path} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                      "generating the stored adversarial set again.", stacklevel=3)
+        os.remove(path)
 
 
 def load_adversarial_examples(path):
