@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
 from tfadv.attacks.apgd import apgd
 from tfadv.attacks.fgsm import fgsm
@@ -252,9 +253,10 @@ class AttackSpec:
                 (``step_size · eps / self.eps``). L∞ attacks only.
             batch_index: PGD and APGD draw their random starts from the seed
                 ``seed · SEED_STRIDE + batch_index``, so batch b of a run is
-                reproducible. ``None`` draws fresh starts from TensorFlow's
-                global generator instead, as a compiled training step must (a
-                Python seed there would repeat one start at every step).
+                reproducible. Inside a compiled training step pass a counter
+                tensor (a Python seed there would repeat one start at every
+                step). ``None`` draws fresh starts from TensorFlow's global
+                generator, whose state a resumed process cannot restore.
             jit_compile: XLA for an eager call; ``None`` uses it on GPU/TPU
                 only (see ``tfadv.attacks``).
 
@@ -273,7 +275,10 @@ class AttackSpec:
             return x
         seed = None
         if self.seed is not None and batch_index is not None:
-            seed = self.seed * SEED_STRIDE + _checked_int("batch_index", batch_index, minimum=0)
+            if tf.is_tensor(batch_index):  # a step counter inside a compiled training step
+                seed = tf.cast(batch_index, tf.int64) + self.seed * SEED_STRIDE
+            else:
+                seed = self.seed * SEED_STRIDE + _checked_int("batch_index", batch_index, minimum=0)
         if self.name == "fgsm":
             return fgsm(model_fn, x, y, eps, jit_compile=jit_compile)
         if self.name == "pgd":

@@ -171,14 +171,17 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays):
             os.path.join(run_dir, "checkpoints"), {"model": trained, "optimizer": trained.optimizer}
         )
         initial_epoch = checkpoint.restore()
+        # The stream continues at the example an uninterrupted run would be at, so a resumed
+        # run sees the same batches (see make_dataset): resuming is exact, not approximate.
+        consumed = initial_epoch * steps_per_epoch * batch_size
         train_ds = getattr(trained, "training_dataset", None)
         if train_ds is None:
             train_ds = tfdata.make_dataset(
                 x_train, y_train, batch_size, shuffle=True, augment=config.data.augment,
-                seed=config.seed + initial_epoch, drop_remainder=True, repeat=True,
+                seed=config.seed, drop_remainder=True, repeat=True, start=consumed,
             )
         else:
-            train_ds = train_ds(batch_size, config.seed + initial_epoch)
+            train_ds = train_ds(batch_size, config.seed, start=consumed)
         val_ds = tfdata.make_dataset(x_test, y_test, batch_size)
         epochs = config.train.epochs
         if stop_after_epochs is not None:

@@ -56,7 +56,7 @@ class AdvProp(TrainingMethod):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x_adv = craft(self.attack, self.model_fn(AUXILIARY), x, y)
+        x_adv = craft(self.attack, self.model_fn(AUXILIARY), x, y, self.next_attack_draw())
         with tf.GradientTape() as tape:
             clean_logits = self.logits(x, MAIN, training=True)
             adversarial_logits = self.logits(x_adv, AUXILIARY, training=True)

@@ -187,14 +187,19 @@ class OfflineFineTuning(TrainingMethod):
         self.x, self.y, self.adversarial_images = x, y, adversarial_images
         self.examples_per_epoch = 2 * len(x)  # one pass over the union
 
-    def training_dataset(self, batch_size, seed=0):
-        """Shuffled, repeated batches of the 1:1 clean+adversarial union."""
+    def training_dataset(self, batch_size, seed=0, start=0):
+        """Shuffled, repeated batches of the 1:1 clean+adversarial union, from stream position ``start``.
+
+        The stream is :func:`tfadv.data.make_dataset`'s: position i depends on
+        (seed, i) only, so a resumed run continues it exactly.
+        """
+        from tfadv.data import make_dataset
+
         images = np.concatenate([self.x, self.adversarial_images])
         labels = np.concatenate([self.y, self.y]).astype(np.int64)
         flags = np.repeat(np.array([0.0, 1.0], np.float32), len(self.x))
-        dataset = tf.data.Dataset.from_tensor_slices(({IMAGES: images, ADVERSARIAL: flags}, labels))
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat()
-        return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        return make_dataset({IMAGES: images, ADVERSARIAL: flags}, labels, batch_size, shuffle=True,
+                            seed=seed, drop_remainder=True, repeat=True, start=start)
 
     def train_step(self, data):
         inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
