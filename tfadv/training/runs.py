@@ -8,7 +8,6 @@ it, so a kill mid-save leaves the previous checkpoint intact). Running the same
 command again restores the last completed epoch and continues from there.
 """
 import csv
-import json
 import os
 import platform
 import warnings
