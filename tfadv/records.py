@@ -1,6 +1,6 @@
 """What produced a result, and writing results so that a crash never leaves half a file.
 
-A leaf module (it imports no other part of tfadv), used by training,
+A leaf module (it imports only the leaf `tfadv._files`), used by training,
 evaluation, tuning, the benchmarks and the experiment pipeline alike:
 
 - :func:`environment_record` — versions and the machine, stored beside results;
@@ -35,11 +35,10 @@ def environment_record():
 
 
 def write_text(path, text):
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+    """Write ``text`` to ``path`` atomically (UTF-8; see ``tfadv._files.atomic_write_text``)."""
+    from tfadv._files import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_json(path, data, indent=2, default=str, allow_nan=True):

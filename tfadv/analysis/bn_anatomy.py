@@ -21,6 +21,8 @@ linearly, as the layer does in inference; ``ConditionedBatchNormalization``
 
 import numpy as np
 
+from tfadv._files import save_figure
+
 PARAMETERS = ("mean", "variance", "gamma", "beta")
 BRANCHES = {"main": 0.0, "aux": 1.0}
 
@@ -224,7 +226,7 @@ def plot_bn_layer(row, path, label_a="A", label_b="B"):
     axes[0].legend()
     figure.suptitle(f"BN layer {row['layer']}")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
     return path
 
@@ -245,6 +247,6 @@ def plot_changes_by_depth(rows, path):
     axis.set_yscale("symlog", linthresh=1e-3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
     return path

@@ -9,6 +9,8 @@ and RobMask during training.
 import csv
 import os
 
+from tfadv._files import save_figure
+
 
 def read_history(run):
     """``{column: [float, ...]}`` from a run folder's ``history.csv`` (or the file itself)."""
@@ -64,6 +66,6 @@ def plot_histories(runs, path, metric="val_accuracy", labels=None, title=None):
     if title:
         axis.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
     return curves

@@ -20,6 +20,8 @@ above B, with blocked maps framed in red and magnified ones in green.
 
 import numpy as np
 
+from tfadv._files import save_figure
+
 from tfadv.analysis.bn_anatomy import is_norm_layer, masking_strength
 
 
@@ -202,6 +204,6 @@ def plot_masks(images, features_a, features_b, row, path, label_a="A", label_b="
         f"{label_b} {row['blocked_b']:.0%}; mean magnification {row['mean_magnification']:.2f} "
         "(red: blocked by B, green: magnified)", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
     return path

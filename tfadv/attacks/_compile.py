@@ -136,6 +136,9 @@ def seed_tensor(seed):
     """
     if seed is None:
         return tf.random.uniform([2], 0, np.iinfo(np.int32).max, dtype=tf.int64)
+    if tf.is_tensor(seed):  # a counter from a compiled training step: fresh yet reproducible starts
+        seed = tf.cast(seed, tf.int64)
+        return seed if seed.shape.rank == 1 else tf.stack([seed, tf.constant(0, tf.int64)])
     check_static_count("seed", seed, minimum=0)
     return tf.constant([seed, 0], tf.int64)
 

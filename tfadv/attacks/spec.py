@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
 from tfadv.checks import check_in_unit_interval, check_integer
 from tfadv.attacks.apgd import apgd
@@ -345,9 +346,10 @@ class AttackSpec:
                 (``step_size · eps / self.eps``). L∞ attacks only.
             batch_index: PGD and APGD draw their random starts from the seed
                 ``seed · SEED_STRIDE + batch_index``, so batch b of a run is
-                reproducible. ``None`` draws fresh starts from TensorFlow's
-                global generator instead, as a compiled training step must (a
-                Python seed there would repeat one start at every step).
+                reproducible. Inside a compiled training step pass a counter
+                tensor (a Python seed there would repeat one start at every
+                step). ``None`` draws fresh starts from TensorFlow's global
+                generator, whose state a resumed process cannot restore.
             jit_compile: XLA for an eager call; ``None`` uses it on GPU/TPU
                 only (see ``tfadv.attacks``).
 
@@ -366,6 +368,9 @@ class AttackSpec:
             return x
         seed = None
         if self.seed is not None and batch_index is not None:
-            seed = self.seed * SEED_STRIDE + check_integer("batch_index", batch_index, minimum=0)
+            if tf.is_tensor(batch_index):  # a step counter inside a compiled training step
+                seed = tf.cast(batch_index, tf.int64) + self.seed * SEED_STRIDE
+            else:
+                seed = self.seed * SEED_STRIDE + check_integer("batch_index", batch_index, minimum=0)
         return self.kind.run(self, model_fn, x, y, eps=eps, step_size=step_size, seed=seed,
                              jit_compile=jit_compile)

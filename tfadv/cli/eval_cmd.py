@@ -102,6 +102,7 @@ def plan_from_args(args):
 
 
 def run(args):
+    from tfadv._files import FolderLock
     from tfadv.data import load_arrays
     from tfadv.evaluation import evaluate, format_report
     from tfadv.models import model_display_name
@@ -128,21 +129,25 @@ def run(args):
         x, y = x[:limit], y[:limit]
     models = {model_display_name(path): path for path in args.models}
     print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
+    jit_compile = {"auto": None, "on": True, "off": False}[args.xla]
     if args.shard is not None:
         from tfadv.evaluation.shards import evaluate_shard, parse_shard, shard_folder
 
         shard = parse_shard(args.shard, "--shard")
         batch_size = plan.pop("batch_size")
-        evaluate_shard(models, x, y, shard, args.out, batch_size=batch_size,
-                       dataset=f"{source}[test][:{len(x)}]", force=args.force,
-                       jit_compile={"auto": None, "on": True, "off": False}[args.xla], **plan)
-        print(f"[eval] shard {shard[0]}/{shard[1]}: {shard_folder(args.out, *shard)}; when all shards "
+        folder = shard_folder(args.out, *shard)
+        with FolderLock(folder, "tfadv eval"):  # one process per shard folder; shards run side by side
+            evaluate_shard(models, x, y, shard, args.out, batch_size=batch_size,
+                           dataset=f"{source}[test][:{len(x)}]", force=args.force,
+                           jit_compile=jit_compile, **plan)
+        print(f"[eval] shard {shard[0]}/{shard[1]}: {folder}; when all shards "
               f"are done: tfadv eval merge {args.out}")
         return 0
-    results = evaluate(
-        models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,
-        jit_compile={"auto": None, "on": True, "off": False}[args.xla], **plan,
-    )
+    with FolderLock(args.out, "tfadv eval"):  # one evaluation per output folder
+        results = evaluate(
+            models, x, y, out_dir=args.out, dataset=f"{source}[test][:{len(x)}]", force=args.force,
+            jit_compile=jit_compile, **plan,
+        )
     print(format_report(results))
     print(f"[eval] {os.path.join(args.out, 'eval.md')}")
     return 0

@@ -1,5 +1,4 @@
 """tfadv inspect bn|masks: paper 2's BN anatomy (Figure 1) and masking picture (Figure 4)."""
-import json
 import os
 
 from tfadv.cli.common import add_data_arguments, resolve_data_source
@@ -52,10 +51,9 @@ def add_parser(subparsers):
 
 
 def _write_json(path, payload):
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, allow_nan=True)
-    os.replace(temporary, path)
+    from tfadv._files import atomic_write_json
+
+    atomic_write_json(path, payload, allow_nan=True)
 
 
 def _layers_argument(values):
@@ -78,9 +76,10 @@ def run_bn(args):
     if len(rows) > 1:
         bn_anatomy.plot_changes_by_depth(rows, os.path.join(out, "bn_changes_by_depth.png"))
     table = bn_anatomy.changes_table(rows, "A", "B")
-    with open(os.path.join(out, "bn_changes.md"), "w", encoding="utf-8") as handle:
-        handle.write(f"# BN anatomy\n\nA = {args.model_a} at p={p_a:g}; B = {args.model_b} at p={p_b:g}\n\n")
-        handle.write(table)
+    from tfadv._files import atomic_write_text
+
+    atomic_write_text(os.path.join(out, "bn_changes.md"),
+                      f"# BN anatomy\n\nA = {args.model_a} at p={p_a:g}; B = {args.model_b} at p={p_b:g}\n\n" + table)
     _write_json(os.path.join(out, "bn_changes.json"), {
         "settings": {"model_a": args.model_a, "model_b": args.model_b, "p_a": p_a, "p_b": p_b,
                      "layers": args.layers},

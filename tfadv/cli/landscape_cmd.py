@@ -68,9 +68,10 @@ def _write_shard_command(args, model_path, folder, source, data_dir, shard):
         flags["pca_checkpoints"] = [os.path.abspath(c) for c in flags["pca_checkpoints"]]
     record = {"model": os.path.abspath(model_path), "data": source, "data_dir": data_dir,
               "shard": list(shard), "flags": flags}
+    from tfadv._files import atomic_write_json
+
     os.makedirs(folder, exist_ok=True)
-    with open(_command_file(folder, shard), "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2, sort_keys=True)
+    atomic_write_json(_command_file(folder, shard), record, sort_keys=True)
 
 
 def merge(folder):
@@ -101,9 +102,10 @@ def merge(folder):
 
 def run(args, folder_names=None):
     from tfadv import landscape
-    from tfadv.data import load_arrays
+    from tfadv._files import FolderLock
+    from tfadv.data import check_model_data, load_arrays
     from tfadv.landscape.shards import parse_shard
-    from tfadv.models import load_model, model_display_name
+    from tfadv.models import load_model
 
     if args.models[0] == "merge":
         if len(args.models) != 2:
@@ -114,6 +116,20 @@ def run(args, folder_names=None):
     x, y = load_arrays(source, args.split, data_dir)
     attack = None if args.attack is None else {"name": args.attack, "eps": args.eps}
     other = load_model(args.interpolate_to) if args.interpolate_to else None
+    loaded = {path: load_model(path) for path in args.models}
+    for path, model in loaded.items():  # every model fits the data before any surface is computed
+        check_model_data(model, x, y, f"{source} ({args.split})", f"model {path!r}")
+    # One command per output folder; the shards of one sweep run side by side, each in its own lock.
+    lock_folder = args.out if shard is None else os.path.join(args.out, ".shard-{}-of-{}".format(*shard))
+    os.makedirs(lock_folder, exist_ok=True)
+    with FolderLock(lock_folder, "tfadv landscape"):
+        return _run_locked(args, landscape, loaded, other, attack, x, y, source, data_dir, shard,
+                           folder_names)
+
+
+def _run_locked(args, landscape, loaded, other, attack, x, y, source, data_dir, shard, folder_names):
+    from tfadv.models import model_display_name
+
     surfaces, names = [], []
     for number, path in enumerate(args.models):
         name = folder_names[number] if folder_names else model_display_name(path)
@@ -122,10 +138,11 @@ def run(args, folder_names=None):
         if shard is not None:
             _write_shard_command(args, path, os.path.join(args.out, name), source, data_dir, shard)
         result = landscape.run_landscape(
-            load_model(path), x, y, args.out, name=name, dim=args.dim, grid=args.grid,
+            loaded[path], x, y, args.out, name=name, dim=args.dim, grid=args.grid,
             ygrid=args.ygrid, examples=min(args.examples, len(x)), batch_size=args.batch_size,
             norm=args.norm, ignore=args.ignore, mode=args.mode, seed=args.seed,
-            same_dir=args.same_dir, other_model=other, checkpoints=args.pca_checkpoints, p=args.p, attack=attack, split=args.split,
+            same_dir=args.same_dir, other_model=other, checkpoints=args.pca_checkpoints, p=args.p,
+            attack=attack, split=args.split,
             hessian_top_k=args.hessian_top_k, hutchinson_samples=args.hutchinson_samples,
             plots=not args.no_plots, shard=shard,
         )

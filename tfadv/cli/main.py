@@ -2,8 +2,10 @@
 plot-history.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
-``run(args)``. User errors (bad config, bad value, missing data) print one line
-and exit with code 2; nothing imports this package.
+``run(args)``. User errors (bad config, bad value, missing data, a folder in use)
+print one line and exit with code 2; numerical failures (training diverged, a
+model returning NaN logits) print one line and exit with code 3; nothing
+imports this package.
 """
 import argparse
 import importlib
@@ -27,10 +29,23 @@ def build_parser():
 
 
 def _user_error_types():
+    from tfadv._files import FolderLockedError
     from tfadv.config import ConfigError
     from tfadv.data import DatasetNotFoundError
 
-    return (ConfigError, DatasetNotFoundError, ValueError, FileNotFoundError, NotImplementedError)
+    return (ConfigError, DatasetNotFoundError, ValueError, FileNotFoundError, NotImplementedError,
+            FolderLockedError)
+
+
+NUMERICAL_ERROR_EXIT = 3
+"""Exit code when numbers went bad: training diverged (NaN/inf loss), a model gave NaN logits."""
+
+
+def _numerical_error_types():
+    from tfadv.evaluation.runner import NonFiniteLogitsError
+    from tfadv.training.divergence import TrainingDiverged
+
+    return (TrainingDiverged, NonFiniteLogitsError)
 
 
 def _join_negative_values(argv):
@@ -67,6 +82,9 @@ def main(argv=None):
     except _user_error_types() as err:
         print(f"tfadv {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except _numerical_error_types() as err:
+        print(f"tfadv {args.command}: error: {err}", file=sys.stderr)
+        return NUMERICAL_ERROR_EXIT
 
 
 if __name__ == "__main__":

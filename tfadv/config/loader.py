@@ -26,6 +26,7 @@ import re
 import typing
 
 import yaml
+from tfadv._files import atomic_write_text
 
 from tfadv.attacks.spec import AttackSpec
 from tfadv.config.schema import CHOICES, RANGES, AttackConfig, ExperimentConfig
@@ -334,7 +335,4 @@ def to_dict(config):
 
 def save_config(config, path):
     """Write the resolved config as YAML, atomically."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(to_dict(config), handle, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -7,12 +7,17 @@ from tfadv.data.sources import (
     dataset_info,
     load_arrays,
 )
+from tfadv.data.validation import InvalidDataError, check_arrays, check_compatible, check_model_data
 
 __all__ = [
     "DatasetNotFoundError",
+    "InvalidDataError",
     "UnsafePickleError",
     "cifar_augment",
     "channel_stats",
+    "check_arrays",
+    "check_compatible",
+    "check_model_data",
     "dataset_info",
     "load_arrays",
     "load_cifar_archive",

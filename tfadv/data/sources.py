@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from tfadv.data.cifar_archive import load_cifar_archive
+from tfadv.data.validation import check_arrays
 
 SPLITS = ("train", "test")
 NAMED_SOURCES = ("digits", "cifar10", "cifar100")
@@ -76,7 +77,12 @@ def _holdout_split(x, y, split, test_fraction=0.2):
 
     labels = y.reshape(-1)
     counts = np.bincount(labels.astype(np.int64)) if labels.size else np.array([])
-    stratify = labels if counts.size and counts[counts > 0].min() >= 2 else None
+    classes = int((counts > 0).sum())
+    test_count = int(np.ceil(test_fraction * len(labels)))
+    # Stratifying needs two examples of every class and room for each class in both splits.
+    stratifiable = counts.size and counts[counts > 0].min() >= 2 and \
+        min(test_count, len(labels) - test_count) >= classes
+    stratify = labels if stratifiable else None
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, random_state=0, stratify=stratify
     )
@@ -94,25 +100,28 @@ def load_npz_arrays(path, split="train"):
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
             if f"x_{split}" in keys and f"y_{split}" in keys:
-                x, y = data[f"x_{split}"], data[f"y_{split}"]
+                x_key, y_key, held_out = f"x_{split}", f"y_{split}", False
             elif "x" in keys and "y" in keys:
-                x, y = data["x"], data["y"]
-                # One array for both splits: hold out a fixed stratified 20% as "test".
-                x, y = _holdout_split(np.asarray(x), np.asarray(y), split)
+                x_key, y_key, held_out = "x", "y", True
             else:
                 raise DatasetNotFoundError(
                     f"{path!r} has keys {sorted(keys)}; expected 'x' and 'y' "
                     f"(or 'x_{split}' and 'y_{split}')"
                 )
-    except (OSError, ValueError) as err:
+            x, y = np.asarray(data[x_key]), np.asarray(data[y_key])
+    except (OSError, ValueError, EOFError) as err:
         if isinstance(err, DatasetNotFoundError):
             raise
         raise DatasetNotFoundError(f"Could not read {path!r} as an .npz file: {err}") from err
-    x = _to_unit_float(_as_nhwc(np.asarray(x), path), path)
-    y = np.asarray(y).astype(np.int64).reshape(-1)
-    if len(x) != len(y):
-        raise DatasetNotFoundError(f"{path!r}: {len(x)} images but {len(y)} labels")
-    return x, y
+    if x.ndim == 3:  # grayscale without a channel axis
+        x = x[..., None]
+    # Checked as stored, before the hold-out split, so indices in messages are the file's.
+    check_arrays(x, y, path, x_key, y_key)
+    y = y.astype(np.int64).reshape(-1)
+    if held_out:
+        # One array for both splits: hold out a fixed stratified 20% as "test".
+        x, y = _holdout_split(x, y, split)
+    return _to_unit_float(x, path), y
 
 
 def load_tfds_arrays(name, split="train", data_dir=None):
@@ -147,6 +156,12 @@ def load_arrays(source="digits", split="train", data_dir=None):
     """
     _check_split(split)
     source = os.fspath(source)
+    x, y = _load_unchecked(source, split, data_dir)
+    check_arrays(x, y, f"{source} ({split})")
+    return x, y
+
+
+def _load_unchecked(source, split, data_dir):
     if source == "digits":
         return load_digits_arrays(split)
     if source in ("cifar10", "cifar100"):

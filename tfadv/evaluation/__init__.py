@@ -13,7 +13,7 @@
 from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec, format_eps, parse_eps
 from tfadv.evaluation.loading import SavedModelFunction, load_model
 from tfadv.evaluation.results import load_results, save_results
-from tfadv.evaluation.runner import DEFAULT_TRADEOFF_ATTACK, evaluate
+from tfadv.evaluation.runner import DEFAULT_TRADEOFF_ATTACK, NonFiniteLogitsError, evaluate
 from tfadv.evaluation.specs import PRESETS, SWEEP_EPS, pgd_sweep, preset
 from tfadv.evaluation.tables import (
     Table,
@@ -30,6 +30,7 @@ __all__ = [
     "ATTACK_NAMES",
     "AttackSpec",
     "DEFAULT_TRADEOFF_ATTACK",
+    "NonFiniteLogitsError",
     "PRESETS",
     "SWEEP_EPS",
     "SavedModelFunction",

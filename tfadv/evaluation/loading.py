@@ -115,7 +115,10 @@ def load_model(path):
         except ValueError:
             raise
         except Exception as error:  # a damaged SavedModel: TensorFlow raises many kinds
-            raise ValueError(f"Could not load the SavedModel at path={path!r}: {error}") from error
+            raise ValueError(
+                f"Could not load the SavedModel at path={path!r}: it is damaged or incomplete "
+                f"({type(error).__name__}: {str(error).strip()[:200]}); export it again with "
+                f"`tfadv export MODEL --out {path} --overwrite`.") from error
     try:
         resolve_model_path(path)
     except ValueError:

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from tfadv._files import save_figure
+
 from tfadv.evaluation.results import part_id
 
 
@@ -48,7 +50,7 @@ def plot_accuracy_vs_eps(results, path):
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
     return path
 
@@ -83,7 +85,7 @@ def plot_tradeoff(results, path):
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
     return path
 
@@ -124,7 +126,7 @@ def plot_image_grid(x, x_adv, path, title="", labels=None, predictions=None):
                 ax.set_title(f"{labels[column]}→{predictions[column]}", fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
     return path
 
@@ -175,7 +177,7 @@ def plot_perturbation_rows(rows, path, title=""):
                 axes[row, 0].set_ylabel(label, fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(figure, path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return path
 

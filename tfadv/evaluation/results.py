@@ -26,6 +26,7 @@ per example), so the worst case over attacks can be recomputed from the file.
 
 import hashlib
 import json
+from tfadv._files import atomic_path
 import os
 
 import numpy as np
@@ -93,8 +94,10 @@ def load_results(path):
     try:
         with open(path, encoding="utf-8") as handle:
             results = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"Cannot read evaluation results. Received: path={path!r} ({error})") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"Cannot read evaluation results. Received: path={path!r} ({error}). If the file is "
+            "damaged, run the same `tfadv eval` with --force to recompute it (or delete it).") from error
     if not isinstance(results, dict) or results.get("format") != FORMAT:
         raise ValueError(f"Not a {FORMAT} file. Received: path={path!r}")
     return results

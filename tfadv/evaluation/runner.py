@@ -24,6 +24,8 @@ import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
 from tfadv.checks import check_integer, check_strength
+from tfadv._files import atomic_path, atomic_write_text
+from tfadv.data.validation import check_model_data
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
 from tfadv.models.io import model_display_name
@@ -66,7 +68,8 @@ class _Model:
 
     def _predictions(self, images, p):
         logits = call_model(self.handle, images, p, training=False)
-        return tf.argmax(logits, axis=-1, output_type=tf.int64)
+        # Argmax of NaN logits is class 0: a broken model would score as if it guessed.
+        return tf.argmax(logits, axis=-1, output_type=tf.int64), tf.reduce_all(tf.math.is_finite(logits))
 
 
 def _model_entries(models):
@@ -154,6 +157,23 @@ def _pad(array, size):
     return array if missing == 0 else np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
 
 
+class NonFiniteLogitsError(RuntimeError):
+    """A model returned NaN or infinite logits; the message names the model and the attack."""
+
+
+def _finite_predictions(model, images, strength, attack, p, batch_index):
+    predictions, finite = model.predict(images, strength)
+    if not bool(finite):
+        under = "clean images" if attack is None else f"{attack.label} adversarial images"
+        at = "" if p is None else f" at p={p:g}"
+        raise NonFiniteLogitsError(
+            f"model {model.name!r} returned NaN or infinite logits on {under}{at} (batch "
+            f"{batch_index + 1}); its accuracy would be meaningless, so this part was not recorded "
+            f"(parts finished before it are kept). Check the model (a diverged training run?)."
+        )
+    return predictions.numpy()
+
+
 def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep, first_batch=0,
               per_example=False):
     """Clean and adversarial predictions of every example, batch by batch.
@@ -180,13 +200,14 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep, f
         stop = min(start + size, count)
         real = stop - start
         x_batch, y_batch = _pad(x[start:stop], size), _pad(y[start:stop], size)
-        clean_predictions = model.predict(x_batch, strength).numpy()[:real]
+        clean_predictions = _finite_predictions(model, x_batch, strength, None, p, index)[:real]
         if attack is None:
             x_adv, adversarial_predictions = x_batch[:real], clean_predictions
         else:
             x_adv_padded = attack.run(model_fn, x_batch, y_batch, batch_index=first_batch + index,
                                       jit_compile=jit_compile)
-            adversarial_predictions = model.predict(x_adv_padded, strength).numpy()[:real]
+            adversarial_predictions = _finite_predictions(model, x_adv_padded, strength, attack, p,
+                                                          first_batch + index)[:real]
             x_adv = np.asarray(x_adv_padded)[:real]
             distances[start:stop] = ssim_distance(x[start:stop], x_adv).per_image
         clean_correct[start:stop] = clean_predictions == y[start:stop]
@@ -333,6 +354,9 @@ def evaluate(
         tradeoff_attack = attacks[0] if attacks else DEFAULT_TRADEOFF_ATTACK
     tradeoff_attack = None if tradeoff_attack is None else AttackSpec.create(tradeoff_attack)
     entries = _model_entries(models)
+    for model in entries:  # a model that cannot take these images fails here, before any attack
+        if isinstance(model.handle, keras.Model):
+            check_model_data(model.handle, x, y, dataset or "the data", f"model {model.name!r}")
     out_dir = None if out_dir is None else os.fspath(out_dir)
 
     def say(message):
@@ -354,8 +378,7 @@ def evaluate(
     def flush():
         if out_dir is not None:
             save_results(results, out_dir)
-            with open(os.path.join(out_dir, REPORT_FILE), "w", encoding="utf-8") as handle:
-                handle.write(format_report(results))
+            atomic_write_text(os.path.join(out_dir, REPORT_FILE), format_report(results))
 
     for model in entries:
         record = results["models"].get(model.name)
@@ -400,7 +423,8 @@ def _save_samples(out_dir, model_name, name, samples):
     folder = os.path.join(out_dir, "samples")
     os.makedirs(folder, exist_ok=True)
     relative = f"samples/{_slug(model_name)}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.npz"
-    np.savez_compressed(os.path.join(out_dir, relative), **samples)
+    with atomic_path(os.path.join(out_dir, relative), suffix=".npz") as temporary:
+        np.savez_compressed(temporary, **samples)
     return relative
 
 

@@ -26,6 +26,7 @@ import shutil
 
 import numpy as np
 
+from tfadv._files import atomic_write_text
 from tfadv.evaluation.results import (
     REPORT_FILE,
     data_fingerprint,
@@ -228,7 +229,5 @@ def merge_evaluations(out_dir, plots=True):
         results["figures"] = _write_figures(results, out_dir)
     save_results(results, out_dir)
     report = os.path.join(out_dir, REPORT_FILE)
-    with open(f"{report}.tmp", "w", encoding="utf-8") as handle:
-        handle.write(format_report(results))
-    os.replace(f"{report}.tmp", report)
+    atomic_write_text(report, format_report(results))
     return results

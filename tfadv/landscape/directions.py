@@ -34,6 +34,8 @@ import h5py
 import keras
 import numpy as np
 
+from tfadv._files import atomic_path
+
 NORMS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
 MODES = ("weights", "states")
@@ -385,7 +387,7 @@ def save_directions(directions, path):
     """Write directions to h5: groups ``xdirection`` (and ``ydirection``) of
     datasets ``"0"``, ``"1"``, ... (one per variable, attribute ``path``), the
     settings as JSON in the file attribute ``settings``."""
-    with h5py.File(path, "w") as f:
+    with atomic_path(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as f:
         f.attrs["settings"] = json.dumps(directions.settings, sort_keys=True)
         f.attrs["variable_paths"] = json.dumps(list(directions.variable_paths))
         for name, parts in (("xdirection", directions.x), ("ydirection", directions.y)):
@@ -406,14 +408,20 @@ def load_directions(path, model=None):
     def read_group(group):
         return [np.asarray(group[str(i)][()], np.float32) for i in range(len(group))]
 
-    with h5py.File(path, "r") as f:
-        directions = Directions(
-            x=read_group(f["xdirection"]),
-            y=read_group(f["ydirection"]) if "ydirection" in f else None,
-            variable_paths=json.loads(f.attrs["variable_paths"]),
-            settings=json.loads(f.attrs["settings"]),
-            trajectory=np.asarray(f["trajectory"][()]) if "trajectory" in f else None,
-        )
+    try:
+        with h5py.File(path, "r") as f:
+            directions = Directions(
+                x=read_group(f["xdirection"]),
+                y=read_group(f["ydirection"]) if "ydirection" in f else None,
+                variable_paths=json.loads(f.attrs["variable_paths"]),
+                settings=json.loads(f.attrs["settings"]),
+                trajectory=np.asarray(f["trajectory"][()]) if "trajectory" in f else None,
+            )
+    except (OSError, KeyError, ValueError) as error:  # truncated or not a directions file
+        raise ValueError(
+            f"{path} is damaged or not a directions file ({type(error).__name__}: {error}); delete it "
+            "and the surface.h5 beside it, then run again to recompute both."
+        ) from error
     if model is not None:
         directions.check_fits(model)
     return directions

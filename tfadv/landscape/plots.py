@@ -12,6 +12,8 @@ with separate scales, a sharp and a flat minimum can look alike.
 import os
 
 import numpy as np
+
+from tfadv._files import save_figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -114,7 +116,7 @@ def plot_2d(surface_path, out_path, key="loss", kind="contour", vmax=None, level
     if kind != "contour":
         figure.colorbar(artist, ax=axes, shrink=0.8, label=key)
     axes.set_title(title or f"{key} ({kind})")
-    figure.savefig(out_path, dpi=150, bbox_inches="tight")
+    save_figure(figure, out_path, dpi=150, bbox_inches="tight")
     return out_path
 
 
@@ -136,7 +138,7 @@ def plot_1d(surface_path, out_path, vmax=None, title=None):
     accuracy_axes.set_ylabel("accuracy (%)", color="tab:red")
     accuracy_axes.set_ylim(0, 100)
     axes.set_title(title or "1-D loss and accuracy")
-    figure.savefig(out_path, dpi=150, bbox_inches="tight")
+    save_figure(figure, out_path, dpi=150, bbox_inches="tight")
     return out_path
 
 
@@ -216,5 +218,5 @@ def compare_figure(surface_paths, names, out_path, key="loss", kind="filled", vm
             all_axes.append(axes)
         if kind != "contour":
             figure.colorbar(artist, ax=all_axes, shrink=0.8, label=key)
-    figure.savefig(out_path, dpi=150, bbox_inches="tight")
+    save_figure(figure, out_path, dpi=150, bbox_inches="tight")
     return out_path

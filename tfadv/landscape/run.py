@@ -17,6 +17,7 @@ Running it again with the same ``out_dir`` resumes; different settings are
 refused rather than mixed into the same files.
 """
 import json
+from tfadv._files import atomic_write_json, atomic_write_text
 import os
 
 import numpy as np
@@ -167,8 +168,7 @@ def run_landscape(model, x, y, out_dir, name=None, dim=2, grid="-1:1:51", ygrid=
     }
     if shard is not None:
         settings["shard"] = list(shard)
-    with open(paths["settings"], "w") as f:
-        json.dump(settings, f, indent=2, sort_keys=True)
+    atomic_write_json(paths["settings"], settings, indent=2, sort_keys=True)
     result = {**paths, "plots": [], "vtp": None, "sharpness_json": None, "sharpness_md": None,
               "sharpness": None, "complete": surface["complete"], "computed": surface["computed"]}
     if not surface["complete"] or shard is not None:
@@ -197,8 +197,6 @@ def _sharpness_files(model, x, y, folder, name, hessian_settings, p, loss, strat
         batch_size=hessian_settings["batch_size"], p=p, loss=loss,
         max_iterations=hessian_settings["max_iterations"], seed=hessian_settings["seed"], strategy=strategy)
     numbers = {"model": name, **numbers, "settings": hessian_settings}
-    with open(json_path, "w") as f:
-        json.dump(numbers, f, indent=2)
-    with open(md_path, "w") as f:
-        f.write(sharpness_table({name: numbers}))
+    atomic_write_json(json_path, numbers, indent=2)
+    atomic_write_text(md_path, sharpness_table({name: numbers}))
     return {"sharpness_json": json_path, "sharpness_md": md_path, "sharpness": numbers}

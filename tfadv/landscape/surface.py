@@ -26,11 +26,15 @@ import json
 import math
 import os
 
+import shutil
+import warnings
+
 import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv._files import atomic_path
 from tfadv.landscape._replicas import ReplicaExamples
 from tfadv.landscape.directions import landscape_variables
 from tfadv.models.conditioning import call_model, model_fn_for
@@ -265,9 +269,13 @@ def _open_surface(path, settings, xcoordinates, ycoordinates):
     """Create the h5 file, or check an existing one was made with the same settings."""
     loss_key, acc_key = _keys(settings["split"])
     shape = (len(xcoordinates),) if ycoordinates is None else (len(ycoordinates), len(xcoordinates))
+    if os.path.exists(path) and not _readable_surface(path, settings["split"]):
+        warnings.warn(f"{path} is damaged (truncated or not a surface file); recomputing it from "
+                      "scratch. Its points are recomputable from the model, data and directions.",
+                      stacklevel=3)
+        os.remove(path)
     if not os.path.exists(path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with h5py.File(path, "w") as f:
+        with atomic_path(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as f:
             f["xcoordinates"] = xcoordinates
             if ycoordinates is not None:
                 f["ycoordinates"] = ycoordinates
@@ -297,14 +305,44 @@ def _open_surface(path, settings, xcoordinates, ycoordinates):
         )
 
 
+def _readable_surface(path, split):
+    """True if ``path`` opens as an HDF5 surface with its coordinates and arrays intact."""
+    try:
+        with h5py.File(path, "r") as f:
+            f["xcoordinates"][()]
+            for key in _keys(split):
+                if key in f:
+                    f[key][()]
+            json.loads(f.attrs.get("settings", "{}"))
+    except (OSError, KeyError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+def _write_point(path, position, values):
+    """Write one grid point all-or-nothing: a copy of ``path`` updated, then renamed over it.
+
+    The surface file is small (two float64 arrays of the grid), so copying it per
+    point costs milliseconds against the seconds a point takes; a kill mid-write
+    then leaves the previous file, never a damaged one.
+    """
+    with atomic_path(path, suffix=".h5") as temporary:
+        shutil.copyfile(path, temporary)
+        with h5py.File(temporary, "r+") as f:
+            for key, value in values.items():
+                f[key][position] = value
+
+
 def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None, batch_size=500,
                   p=0.0, loss="crossentropy", attack=None, split="train", strategy=None,
                   progress=True, max_points=None, callback=None, shard=None):
     """Evaluate the loss surface on a grid, resuming ``path`` if it exists.
 
     Points still NaN in the file are computed in row-major order and written
-    (and flushed) one by one, so a killed sweep loses at most one point and a
-    re-run finishes with exactly the array an uninterrupted sweep gives. The
+    one by one, each write all-or-nothing (a copy renamed over the file), so a
+    killed sweep loses at most one point and a re-run finishes with exactly
+    the array an uninterrupted sweep gives. A damaged file (truncated by a
+    full disk, say) is recomputed from scratch with a warning. The
     model's weights are restored bit-exactly afterwards, also on error.
 
     Args:
@@ -356,17 +394,14 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
     if len(todo):
         bar = keras.utils.Progbar(len(todo), verbose=1 if progress else 0, unit_name="point",
                                   stateful_metrics=["loss", "acc"])
-        with SurfaceEvaluator(model, directions, x, y, batch_size, p, loss, attack, strategy) as evaluate, \
-                h5py.File(path, "r+") as f:
-            shape = f[acc_key].shape
+        shape = (len(xcoordinates),) if ycoordinates is None else (len(ycoordinates), len(xcoordinates))
+        with SurfaceEvaluator(model, directions, x, y, batch_size, p, loss, attack, strategy) as evaluate:
             for index in todo:
                 position = np.unravel_index(index, shape)
                 alpha = xcoordinates[position[-1]]
                 beta = ycoordinates[position[0]] if ycoordinates is not None else 0.0
                 point_loss, point_acc = evaluate(alpha, beta)
-                f[loss_key][position] = point_loss
-                f[acc_key][position] = point_acc
-                f.flush()
+                _write_point(path, position, {loss_key: point_loss, acc_key: point_acc})
                 computed += 1
                 bar.update(computed, [("loss", point_loss), ("acc", point_acc)])
                 if callback is not None:

@@ -8,6 +8,8 @@ landscapes of Li et al.'s figures.
 """
 import numpy as np
 
+from tfadv._files import atomic_path
+
 from tfadv.landscape.surface import read_surface
 
 
@@ -58,7 +60,7 @@ def write_vtp(surface_path, out_path, key="loss", zmax=None, log=False):
     quads = np.stack([corner, corner + 1, corner + nx + 1, corner + nx], axis=1)
     cell_means = z.ravel()[quads].mean(axis=1)
     offsets = 4 * np.arange(1, len(quads) + 1)
-    with open(out_path, "w") as f:
+    with atomic_path(out_path) as temporary, open(temporary, "w") as f:
         f.write('<?xml version="1.0"?>\n')
         f.write('<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" header_type="UInt64">\n')
         f.write("  <PolyData>\n")

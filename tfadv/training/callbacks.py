@@ -7,9 +7,12 @@ command again restores the last completed epoch and continues from there.
 """
 import csv
 import os
+import warnings
 
 import keras
 import tensorflow as tf
+
+from tfadv._files import atomic_path
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -22,11 +25,30 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
 
     def restore(self):
-        """Restore the latest checkpoint; return the number of completed epochs (0 if none)."""
-        if self.manager.latest_checkpoint is None:
-            return 0
-        self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
-        return int(self.epoch.numpy())
+        """Restore the latest readable checkpoint; return the number of completed epochs (0 if none).
+
+        A damaged checkpoint (truncated or corrupted: TensorFlow checks every
+        tensor's CRC32C) is skipped with a warning for the one before it, and
+        the epochs after that are trained again; if none can be read, the
+        error names the files and what to do.
+        """
+        damaged = []
+        for path in reversed(self.manager.checkpoints):
+            try:
+                self.checkpoint.restore(path).expect_partial()
+            except Exception as error:  # noqa: BLE001  (truncation raises IndexError, OpError, ValueError…)
+                damaged.append(f"{path} ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+                continue
+            if damaged:
+                warnings.warn(f"Damaged checkpoint(s) {'; '.join(damaged)}: resuming from {path} "
+                              f"(epoch {int(self.epoch.numpy())}) and training the later epochs again.",
+                              stacklevel=2)
+            return int(self.epoch.numpy())
+        if damaged:
+            raise ValueError(
+                f"No readable checkpoint in {self.manager.directory}: {'; '.join(damaged)}. Delete the "
+                "checkpoints folder (or the whole run folder, or pass --overwrite) to train from the start.")
+        return 0
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.assign(epoch + 1)
@@ -50,12 +72,10 @@ class HistoryCSV(keras.callbacks.Callback):
         rows = [r for r in read_history(self.path) if int(float(r["epoch"])) < epoch + 1]
         rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(self.path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
 
 def read_history(path):

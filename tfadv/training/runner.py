@@ -12,8 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import data as tfdata
+from tfadv._files import FolderLock
 from tfadv import models
-from tfadv.config import to_dict
+from tfadv.config import ConfigError, to_dict
+from tfadv.training.divergence import StopOnDivergence, TrainingDiverged  # noqa: F401
 from tfadv.training.optimizers import make_optimizer
 from tfadv.training.runs import (
     EpochCheckpoint,
@@ -88,6 +90,14 @@ def build_inner_model(config, x_train, y_train):
     )
 
 
+def check_data_fits_model(config, inner, train_arrays, test_arrays):
+    """Both splits fit ``inner`` (image shape, label range), before any step is taken."""
+    model = (f"model.init_from={config.model.init_from!r}" if config.model.init_from
+             else f"model {config.model.name!r}")
+    for split, (x, y) in (("train", train_arrays), ("test", test_arrays)):
+        tfdata.check_model_data(inner, x, y, f"{config.data.source} ({split})", model)
+
+
 def wrap_for_method(inner, config, train_arrays=None, run_dir=None):
     """The ``keras.Model`` whose ``train_step`` implements ``config.method``.
 
@@ -122,7 +132,23 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     if not chief and overwrite:
         raise ConfigError("--overwrite under train.distribute 'multi_worker': delete the run folder "
                           "before starting the workers, then start them without --overwrite")
-    run_dir = _prepare_run_dir(config, overwrite) if chief else os.path.join(config.output_dir, config.name)
+    run_dir = os.path.join(config.output_dir, config.name)
+    finished = (not overwrite and os.path.exists(os.path.join(run_dir, "model.keras"))
+                and len(read_history(os.path.join(run_dir, "history.csv"))) >= config.train.epochs)
+    # Bad data fails here, before the run folder is made.
+    arrays = None if finished else (load_split_arrays(config.data, "train"),
+                                    load_split_arrays(config.data, "test"))
+    if not chief:  # other workers write nothing in the run folder; the chief holds its lock
+        return _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chief, run_dir)
+    with FolderLock(run_dir, "tfadv train"):  # one process per run folder
+        return _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chief, run_dir)
+
+
+def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chief, run_dir):
+    from tfadv.training import distribute
+
+    if chief:
+        run_dir = _prepare_run_dir(config, overwrite)
     final_path = os.path.join(run_dir, "model.keras")
     history_path = os.path.join(run_dir, "history.csv")
     done = read_history(history_path)
@@ -135,14 +161,16 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.mixed_precision)
     try:
-        x_train, y_train = load_split_arrays(config.data, "train")
-        x_test, y_test = load_split_arrays(config.data, "test")
+        (x_train, y_train), (x_test, y_test) = arrays or (
+            load_split_arrays(config.data, "train"), load_split_arrays(config.data, "test"))
         batch_size = config.data.batch_size
 
         # Non-chief workers write into a temporary folder, removed below.
         write_dir = distribute.worker_folder(run_dir, chief, strategy)
         with strategy.scope():
             inner = build_inner_model(config, x_train, y_train)
+        check_data_fits_model(config, inner, (x_train, y_train), (x_test, y_test))
+        with strategy.scope():
             trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=write_dir)
         # Offline fine-tuning's epoch is one pass over the 2N clean + adversarial examples.
         examples_per_epoch = getattr(trained, "examples_per_epoch", len(x_train))
@@ -162,14 +190,17 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
                       distribute.WorkerEpochCheckpoint(os.path.join(run_dir, "checkpoints"),
                                                        os.path.join(write_dir, "checkpoints"), trackables))
         initial_epoch = checkpoint.restore()
+        # The stream continues at the example an uninterrupted run would be at, so a resumed
+        # run sees the same batches (see make_dataset): resuming is exact, not approximate.
+        consumed = initial_epoch * steps_per_epoch * batch_size
         train_ds = getattr(trained, "training_dataset", None)
         if train_ds is None:
             train_ds = tfdata.make_dataset(
                 x_train, y_train, batch_size, shuffle=True, augment=config.data.augment,
-                seed=config.seed + initial_epoch, drop_remainder=True, repeat=True,
+                seed=config.seed, drop_remainder=True, repeat=True, start=consumed,
             )
         else:
-            train_ds = train_ds(batch_size, config.seed + initial_epoch)
+            train_ds = train_ds(batch_size, config.seed, start=consumed)
         val_ds = tfdata.make_dataset(x_test, y_test, batch_size)
         if config.train.distribute == "multi_worker":
             train_ds, val_ds = distribute.shard_by_examples(train_ds), distribute.shard_by_examples(val_ds)
@@ -180,6 +211,7 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
         # The history row is written before the checkpoint that marks its epoch done: a kill
         # between the two redoes the epoch and replaces the row, never loses it.
         callbacks = [
+            StopOnDivergence(lambda: int(checkpoint.epoch.numpy())),  # before anything is saved
             HistoryCSV(os.path.join(write_dir, "history.csv")),
             checkpoint,
             keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), update_freq="epoch"),

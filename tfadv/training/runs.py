@@ -12,8 +12,8 @@ writing (:mod:`tfadv.records`), the runs table of reports
 (``tfadv.experiments.report.runs_table``).
 """
 import os
-import shutil
 
+from tfadv._files import atomic_path, clear_folder
 from tfadv.models.io import load_model, resolve_model_path  # noqa: F401  (re-exported)
 from tfadv.records import environment_record, write_json  # noqa: F401  (re-exported)
 from tfadv.training.callbacks import EpochCheckpoint, HistoryCSV, read_history  # noqa: F401  (re-exported)
@@ -50,7 +50,7 @@ def prepare_folder(config, directory, overwrite=False, free_keys=(), what="run")
 
     config_path = os.path.join(directory, "config.yaml")
     if overwrite and os.path.isdir(directory):
-        shutil.rmtree(directory)
+        clear_folder(directory)  # keeps the lock file of the command that holds the folder
     if os.path.exists(config_path):
         with open(config_path, encoding="utf-8") as handle:
             saved = yaml.safe_load(handle) or {}
@@ -67,7 +67,6 @@ def prepare_folder(config, directory, overwrite=False, free_keys=(), what="run")
 
 def save_model_atomically(model, path):
     """``model.save(path)`` through a temporary file, so ``path`` is complete or absent."""
-    tmp = path[: -len(".keras")] + ".partial.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
 

@@ -1,5 +1,6 @@
 """The search's results: one row per trial, as Markdown, JSON and a plot against ε_max."""
 
+from tfadv._files import atomic_write_text, save_figure
 from tfadv.training.runs import write_json
 from tfadv.tuning.hypermodel import PIXEL_LEVELS
 from tfadv.tuning.objectives import CLEAN, ROBUST
@@ -93,8 +94,7 @@ def write_summary(rows, best, objective_name, robust_eps, markdown_path, json_pa
         f"ε = {robust_eps * PIXEL_LEVELS:g}/255 for every trial; both at the trial's best epoch.",
         "",
     ]
-    with open(markdown_path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n" + markdown_table(rows, objective_name, best["trial"]))
+    atomic_write_text(markdown_path, "\n".join(lines) + "\n" + markdown_table(rows, objective_name, best["trial"]))
     write_json(json_path, {"objective": objective_name, "robust_eps": robust_eps, "best": best,
                            "trials": rows, **record})
 
@@ -124,6 +124,6 @@ def plot_tradeoff(rows, best, path, robust_eps=None):
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     plt.close(figure)
     return path

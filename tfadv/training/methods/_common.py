@@ -42,13 +42,15 @@ TRAINING_ATTACKS = tuple(name for name, row in ATTACKS.items() if row.can_train)
 """Former list of the attacks training methods craft with; ask ``spec.can_train``."""
 
 
-def craft(attack, model_fn, x, y):
+def craft(attack, model_fn, x, y, draw=None):
     """``attack``'s adversarial batch inside a compiled train or test step.
 
-    Fresh random starts at every step (``batch_index=None``): the spec's
-    Python seed would repeat one start at every step of the compiled loop.
+    ``draw`` (:meth:`TrainingMethod.next_attack_draw`) numbers the call, so
+    every step gets fresh random starts that a resumed run reproduces; the
+    spec's Python seed alone would repeat one start at every step of the
+    compiled loop. ``None`` uses TensorFlow's global generator.
     """
-    return attack.run(model_fn, x, y, batch_index=None)
+    return attack.run(model_fn, x, y, batch_index=draw)
 
 
 def cross_entropy(y, logits, sample_weight=None):
@@ -99,6 +101,10 @@ class TrainingMethod(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.robust_accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="robust_accuracy")
+        # Numbers every attack call of the train and test steps; checkpointed with the model, so
+        # a resumed run draws the same random starts as an uninterrupted one.
+        self.attack_draws = tf.Variable(0, dtype=tf.int64, trainable=False, name="attack_draws",
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.built = True  # the inner model is built; the wrapper has no weights of its own
 
     @property
@@ -125,6 +131,10 @@ class TrainingMethod(keras.Model):
         return bind(self.inner, condition)
 
     # ---------------------------------------------------------------- update
+
+    def next_attack_draw(self):
+        """The next attack call's number (an int64 tensor), the seed of its random start."""
+        return self.attack_draws.assign_add(1)
 
     def objective(self, loss):
         """What the optimizer differentiates: the replica's share of the loss
@@ -155,7 +165,8 @@ class TrainingMethod(keras.Model):
         if isinstance(x, dict):
             x = x[IMAGES]
         clean_logits = self.logits(x, self.eval_condition)
-        x_adv = craft(self.eval_attack, self.model_fn(self.eval_attack_condition), x, y)
+        x_adv = craft(self.eval_attack, self.model_fn(self.eval_attack_condition), x, y,
+                      self.next_attack_draw())
         adversarial_logits = self.logits(x_adv, self.eval_attack_condition)
         self.loss_tracker.update_state(cross_entropy(y, clean_logits, sample_weight),
                                        sample_weight=tf.shape(x)[0])

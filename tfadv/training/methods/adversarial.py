@@ -90,7 +90,7 @@ class AdversarialTraining(TrainingMethod):
         n = self._split(x)
         all_adversarial = self.adversarial_fraction == 1.0
         x_adv = craft(self.attack, self.inner, x if all_adversarial else x[:n],
-                      y if all_adversarial else y[:n])
+                      y if all_adversarial else y[:n], self.next_attack_draw())
         images = x_adv if all_adversarial else tf.concat([x_adv, x[n:]], axis=0)
         if all_adversarial:  # no clean image in the training pass: measure before the update
             self.accuracy_tracker.update_state(y, self.inner(x, training=False), sample_weight)
@@ -110,7 +110,7 @@ class AdversarialTraining(TrainingMethod):
 
     def _paired_train_step(self, x, y, sample_weight):
         """One step on ``[x_adv; x]`` with labels ``[y; y]`` (2B images)."""
-        x_adv = craft(self.attack, self.inner, x, y)
+        x_adv = craft(self.attack, self.inner, x, y, self.next_attack_draw())
         images = tf.concat([x_adv, x], axis=0)
         labels = tf.concat([y, y], axis=0)
         weights = sample_weight if sample_weight is not None else tf.ones_like(y, tf.float32)

@@ -167,12 +167,13 @@ class AdvProp(TrainingMethod):
         """``[(x_adv, condition), ...]``: each adversarial batch with the route it trains."""
         if self.random_strength:
             eps = self.draw_strength() * self.eps_max
-            return [(self.attack.run(self.model_fn(AUXILIARY), x, y, eps=eps, batch_index=None),
-                     AUXILIARY)]
+            return [(self.attack.run(self.model_fn(AUXILIARY), x, y, eps=eps,
+                                     batch_index=self.next_attack_draw()), AUXILIARY)]
         if self.aux_eps is not None:
-            return [(self.attack.run(self.model_fn(condition), x, y, eps=eps, batch_index=None),
-                     condition) for eps, condition in zip(self.aux_eps, self.aux_conditions)]
-        return [(craft(self.attack, self.model_fn(AUXILIARY), x, y), AUXILIARY)]
+            return [(self.attack.run(self.model_fn(condition), x, y, eps=eps,
+                                     batch_index=self.next_attack_draw()), condition)
+                    for eps, condition in zip(self.aux_eps, self.aux_conditions)]
+        return [(craft(self.attack, self.model_fn(AUXILIARY), x, y, self.next_attack_draw()), AUXILIARY)]
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -65,7 +65,7 @@ class BNFineTuning(TrainingMethod):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x_adv = craft(self.eval_attack, self.inner, x, y)
+        x_adv = craft(self.eval_attack, self.inner, x, y, self.next_attack_draw())
         with tf.GradientTape() as tape:
             # Training mode: batch statistics, moving statistics updated; γ, β trainable either way.
             logits = self.inner(x, training=not self.freeze_statistics)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 
 import h5py
 import keras
@@ -102,12 +103,14 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
         raise ValueError(f"chunk_size must be >= 1. Received: chunk_size={chunk_size}")
     record = _record(model, x, y, attack)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _discard_if_damaged(path)
     with h5py.File(path, "a") as handle:
         if "completed" in handle.attrs:
             _check_record(dict(handle.attrs), record, path)
         else:
+            # fletcher32: every chunk carries a checksum, so a damaged chunk fails to read.
             handle.create_dataset("adversarial_images", shape=x.shape, dtype="float32",
-                                  chunks=(min(chunk_size, len(x)),) + x.shape[1:])
+                                  chunks=(min(chunk_size, len(x)),) + x.shape[1:], fletcher32=True)
             handle.create_dataset("labels", data=y)
             handle.attrs.update(record)
             handle.attrs["tfadv_version"] = tfadv.__version__
@@ -149,6 +152,37 @@ def read_adversarial_examples(path, model, x, y, attack):
     images, _, attributes = load_adversarial_examples(path)
     _check_record(attributes, _record(model, x, y, training_attack(attack)), path)
     return images
+
+
+def _discard_if_damaged(path):
+    """Recompute what of a stored set cannot be read back, with a warning (it is recomputable).
+
+    A chunk whose bytes changed fails its fletcher32 checksum: ``completed``
+    is moved back to that chunk, so generation redoes it and what follows
+    (chunk b's random starts come from (seed, b), so the result is the same).
+    A file that does not open (truncated) is removed and generated again.
+    """
+    if not os.path.exists(path):
+        return
+    try:
+        with h5py.File(path, "r+") as handle:
+            completed = int(handle.attrs.get("completed", 0))
+            handle["labels"][...]
+            images = handle["adversarial_images"]
+            step = images.chunks[0] if images.chunks else max(1, completed)
+            for start in range(0, completed, step):
+                try:
+                    images[start:min(start + step, completed)]
+                except (OSError, ValueError, RuntimeError) as error:
+                    warnings.warn(
+                        f"{path}: examples {start}.. are damaged ({type(error).__name__}); "
+                        f"generating them again from example {start}.", stacklevel=3)
+                    handle.attrs["completed"] = start
+                    break
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        warnings.warn(f"{path} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                      "generating the stored adversarial set again.", stacklevel=3)
+        os.remove(path)
 
 
 def load_adversarial_examples(path):
@@ -196,14 +230,19 @@ class OfflineFineTuning(TrainingMethod):
         self.x, self.y, self.adversarial_images = x, y, adversarial_images
         self.examples_per_epoch = 2 * len(x)  # one pass over the union
 
-    def training_dataset(self, batch_size, seed=0):
-        """Shuffled, repeated batches of the 1:1 clean+adversarial union."""
+    def training_dataset(self, batch_size, seed=0, start=0):
+        """Shuffled, repeated batches of the 1:1 clean+adversarial union, from stream position ``start``.
+
+        The stream is :func:`tfadv.data.make_dataset`'s: position i depends on
+        (seed, i) only, so a resumed run continues it exactly.
+        """
+        from tfadv.data import make_dataset
+
         images = np.concatenate([self.x, self.adversarial_images])
         labels = np.concatenate([self.y, self.y]).astype(np.int64)
         flags = np.repeat(np.array([0.0, 1.0], np.float32), len(self.x))
-        dataset = tf.data.Dataset.from_tensor_slices(({IMAGES: images, ADVERSARIAL: flags}, labels))
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat()
-        return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        return make_dataset({IMAGES: images, ADVERSARIAL: flags}, labels, batch_size, shuffle=True,
+                            seed=seed, drop_remainder=True, repeat=True, start=start)
 
     def train_step(self, data):
         inputs, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

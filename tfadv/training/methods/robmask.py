@@ -143,7 +143,8 @@ class RobMask(TrainingMethod):
         p = self.draw_strength()
         eps = p * self.eps_max
         x_adv = attacks.pgd(self.model_fn(p), x, y, eps, self.step_fraction * eps, self.steps,
-                            random_start=self.random_start, training=False)
+                            random_start=self.random_start, training=False,
+                            seed=self.next_attack_draw() + self.seed * attacks.spec.SEED_STRIDE)
         self.accuracy_tracker.update_state(y, self.logits(x, 0.0, training=False), sample_weight)
         with tf.GradientTape() as tape:
             logits = self.logits(x_adv, p, training=True)
