@@ -13,15 +13,18 @@ from typing import Optional
 
 import numpy as np
 
-from tfadv.attacks.apgd import apgd
+from tfadv.attacks.apgd import apgd, apgd_targeted
+from tfadv.attacks.autoattack import autoattack
+from tfadv.attacks.fab import fab_targeted
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
 from tfadv.attacks.stadv import stadv
+from tfadv.attacks.square import square
 
-ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr")
-LINF_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr")
+ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "autoattack")
+LINF_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "autoattack")
 
 SETTINGS = {
     "fgsm": ("eps",),
@@ -29,6 +32,10 @@ SETTINGS = {
     "stadv": ("steps", "tau", "learning_rate", "kappa", "flow_bound"),
     "apgd-ce": ("eps", "steps", "restarts", "seed"),
     "apgd-dlr": ("eps", "steps", "restarts", "seed"),
+    "apgd-t": ("eps", "steps", "restarts", "seed"),
+    "fab-t": ("eps", "steps", "restarts", "seed"),
+    "square": ("eps", "queries", "seed"),
+    "autoattack": ("eps", "steps", "queries", "seed"),
 }
 """The settings each attack uses; the others stay ``None``."""
 
@@ -39,6 +46,11 @@ DEFAULTS = {
               "kappa": 0.0},
     "apgd-ce": {"steps": 100, "restarts": 1, "seed": 0},
     "apgd-dlr": {"steps": 100, "restarts": 1, "seed": 0},
+    # AutoAttack's standard settings (tfadv.attacks.autoattack.STANDARD).
+    "apgd-t": {"steps": 100, "restarts": 1, "seed": 0},
+    "fab-t": {"steps": 100, "restarts": 1, "seed": 0},
+    "square": {"queries": 5000, "seed": 0},
+    "autoattack": {"steps": 100, "queries": 5000, "seed": 0},
 }
 """Values of unset settings (PGD's step size defaults to ``ε / 4`` separately)."""
 
@@ -115,14 +127,16 @@ class AttackSpec:
     make one example's perturbation depend on its neighbours.
 
     Args:
-        name: ``fgsm``, ``pgd``, ``stadv``, ``apgd-ce`` or ``apgd-dlr``.
+        name: ``fgsm``, ``pgd``, ``stadv``, ``apgd-ce``, ``apgd-dlr``, ``apgd-t``,
+            ``fab-t``, ``square`` or ``autoattack`` (the standard version).
         eps: L∞ radius in [0, 1] (``8/255``); required by the L∞ attacks,
             unused by stAdv.
         steps: iterations (PGD, APGD) or Adam steps (stAdv); default PGD-10,
             APGD-100, stAdv's own.
         step_size: PGD's step α > 0; default ``ε / 4``.
         random_start: PGD starts from a uniform point of the ε-ball (True).
-        restarts: PGD and APGD random restarts, >= 1.
+        restarts: PGD and APGD random restarts (APGD-T, FAB-T: per target), >= 1.
+        queries: Square's queries, alone or inside AutoAttack (5,000).
         seed: seed of the random starts of PGD and APGD (0); see :meth:`run`.
         tau, learning_rate, kappa, flow_bound: stAdv's flow-loss weight, Adam
             step in pixels, Carlini–Wagner confidence and optional L∞ bound on
@@ -146,6 +160,7 @@ class AttackSpec:
     learning_rate: Optional[float] = None
     kappa: Optional[float] = None
     flow_bound: Optional[float] = None
+    queries: Optional[int] = None
 
     def __post_init__(self):
         if self.name not in ATTACK_NAMES:
@@ -161,7 +176,7 @@ class AttackSpec:
             values["eps"] = parse_eps(values["eps"])
         if self.name == "pgd" and "step_size" not in values:
             values["step_size"] = PGD_STEP_FRACTION * values["eps"]
-        for key in ("steps", "restarts"):
+        for key in ("steps", "restarts", "queries"):
             if key in values:
                 values[key] = _checked_int(key, values[key], minimum=1)
         if "seed" in values:
@@ -230,7 +245,14 @@ class AttackSpec:
             return f"FGSM ε={format_eps(self.eps)}"
         if self.name == "stadv":
             return f"stAdv τ={self.tau:g}"
-        head = {"pgd": "PGD", "apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR"}[self.name]
+        if self.name == "square":
+            return f"Square-{self.queries} ε={format_eps(self.eps)}"
+        if self.name == "autoattack":
+            standard = self.steps == 100 and self.queries == 5000
+            budget = "" if standard else f" ({self.steps} steps, {self.queries} queries)"
+            return f"AutoAttack{budget} ε={format_eps(self.eps)}"
+        head = {"pgd": "PGD", "apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T",
+                "fab-t": "FAB-T"}[self.name]
         restarts = f"×{self.restarts}" if self.restarts > 1 else ""
         return f"{head}-{self.steps}{restarts} ε={format_eps(self.eps)}"
 
@@ -283,6 +305,17 @@ class AttackSpec:
             return stadv(model_fn, x, y, tau=self.tau, steps=self.steps,
                          learning_rate=self.learning_rate, kappa=self.kappa,
                          flow_bound=self.flow_bound, jit_compile=jit_compile)
+        if self.name == "apgd-t":
+            return apgd_targeted(model_fn, x, y, eps, steps=self.steps, restarts=self.restarts, seed=seed,
+                                 jit_compile=jit_compile)
+        if self.name == "fab-t":
+            return fab_targeted(model_fn, x, y, eps, steps=self.steps, restarts=self.restarts, seed=seed,
+                                jit_compile=jit_compile)
+        if self.name == "square":
+            return square(model_fn, x, y, eps, queries=self.queries, seed=seed, jit_compile=jit_compile)
+        if self.name == "autoattack":
+            return autoattack(model_fn, x, y, eps, steps=self.steps, queries=self.queries, seed=seed,
+                              jit_compile=jit_compile)
         loss = "ce" if self.name == "apgd-ce" else "dlr"
         return apgd(model_fn, x, y, eps, steps=self.steps, loss=loss, restarts=self.restarts,
                     seed=seed, jit_compile=jit_compile)
