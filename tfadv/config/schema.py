@@ -8,7 +8,7 @@ from typing import Optional
 
 # Training methods `tfadv train` knows (see tfadv.training.methods).
 METHOD_KINDS = ("standard", "adversarial", "finetune", "advprop", "robmask", "bn_finetune")
-ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr")
+ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "autoattack")
 
 
 @dataclass
