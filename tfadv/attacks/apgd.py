@@ -249,7 +249,9 @@ def apgd_targeted(
         rho: APGD's ρ in (0, 1].
         seed: int seed of the random starts; ``None`` draws one.
         training: run the model in training mode while crafting.
-        jit_compile: XLA: ``None`` (default) where an accelerator is present.
+        jit_compile: XLA: ``None`` (default) means off: the gathers to the examples
+            still unbroken have data-dependent shapes, which XLA does not compile
+            (``True`` tries, and falls back to a plain graph with a warning).
 
     Returns:
         The adversarial images, same shape and dtype as ``x``: the first
@@ -270,6 +272,7 @@ def apgd_targeted(
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))
     static = {"steps": steps, "target_classes": target_classes, "restarts": restarts, "rho": float(rho)}
+    jit_compile = False if jit_compile is None else jit_compile
     x_adv = _compile.run_compiled("apgd-t", _apgd_targeted_graph, model_fn, tensors, static, training,
                                   jit_compile)
     return _compile.restore_dtype(x_adv, x)

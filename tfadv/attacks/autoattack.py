@@ -71,7 +71,9 @@ def autoattack(
         target_classes: targets of APGD-T and FAB-T (standard: 9).
         queries: Square's queries (standard: 5,000).
         training: run the model in training mode while crafting.
-        jit_compile: XLA: ``None`` (default) where an accelerator is present.
+        jit_compile: XLA: ``None`` (default) means off: the gathers to the examples
+            still unbroken have data-dependent shapes, which XLA does not compile
+            (``True`` tries, and falls back to a plain graph with a warning).
 
     Returns:
         The adversarial images like ``x`` (``x`` itself where robust), and
@@ -97,6 +99,7 @@ def autoattack(
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))
     static = {"steps": steps, "target_classes": target_classes, "queries": queries}
+    jit_compile = False if jit_compile is None else jit_compile
     x_adv, broken_by = _compile.run_compiled(
         "autoattack", _autoattack_graph, model_fn, tensors, static, training, jit_compile)
     x_adv = _compile.restore_dtype(x_adv, x)

@@ -87,7 +87,9 @@ def fab_targeted(
         search_steps: steps of the final search, a Python int >= 0.
         seed: int seed of the random restarts; ``None`` draws one.
         training: run the model in training mode while crafting.
-        jit_compile: XLA: ``None`` (default) where an accelerator is present.
+        jit_compile: XLA: ``None`` (default) means off: the gathers to the examples
+            still unbroken have data-dependent shapes, which XLA does not compile
+            (``True`` tries, and falls back to a plain graph with a warning).
 
     Returns:
         Images like ``x``: per example the closest misclassified point found
@@ -110,6 +112,7 @@ def fab_targeted(
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))
     static = dict(steps=steps, target_classes=target_classes, restarts=restarts, search_steps=search_steps,
                   **settings)
+    jit_compile = False if jit_compile is None else jit_compile
     x_adv = _compile.run_compiled("fab-t", _fab_graph, model_fn, tensors, static, training, jit_compile)
     return _compile.restore_dtype(x_adv, x)
 

@@ -79,7 +79,9 @@ def square(
         rescale_schedule: map the iterations onto a 10,000-query schedule.
         seed: int seed of the random search; ``None`` draws one.
         training: run the model in training mode while crafting.
-        jit_compile: XLA: ``None`` (default) where an accelerator is present.
+        jit_compile: XLA: ``None`` (default) means off: the gathers to the examples
+            still unbroken have data-dependent shapes, which XLA does not compile
+            (``True`` tries, and falls back to a plain graph with a warning).
 
     Returns:
         Images like ``x``: the first misclassified point found per example,
@@ -101,6 +103,7 @@ def square(
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), tf.cast(queries, tf.int32),
                _compile.seed_tensor(seed))
     static = {"p_init": float(p_init), "rescale_schedule": bool(rescale_schedule)}
+    jit_compile = False if jit_compile is None else jit_compile
     x_adv = _compile.run_compiled("square", _square_graph, model_fn, tensors, static, training, jit_compile)
     return _compile.restore_dtype(x_adv, x)
 
