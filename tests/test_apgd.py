@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfadv.attacks import _compile, pgd
-from tfadv.attacks.apgd import apgd, checkpoints, dlr_loss
+from tfadv.attacks.apgd import apgd, apgd_targeted, checkpoints, dlr_loss, dlr_targeted_loss, top_other_classes
 from tfadv.models.conditioning import bind_condition
 
 
@@ -159,7 +159,7 @@ def test_targeted_apgd_reaches_the_target(trained_toy):
     target = (y + 1) % 3
     x_adv = apgd(model, x, target, 0.3, steps=20, targeted=True, seed=0, **PLAIN)
     assert np.mean(_predict(model, x_adv) == target) >= 0.9
-    with pytest.raises(NotImplementedError, match="Targeted APGD-DLR"):
+    with pytest.raises(ValueError, match="true_labels"):
         apgd(model, x, target, 0.3, steps=20, loss="dlr", targeted=True)
 
 
@@ -232,3 +232,81 @@ def test_dlr_needs_three_classes():
     x = np.full((2, 4, 4, 1), 0.5, "float32")
     with pytest.raises(ValueError, match="3 classes"):
         apgd(model, x, np.array([0, 1]), 0.1, steps=3, loss="dlr")
+
+
+@pytest.fixture(scope="module")
+def five_class_toy():
+    """A small MLP trained on 5 linearly separable classes of 6×6 images (APGD-T needs K >= 4)."""
+    keras.utils.set_random_seed(11)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0.2, 0.8, size=(40, 6, 6, 1)).astype("float32")
+    directions = rng.normal(size=(5, 36))
+    y = np.argmax((x.reshape(40, -1) - 0.5) @ directions.T, axis=-1).astype("int64")
+    model = keras.Sequential([
+        keras.Input((6, 6, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(5),
+    ])
+    model.compile(keras.optimizers.Adam(0.03), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=80, batch_size=40, verbose=0)
+    return model, x, y
+
+
+def test_dlr_targeted_loss_matches_numpy_and_is_shift_and_scale_invariant():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(16, 6)).astype("float32")
+    labels = rng.integers(0, 6, size=16)
+    targets = (labels + 1 + rng.integers(0, 5, size=16)) % 6
+    expected = []
+    for z, label, target in zip(logits, labels, targets):
+        ordered = np.sort(z)[::-1]
+        expected.append(-(z[label] - z[target]) / (ordered[0] - 0.5 * (ordered[2] + ordered[3]) + 1e-12))
+    got = dlr_targeted_loss(logits, labels, targets).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(dlr_targeted_loss(2.5 * logits - 4.0, labels, targets).numpy(), expected,
+                               rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="4 classes"):
+        dlr_targeted_loss(logits[:, :3], labels % 3, targets % 3)
+
+
+def test_top_other_classes_skips_the_true_class():
+    logits = np.array([[5.0, 1.0, 3.0, 4.0], [0.0, 9.0, 2.0, 1.0]], "float32")
+    got = top_other_classes(logits, np.array([0, 2]), 2).numpy()
+    np.testing.assert_array_equal(got, [[3, 2], [1, 3]])
+
+
+def test_targeted_dlr_run_reaches_each_target(five_class_toy):
+    """Every targeted DLR run moves the examples into its own class, not just off the true one."""
+    model, x, y = five_class_toy
+    correct = _predict(model, x) == y
+    x, y = x[correct][:16], y[correct][:16]
+    for shift in (1, 2, 3):
+        target = (y + shift) % 5
+        x_adv = apgd(model, x, target, 0.5, steps=20, loss="dlr", targeted=True, true_labels=y, seed=0, **PLAIN)
+        assert np.mean(_predict(model, x_adv) == target) >= 0.9, shift
+        assert np.all(np.abs(x_adv.numpy() - x) <= 0.5 + 1e-6)
+
+
+def test_apgd_t_is_at_least_as_strong_as_apgd_ce(five_class_toy):
+    model, x, y = five_class_toy
+    eps, steps = 0.05, 20
+    clean = np.mean(_predict(model, x) == y)
+    ce = np.mean(_predict(model, apgd(model, x, y, eps, steps=steps, seed=0, **PLAIN)) == y)
+    x_adv = apgd_targeted(model, x, y, eps, steps=steps, seed=0, **PLAIN).numpy()
+    targeted = np.mean(_predict(model, x_adv) == y)
+    assert targeted <= ce < clean, (targeted, ce, clean)
+    assert np.all(np.abs(x_adv - x) <= eps + 1e-6) and x_adv.min() >= 0 and x_adv.max() <= 1
+    # Examples it does not break come back unchanged.
+    robust = _predict(model, x_adv) == y
+    np.testing.assert_array_equal(x_adv[robust], x[robust])
+
+
+def test_apgd_t_compiles_once_for_every_eps(five_class_toy):
+    model, x, y = five_class_toy
+    apgd_targeted(model, x[:8], y[:8], 0.01, steps=3, target_classes=2, seed=0, **PLAIN)
+    before = _compile.TRACE_COUNTS["apgd-t"]
+    for eps in (0.02, tf.constant(0.03), 0.0):
+        x_adv = apgd_targeted(model, x[:8], y[:8], eps, steps=3, target_classes=2, seed=0, **PLAIN).numpy()
+        assert np.all(np.abs(x_adv - x[:8]) <= float(eps) + 1e-6)
+    assert _compile.TRACE_COUNTS["apgd-t"] == before

@@ -11,6 +11,10 @@ callable images in [0, 1] -> logits.
 - :func:`pgd` — L∞ projected gradient ascent with restarts (Madry et al., 2018).
 - :func:`stadv` — spatially transformed adversarial examples (Xiao et al., 2018).
 - :func:`apgd` — Auto-PGD with the CE or DLR loss (Croce & Hein, 2020).
+- :func:`apgd_targeted` — APGD-T: targeted DLR over the top-9 other classes.
+- :func:`fab_targeted` — FAB-T: targeted fast adaptive boundary attack, L∞ (Croce & Hein, 2020).
+- :func:`square` — Square Attack, score-based L∞ random search (Andriushchenko et al., 2020).
+- :func:`autoattack` — AutoAttack standard: APGD-CE → APGD-T → FAB-T → Square.
 
 :class:`AttackSpec` is one of these attacks with every setting resolved
 (``AttackSpec.create({"name": "pgd", "eps": "8/255"})``), runnable with
@@ -22,10 +26,14 @@ XLA (``jit_compile``) is on by default on GPU/TPU only: on CPU it made the
 attacks slower (see ``tfadv.attacks._compile.use_xla``).
 """
 
-from tfadv.attacks.apgd import apgd
+from tfadv.attacks.apgd import apgd, apgd_targeted
+from tfadv.attacks.autoattack import autoattack
+from tfadv.attacks.fab import fab_targeted
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.spec import ATTACK_NAMES, ATTACKS, AttackKind, AttackSpec
+from tfadv.attacks.square import square
 from tfadv.attacks.stadv import flow_loss, flow_warp, stadv
 
-__all__ = ["ATTACK_NAMES", "ATTACKS", "AttackKind", "AttackSpec", "apgd", "fgsm", "pgd", "stadv", "flow_warp", "flow_loss"]
+__all__ = ["ATTACK_NAMES", "ATTACKS", "AttackKind", "AttackSpec", "apgd", "apgd_targeted", "autoattack",
+           "fab_targeted", "fgsm", "pgd", "square", "stadv", "flow_warp", "flow_loss"]

@@ -65,6 +65,44 @@ def dlr_loss(logits, labels):
     return -margin(logits, labels) / (top3[:, 0] - top3[:, 2] + _DLR_EPSILON)
 
 
+def dlr_targeted_loss(logits, labels, targets):
+    """Targeted difference-of-logits-ratio loss per example (Croce & Hein 2020).
+
+    ``DLR_t(z, y, t) = −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e−12)`` with
+    ``z_π1 ≥ z_π2 ≥ …`` the sorted logits. Climbing it raises the target's
+    logit against the true class's; like the untargeted DLR it is unchanged by
+    shifting ``z`` or scaling it by a positive factor.
+
+    Args:
+        logits: float ``[B, K]`` with ``K >= 4``.
+        labels: int ``[B]``, the true classes ``y``.
+        targets: int ``[B]``, the target classes ``t``.
+
+    Returns:
+        float32 ``[B]``.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if logits.shape[-1] is not None and logits.shape[-1] < 4:
+        raise ValueError(
+            f"The targeted DLR loss needs at least 4 classes. Received: logits.shape={logits.shape}")
+    top4 = tf.math.top_k(logits, k=4).values
+    label_logit = tf.gather(logits, tf.cast(labels, tf.int32), axis=1, batch_dims=1)
+    target_logit = tf.gather(logits, tf.cast(targets, tf.int32), axis=1, batch_dims=1)
+    scale = top4[:, 0] - 0.5 * (top4[:, 2] + top4[:, 3]) + _DLR_EPSILON
+    return -(label_logit - target_logit) / scale
+
+
+def top_other_classes(logits, labels, count):
+    """The ``count`` classes of highest logit other than ``labels``, best first: ``[B, count]`` int64.
+
+    APGD-T's and FAB-T's targets: run ``k`` attacks the ``k``-th column.
+    """
+    logits = tf.cast(logits, tf.float32)
+    is_label = tf.one_hot(labels, tf.shape(logits)[-1], on_value=True, off_value=False)
+    others = tf.where(is_label, tf.float32.min, logits)
+    return tf.cast(tf.math.top_k(others, k=count).indices, tf.int64)
+
+
 def apgd(
     model_fn,
     x,
@@ -76,6 +114,7 @@ def apgd(
     rho=0.75,
     targeted=False,
     *,
+    true_labels=None,
     seed=None,
     training=False,
     jit_compile=None,
@@ -113,15 +152,17 @@ def apgd(
         steps: iterations per run, a Python int >= 1 (it fixes the checkpoint
             schedule, so each value compiles once); the paper uses 100.
         loss: ``"ce"`` (cross-entropy) or ``"dlr"`` (:func:`dlr_loss`, needs
-            at least 3 classes).
+            at least 3 classes; targeted, :func:`dlr_targeted_loss`, at least 4).
         restarts: random restarts, a Python int >= 1.
         rho: ρ in (0, 1], the fraction of increasing steps below which the
             step is halved (condition 1).
-        targeted: move towards the class ``y`` by climbing ``−CE(z, y)``
-            (``loss="ce"`` only: the paper's targeted DLR needs the true
-            labels as well as the targets, which this signature does not
-            take, so ``loss="dlr"`` with ``targeted=True`` raises
-            ``NotImplementedError``).
+        targeted: move towards the class ``y``: climb ``−CE(z, y)``, or with
+            ``loss="dlr"`` the targeted DLR loss ``−(z_yt − z_y)/(z_π1 −
+            (z_π3 + z_π4)/2)``, which also needs ``true_labels``.
+        true_labels: int ``[B]``, the true classes; required by targeted
+            DLR (the loss uses both the true class and the target), unused
+            otherwise. For AutoAttack's APGD-T over several targets see
+            :func:`apgd_targeted`.
         seed: int seed of the random starts; ``None`` draws one from
             TensorFlow's global generator.
         training: run the model in training mode while crafting.
@@ -129,8 +170,9 @@ def apgd(
 
     Returns:
         The adversarial images, same shape and dtype as ``x``: per example
-        the first point found that fools the model (``x`` itself if the
-        model already misclassifies it), otherwise the point of highest loss.
+        the first point found that fools the model (misclassified, or
+        classified as the target when ``targeted``; ``x`` itself if the
+        model already does), otherwise the point of highest loss.
 
     Reference:
         Croce & Hein, "Reliable evaluation of adversarial robustness with an
@@ -139,21 +181,24 @@ def apgd(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}. Received: loss={loss!r}")
-    if loss == "dlr" and targeted:
-        raise NotImplementedError(
-            "Targeted APGD-DLR is not implemented: its loss −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2) "
-            "needs the true labels as well as the targets. Use loss='ce' for targeted attacks."
-        )
     _compile.check_images(x)
     _compile.check_labels(x, y)
+    needs_true_labels = loss == "dlr" and bool(targeted)
+    if needs_true_labels:
+        if true_labels is None:
+            raise ValueError(
+                "Targeted APGD-DLR needs true_labels: its loss −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2) "
+                "uses the true class y as well as the target t. Received: true_labels=None")
+        _compile.check_labels(x, true_labels, name="true_labels")
     _compile.check_in_unit_interval("eps", eps)
     _compile.check_per_example("eps", eps, x)
     _compile.check_static_count("steps", steps)
     _compile.check_static_count("restarts", restarts)
-    if not (isinstance(rho, (int, float)) and 0.0 < rho <= 1.0):
-        raise ValueError(f"rho must be a number in (0, 1]. Received: rho={rho!r}")
+    _check_rho(rho)
     images = _compile.as_float(x)
-    tensors = (images, tf.convert_to_tensor(y), _compile.as_float(eps), _compile.seed_tensor(seed))
+    labels = tf.cast(y, tf.int64)
+    true_labels = tf.cast(true_labels, tf.int64) if needs_true_labels else labels
+    tensors = (images, labels, true_labels, _compile.as_float(eps), _compile.seed_tensor(seed))
     static = {
         "steps": steps, "loss": loss, "restarts": restarts, "rho": float(rho), "targeted": bool(targeted),
     }
@@ -161,12 +206,177 @@ def apgd(
     return tf.cast(x_adv, tf.as_dtype(getattr(x, "dtype", images.dtype)))
 
 
-def _apgd_graph(model_call, x, y, eps, seed, *, steps, loss, restarts, rho, targeted):
-    if loss == "dlr":
-        objective = lambda logits: dlr_loss(logits, y)  # noqa: E731  (untargeted only)
+def apgd_targeted(
+    model_fn,
+    x,
+    y,
+    eps,
+    steps=100,
+    target_classes=9,
+    restarts=1,
+    rho=0.75,
+    *,
+    seed=None,
+    training=False,
+    jit_compile=None,
+):
+    """APGD-T, AutoAttack's targeted APGD on the targeted DLR loss, L∞.
+
+    For ``k = 1 … min(target_classes, K − 1)`` the ``k``-th most likely
+    class other than the true one (by the clean logits) is the target ``t``
+    of one APGD run (:func:`apgd` with ``loss="dlr", targeted=True``,
+    ``restarts`` random starts) on the examples not yet misclassified, which
+    climbs ``−(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2)``. Success is
+    misclassification, into ``t`` or any other class: per example the first
+    point found that the model misclassifies is kept. Every target's run
+    gathers the examples still robust and scatters its results back, all in
+    one compiled graph.
+
+    AutoAttack's standard version: ``steps=100``, ``target_classes=9``,
+    ``restarts=1``, ``rho=0.75`` (``APGDAttack_targeted(n_restarts=1,
+    n_iter=100, rho=.75)`` with ``n_target_classes = 9``).
+
+    Args:
+        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+            images in [0, 1] -> logits (at least 4 classes).
+        x: images ``[B, H, W, C]`` in [0, 1].
+        y: int true labels ``[B]``.
+        eps: L∞ radius, scalar or ``[B]``; a tensor never recompiles.
+        steps: APGD iterations per target and restart, a Python int >= 1.
+        target_classes: number of target classes, a Python int >= 1 (capped
+            at ``K − 1``).
+        restarts: random starts per target, a Python int >= 1.
+        rho: APGD's ρ in (0, 1].
+        seed: int seed of the random starts; ``None`` draws one.
+        training: run the model in training mode while crafting.
+        jit_compile: XLA: ``None`` (default) means off: the gathers to the examples
+            still unbroken have data-dependent shapes, which XLA does not compile
+            (``True`` tries, and falls back to a plain graph with a warning).
+
+    Returns:
+        The adversarial images, same shape and dtype as ``x``: the first
+        misclassified point found, else ``x`` itself where no target succeeded.
+
+    Reference:
+        Croce & Hein, ICML 2020 (arXiv:2003.01690), Sec. 4 and its
+        AutoAttack code.
+    """
+    _compile.check_images(x)
+    _compile.check_labels(x, y)
+    _compile.check_in_unit_interval("eps", eps)
+    _compile.check_per_example("eps", eps, x)
+    _compile.check_static_count("steps", steps)
+    _compile.check_static_count("target_classes", target_classes)
+    _compile.check_static_count("restarts", restarts)
+    _check_rho(rho)
+    images = _compile.as_float(x)
+    tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))
+    static = {"steps": steps, "target_classes": target_classes, "restarts": restarts, "rho": float(rho)}
+    jit_compile = False if jit_compile is None else jit_compile
+    x_adv = _compile.run_compiled("apgd-t", _apgd_targeted_graph, model_fn, tensors, static, training,
+                                  jit_compile)
+    return _compile.restore_dtype(x_adv, x)
+
+
+def _check_rho(rho):
+    if isinstance(rho, bool) or not (isinstance(rho, (int, float)) and 0.0 < rho <= 1.0):
+        raise ValueError(f"rho must be a number in (0, 1]. Received: rho={rho!r}")
+
+
+def where_examples(condition, a, b):
+    """``tf.where`` with a per-example condition ``[B]`` broadcast over ``a``'s other axes."""
+    if a.shape.rank > 1:
+        condition = tf.reshape(condition, [-1] + [1] * (a.shape.rank - 1))
+    return tf.where(condition, a, b)
+
+
+def on_subset(mask, tensors, run):
+    """Run ``run(*subset)`` on the examples where ``mask`` holds, skipping it if there are none.
+
+    ``tensors`` are per-example tensors ``[B, ...]``; ``run`` returns a
+    tuple of per-example tensors of the subset. Returns ``(indices [n, 1],
+    outputs)`` for ``tf.tensor_scatter_nd_update``. The subset has a dynamic
+    size, so a graph body called through this never retraces for it.
+    """
+    indices = tf.where(mask)
+    subset = [tf.gather_nd(tensor, indices) for tensor in tensors]
+    return indices, run(*subset)
+
+
+def _apgd_graph(model_call, x, y, true_labels, eps, seed, *, steps, loss, restarts, rho, targeted):
+    if loss == "dlr" and targeted:
+        objective = lambda logits: dlr_targeted_loss(logits, true_labels, y)  # noqa: E731
+    elif loss == "dlr":
+        objective = lambda logits: dlr_loss(logits, y)  # noqa: E731
     else:
         objective = cross_entropy_objective(y, targeted)
     labels = tf.cast(y, tf.int64)
+
+    def fooled(logits):
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
+        return tf.equal(predicted, labels) if targeted else tf.not_equal(predicted, labels)
+
+    x_adv, _ = apgd_body(model_call, x, eps, seed, objective, fooled, steps=steps, restarts=restarts, rho=rho)
+    return x_adv
+
+
+def _apgd_targeted_graph(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
+    x_adv, _ = apgd_targeted_body(model_call, x, y, eps, seed, steps=steps, target_classes=target_classes,
+                                  restarts=restarts, rho=rho)
+    return x_adv
+
+
+def misclassified(labels):
+    """``logits -> [B] bool``: the prediction is not ``labels``."""
+    return lambda logits: tf.not_equal(tf.argmax(logits, axis=-1, output_type=tf.int64), labels)
+
+
+def apgd_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
+    """APGD-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified at ``x_adv``."""
+    labels = tf.cast(y, tf.int64)
+    eps = tf.broadcast_to(eps, tf.shape(labels))
+    clean_logits = tf.cast(model_call(x), tf.float32)
+    num_classes = clean_logits.shape[-1]
+    if num_classes is None:
+        raise ValueError("APGD-T needs the number of classes at trace time. Received: logits of unknown width")
+    count = min(target_classes, num_classes - 1)
+    targets = top_other_classes(clean_logits, labels, count)
+    fooled0 = misclassified(labels)(clean_logits)
+
+    def one_target(k, x_adv, fooled):
+        def attack(x_sub, y_sub, targets_sub, eps_sub):
+            target = targets_sub[:, k]
+            objective = lambda logits: dlr_targeted_loss(logits, y_sub, target)  # noqa: E731
+            return apgd_body(model_call, x_sub, eps_sub, seed + tf.cast([0, 1000 * (k + 1)], tf.int64),
+                             objective, misclassified(y_sub), steps=steps, restarts=restarts, rho=rho)
+
+        indices, (x_sub, fooled_sub) = on_subset(~fooled, (x, labels, targets, eps), attack)
+        x_sub = where_examples(fooled_sub, x_sub, tf.gather_nd(x_adv, indices))
+        return (k + 1, tf.tensor_scatter_nd_update(x_adv, indices, x_sub),
+                tf.tensor_scatter_nd_update(fooled, indices, fooled_sub))
+
+    _, x_adv, fooled = tf.while_loop(
+        lambda k, x_adv, fooled: (k < count) & ~tf.reduce_all(fooled),
+        one_target,
+        (tf.constant(0), x, fooled0),
+    )
+    # APGD's best-loss points of unfooled examples are not kept: they are
+    # not adversarial, and x is the honest answer there.
+    return x_adv, fooled
+
+
+def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, rho):
+    """APGD as graph code on any per-example objective.
+
+    Args:
+        objective: ``logits -> [B]``, climbed.
+        fooled: ``logits -> [B] bool``, the success criterion.
+
+    Returns:
+        ``(x_adv, fooled [B])``: per example the first point found that is
+        a success (``x`` if the clean point already is), else the point of
+        highest objective, and whether it is a success.
+    """
     batch = tf.shape(x)[0]
     eps_images = _compile.per_example(eps)
     lower = tf.maximum(x - eps_images, 0.0)
@@ -176,10 +386,6 @@ def _apgd_graph(model_call, x, y, eps, seed, *, steps, loss, restarts, rho, targ
         # The ε-ball and the box intersect (both hold x), so clipping to the
         # elementwise intersection is the exact projection.
         return tf.clip_by_value(v, lower, upper)
-
-    def fooled(logits):
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
-        return tf.equal(predicted, labels) if targeted else tf.not_equal(predicted, labels)
 
     def evaluate(x_adv):
         """Objective, input gradient and logits at ``x_adv``: one forward and backward pass."""
@@ -192,11 +398,7 @@ def _apgd_graph(model_call, x, y, eps, seed, *, steps, loss, restarts, rho, targ
         value, grad = _compile.loss_and_input_gradient(model_call, x_adv, recording_objective)
         return value, grad, seen["logits"]
 
-    def where(condition, a, b):
-        if a.shape.rank > 1:
-            condition = tf.reshape(condition, [-1] + [1] * (a.shape.rank - 1))
-        return tf.where(condition, a, b)
-
+    where = where_examples
     points = checkpoints(steps)
     is_checkpoint = tf.constant([i + 1 in points for i in range(steps)])
     interval = np.zeros(steps, np.float32)  # at a checkpoint: steps since the previous one
@@ -207,12 +409,13 @@ def _apgd_graph(model_call, x, y, eps, seed, *, steps, loss, restarts, rho, targ
     def single_run(run_seed):
         noise = tf.random.stateless_uniform(tf.shape(x), run_seed, -1.0, 1.0)
         x0 = project(x + eps_images * noise)
-        loss0, grad0, _ = evaluate(x0)
+        loss0, grad0, logits0 = evaluate(x0)
+        fooled0 = fooled(logits0)
         state = dict(
             x=x0, x_previous=x0, grad=grad0, loss=loss0,
             step=tf.broadcast_to(2.0 * eps, [batch]),
             x_best=x0, grad_best=grad0, loss_best=loss0,
-            x_fooling=x, fooled=tf.zeros([batch], tf.bool),
+            x_fooling=where(fooled0, x0, x), fooled=fooled0,
             increases=tf.zeros([batch]),
             loss_best_at_checkpoint=loss0,
             halved_at_checkpoint=tf.zeros([batch], tf.bool),
@@ -255,7 +458,7 @@ def _apgd_graph(model_call, x, y, eps, seed, *, steps, loss, restarts, rho, targ
     # The clean image is a candidate: an example the model already gets
     # wrong stays wrong, so APGD never reports accuracy above clean accuracy.
     result = dict(
-        x_fooling=x, fooled=fooled(model_call(x)),
+        x_fooling=x, fooled=fooled(tf.cast(model_call(x), tf.float32)),
         x_best=x, loss_best=tf.fill([batch], -np.inf),
     )
 
@@ -275,4 +478,4 @@ def _apgd_graph(model_call, x, y, eps, seed, *, steps, loss, restarts, rho, targ
         restart,
         (tf.constant(0), result),
     )
-    return where(result["fooled"], result["x_fooling"], result["x_best"])
+    return where(result["fooled"], result["x_fooling"], result["x_best"]), result["fooled"]

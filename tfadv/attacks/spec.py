@@ -22,13 +22,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.checks import check_in_unit_interval, check_integer
-from tfadv.attacks.apgd import apgd
+from tfadv.attacks.apgd import apgd, apgd_targeted
+from tfadv.attacks.autoattack import autoattack
+from tfadv.attacks.fab import fab_targeted
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import UPDATES as PGD_UPDATES
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
 from tfadv.attacks.stadv import stadv
+from tfadv.attacks.square import square
 
 PGD_STEP_FRACTION = 0.25
 """PGD's default step size as a fraction of ε (``ε / 4``)."""
@@ -135,6 +138,31 @@ def _run_apgd(loss):
     return run
 
 
+def _run_apgd_targeted(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+    return apgd_targeted(model_fn, x, y, eps, steps=spec.steps, restarts=spec.restarts, seed=seed,
+                         jit_compile=jit_compile)
+
+
+def _run_fab_targeted(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+    return fab_targeted(model_fn, x, y, eps, steps=spec.steps, restarts=spec.restarts, seed=seed,
+                        jit_compile=jit_compile)
+
+
+def _run_square(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+    return square(model_fn, x, y, eps, queries=spec.queries, seed=seed, jit_compile=jit_compile)
+
+
+def _run_autoattack(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
+    return autoattack(model_fn, x, y, eps, steps=spec.steps, queries=spec.queries, seed=seed,
+                      jit_compile=jit_compile)
+
+
+def _autoattack_label(spec):
+    standard = spec.steps == 100 and spec.queries == 5000
+    budget = "" if standard else f" ({spec.steps} steps, {spec.queries} queries)"
+    return f"AutoAttack{budget} ε={format_eps(spec.eps)}"
+
+
 _RESTARTS = {"restarts": 1, "seed": 0}
 
 ATTACKS = {
@@ -159,6 +187,24 @@ ATTACKS = {
         run=_run_apgd("dlr"), label=_steps_label("APGD-DLR"),
         settings=("eps", "steps", "restarts", "seed"),
         defaults={"steps": 100, **_RESTARTS}, is_linf=True, can_train=False),
+    # AutoAttack's components and the standard sequence, at AutoAttack's standard settings
+    # (tfadv.attacks.autoattack.STANDARD): evaluation only.
+    "apgd-t": AttackKind(
+        run=_run_apgd_targeted, label=_steps_label("APGD-T"),
+        settings=("eps", "steps", "restarts", "seed"),
+        defaults={"steps": 100, **_RESTARTS}, is_linf=True, can_train=False),
+    "fab-t": AttackKind(
+        run=_run_fab_targeted, label=_steps_label("FAB-T"),
+        settings=("eps", "steps", "restarts", "seed"),
+        defaults={"steps": 100, **_RESTARTS}, is_linf=True, can_train=False),
+    "square": AttackKind(
+        run=_run_square, label=lambda spec: f"Square-{spec.queries} ε={format_eps(spec.eps)}",
+        settings=("eps", "queries", "seed"),
+        defaults={"queries": 5000, "seed": 0}, is_linf=True, can_train=False),
+    "autoattack": AttackKind(
+        run=_run_autoattack, label=_autoattack_label,
+        settings=("eps", "steps", "queries", "seed"),
+        defaults={"steps": 100, "queries": 5000, "seed": 0}, is_linf=True, can_train=False),
 }
 """Every attack by name. PGD's step size defaults to ``ε / 4`` (:data:`PGD_STEP_FRACTION`)."""
 
@@ -186,14 +232,16 @@ class AttackSpec:
     make one example's perturbation depend on its neighbours.
 
     Args:
-        name: ``fgsm``, ``pgd``, ``stadv``, ``apgd-ce`` or ``apgd-dlr``.
+        name: ``fgsm``, ``pgd``, ``stadv``, ``apgd-ce``, ``apgd-dlr``, ``apgd-t``,
+            ``fab-t``, ``square`` or ``autoattack`` (the standard version).
         eps: L∞ radius in [0, 1] (``8/255``); required by the L∞ attacks,
             unused by stAdv.
         steps: iterations (PGD, APGD) or Adam steps (stAdv); default PGD-10,
             APGD-100, stAdv's own.
         step_size: PGD's step α > 0; default ``ε / 4``.
         random_start: PGD starts from a uniform point of the ε-ball (True).
-        restarts: PGD and APGD random restarts, >= 1.
+        restarts: PGD and APGD random restarts (APGD-T, FAB-T: per target), >= 1.
+        queries: Square's queries, alone or inside AutoAttack (5,000).
         seed: seed of the random starts of PGD and APGD (0); see :meth:`run`.
         update: PGD's update rule, ``"sign"`` (Madry et al., default) or
             ``"adam"`` (Adam on the perturbation, learning rate ``step_size``,
@@ -221,6 +269,7 @@ class AttackSpec:
     kappa: Optional[float] = None
     flow_bound: Optional[float] = None
     update: Optional[str] = None
+    queries: Optional[int] = None
 
     def __post_init__(self):
         if self.name not in ATTACKS:
@@ -236,7 +285,7 @@ class AttackSpec:
             values["eps"] = parse_eps(values["eps"])
         if self.name == "pgd" and "step_size" not in values:
             values["step_size"] = PGD_STEP_FRACTION * values["eps"]
-        for key in ("steps", "restarts"):
+        for key in ("steps", "restarts", "queries"):
             if key in values:
                 values[key] = check_integer(key, values[key], minimum=1)
         if "seed" in values:

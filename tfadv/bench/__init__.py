@@ -31,7 +31,12 @@ def ratio_rows(result):
                  f"{result['pgd10_ms']:.0f} ms vs 10 × {result['gradient_pass_ms']:.1f} ms"),
             _row("stAdv step / PGD step", result["stadv_step_over_pgd_step"], result["stadv_target"],
                  f"{result['stadv_step_ms']:.1f} ms vs {result['pgd_step_ms']:.1f} ms"),
-        ]
+        ] + ([
+            _row("AutoAttack / APGD-CE, per image, half robust", result["autoattack_over_apgd_ce"],
+                 result["autoattack_target"],
+                 f"{result['autoattack_ms_per_image']:.0f} ms vs {result['apgd_ce_ms_per_image']:.0f} ms per image "
+                 f"(robust {100 * result['autoattack_robust_fraction']:.0f} %)"),
+        ] if "autoattack_over_apgd_ce" in result else [])
     if kind == "train":
         return [
             _row("PGD-7 adversarial train step / clean step", result["pgd7_over_clean_step"],

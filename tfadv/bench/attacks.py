@@ -15,6 +15,18 @@ Two ratios on one model (CIFAR ResNet-20 by default), one batch, one process:
   the model's forward and backward passes, the warp's backward pass, the
   flow loss and Adam.
 
+- **AutoAttack / APGD-CE alone** (target ≤ 25), per image, on a batch of
+  ``autoattack_batch`` images that is robust on half its points by
+  construction: labels are the model's own predictions, and ε is 8/255 on
+  one half and 0 on the other (no attack can break a point at ε = 0, so
+  every component runs on that half). AutoAttack standard (APGD-CE 100,
+  APGD-T 9 × 100, FAB-T 9 × 100, Square 5,000 queries) against APGD-CE-100
+  on the same batch. Counting gradient-pass units (a forward pass ≈ 1/3 of
+  a forward + backward), the three later components cost about 38× APGD-CE
+  per point they attack, so about 20× here, where they see only the robust
+  half; without the gather to still-robust points it would be about 39×.
+  Each is timed once (one AutoAttack run takes minutes on CPU).
+
 Every function is compiled (called once) before timing, with the same
 ``jit_compile`` setting. Each repeat times all measurements back to back,
 so that load from other processes on a shared machine falls on all of them
@@ -30,6 +42,7 @@ import tensorflow as tf
 
 PGD_TARGET = 1.15
 STADV_TARGET = 1.6
+AUTOATTACK_TARGET = 25.0
 LONG_RUN, SHORT_RUN = 10, 2
 
 
@@ -54,7 +67,31 @@ def _seconds(function):
     return time.perf_counter() - start
 
 
-def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed=0):
+def _autoattack_ratio(model, x, jit_compile):
+    """AutoAttack and APGD-CE seconds on ``x``, robust on half its points by construction."""
+    from tfadv.attacks import apgd, autoattack
+
+    labels = tf.argmax(model(x, training=False), axis=-1)
+    half = x.shape[0] // 2
+    eps = tf.constant([8 / 255] * half + [0.0] * (x.shape[0] - half))
+    # Compile on labels the model already gets wrong: every branch is traced, none runs.
+    wrong = (labels + 1) % 10
+    autoattack(model, x, wrong, eps, seed=0, jit_compile=jit_compile)
+    apgd(model, x, wrong, eps, steps=100, seed=0, jit_compile=jit_compile)
+    x_adv = None
+
+    def run_autoattack():
+        nonlocal x_adv
+        x_adv, broken_by = autoattack(model, x, labels, eps, return_info=True, seed=0, jit_compile=jit_compile)
+        return broken_by
+
+    autoattack_seconds = _seconds(run_autoattack)
+    apgd_seconds = _seconds(lambda: apgd(model, x, labels, eps, steps=100, seed=0, jit_compile=jit_compile))
+    robust = float(np.mean(np.argmax(model(x_adv, training=False), axis=-1) == labels.numpy()))
+    return autoattack_seconds, apgd_seconds, robust
+
+
+def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed=0, autoattack_batch=32):
     """Measure the two attack ratios.
 
     Args:
@@ -64,6 +101,8 @@ def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed
         jit_compile: XLA for the attacks and for the reference pass alike;
             ``None`` is the attacks' default (XLA on GPU/TPU only).
         seed: seed of the random images and labels.
+        autoattack_batch: images of the AutoAttack / APGD-CE measurement
+            (0 skips it).
 
     Returns:
         dict with the two ratios, their targets and pass/fail, the absolute
@@ -107,6 +146,18 @@ def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed
     stadv_step = (median["stadv_long"] - median["stadv_short"]) / (LONG_RUN - SHORT_RUN)
     pgd_ratio = median["pgd_long"] / median["ten_gradients"]
     stadv_ratio = stadv_step / pgd_step
+    autoattack_result = {}
+    if autoattack_batch:
+        autoattack_seconds, apgd_seconds, robust = _autoattack_ratio(model, x[:autoattack_batch], jit_compile)
+        autoattack_result = {
+            "autoattack_batch": int(autoattack_batch),
+            "autoattack_over_apgd_ce": autoattack_seconds / apgd_seconds,
+            "autoattack_target": AUTOATTACK_TARGET,
+            "autoattack_pass": autoattack_seconds / apgd_seconds <= AUTOATTACK_TARGET,
+            "autoattack_ms_per_image": autoattack_seconds * 1e3 / autoattack_batch,
+            "apgd_ce_ms_per_image": apgd_seconds * 1e3 / autoattack_batch,
+            "autoattack_robust_fraction": robust,
+        }
     return {
         "benchmark": "attacks",
         "model": model_name,
@@ -123,6 +174,7 @@ def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed
         "pgd10_ms": median["pgd_long"] * 1e3,
         "pgd_step_ms": pgd_step * 1e3,
         "stadv_step_ms": stadv_step * 1e3,
+        **autoattack_result,
     }
 
 

@@ -19,13 +19,15 @@ def add_parser(subparsers):
                         help="run folder, .keras file or SavedModel; or 'merge OUT' to combine shards")
     parser.add_argument(
         "--preset", action="append", default=None,
-        choices=("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
+        choices=("paper1_table1", "paper1_table2", "paper2_sweep", "strong", "autoattack", "paper2_table6"),
         help="attack set (repeatable): paper1_table1 (default; clean, FGSM 8/255, PGD-10 1/255, "
-        "stAdv, with Table 2's 1 − SSIM), paper2_sweep (PGD-100, ε 0..8/255), strong (APGD-CE/DLR)",
+        "stAdv, with Table 2's 1 − SSIM), paper2_sweep (PGD-100, ε 0..8/255), strong (APGD-CE/DLR), "
+        "autoattack (AutoAttack standard, ε 8/255), paper2_table6 (PGD-100 and AutoAttack, ε 0..8/255)",
     )
     parser.add_argument(
         "--attack", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
-        help="an extra attack, e.g. pgd:eps=8/255,steps=20 or apgd-ce:eps=4/255 (repeatable)",
+        help="an extra attack, e.g. pgd:eps=8/255,steps=20, apgd-ce:eps=4/255 or autoattack:eps=2/255 "
+        "(repeatable; also apgd-t, fab-t, square:eps=...,queries=...)",
     )
     parser.add_argument("--eps-sweep", default=None, metavar="E1,E2,...",
                         help="PGD-100 sweep over these ε (e.g. 0,2/255,8/255)")

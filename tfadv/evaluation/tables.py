@@ -10,6 +10,9 @@
   accuracy under L∞ PGD for each ε of the sweep.
 - :func:`tradeoff_tables` — clean and robust accuracy over the masking
   strength p of conditioned models.
+- :func:`robustness_table` — Table 6 of the second paper: accuracy under
+  PGD (the sweep) and under AutoAttack, one row per model and attack, one
+  column per ε.
 
 Every function returns :class:`Table` objects holding raw numbers (fractions
 and distances); :func:`format_report` renders them as the ``eval.md``
@@ -144,6 +147,40 @@ def sweep_table(results):
     return Table(f"Accuracy (%) under {attack} over ε — paper 2, Tables 5/6 layout", header, rows)
 
 
+def _autoattack_eps(results):
+    """``{ε: attack id}`` of the planned AutoAttack attacks, from the parts that ran them."""
+    planned = set(_plan(results).get("attacks", []))
+    found = {}
+    for record in results.get("models", {}).values():
+        for part in record.get("parts", {}).values():
+            settings = part.get("attack") or {}
+            if part.get("attack_id") in planned and settings.get("name") == "autoattack":
+                found[settings["eps"]] = part["attack_id"]
+    return found
+
+
+def robustness_table(results):
+    """Paper 2, Table 6 layout: rows model × {PGD sweep, AutoAttack}, columns ε (None if no AutoAttack)."""
+    plan = _plan(results)
+    autoattack_ids = _autoattack_eps(results)
+    if not autoattack_ids:
+        return None
+    pgd_ids = dict(zip(plan.get("sweep_eps", []), plan.get("sweep", [])))
+    epsilons = sorted(set(pgd_ids) | set(autoattack_ids))
+    header = ["Model", "Attack"] + [f"ε={format_eps(eps)}" for eps in epsilons]
+    rows = []
+    for name, record in results.get("models", {}).items():
+        p = _model_p(results, record)
+        for attack, ids in (("PGD" if pgd_ids else None, pgd_ids), ("AutoAttack", autoattack_ids)):
+            if attack is None:
+                continue
+            if attack == "PGD":
+                attack = (plan.get("sweep_label") or "PGD").replace("L∞ ", "")
+            rows.append([_row_name(name, record, p), attack]
+                        + [None if eps not in ids else _value(record, ids[eps], p, "accuracy") for eps in epsilons])
+    return Table("Robust accuracy (%) under PGD and AutoAttack over ε — paper 2, Table 6 layout", header, rows)
+
+
 def tradeoff_tables(results):
     """One table per conditioned model: clean and robust accuracy at each p of the grid."""
     plan = _plan(results)
@@ -166,7 +203,7 @@ def tradeoff_tables(results):
 
 def all_tables(results):
     """Every table the results can fill, in report order."""
-    tables = [accuracy_table(results), ssim_table(results), sweep_table(results)]
+    tables = [accuracy_table(results), ssim_table(results), sweep_table(results), robustness_table(results)]
     return [table for table in tables if table is not None] + tradeoff_tables(results)
 
 
@@ -191,8 +228,8 @@ def format_report(results):
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Table", "accuracy_table", "all_tables", "format_report", "ssim_table", "sweep_table",
-           "tradeoff_tables"]
+__all__ = ["Table", "accuracy_table", "all_tables", "format_report", "robustness_table", "ssim_table",
+           "sweep_table", "tradeoff_tables"]
 
 
 def embed_report(markdown, folder, extra_levels=1):

@@ -1,0 +1,114 @@
+"""AutoAttack: at least as strong as each component, ε = 0 is clean, honest bookkeeping, one trace."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfadv.attacks import _compile, apgd, apgd_targeted, autoattack, fab_targeted, square
+from tfadv.attacks.autoattack import COMPONENTS
+
+PLAIN = dict(jit_compile=False)
+QUICK = dict(steps=10, queries=100)
+
+
+def _predict(model_fn, x):
+    return np.argmax(np.asarray(model_fn(tf.convert_to_tensor(x))), axis=-1)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """A trained 5-class MLP with a few clean mistakes (so 'clean' shows in the bookkeeping)."""
+    keras.utils.set_random_seed(21)
+    rng = np.random.default_rng(21)
+    x = rng.uniform(0.2, 0.8, size=(48, 6, 6, 1)).astype("float32")
+    y = np.argmax((x.reshape(48, -1) - 0.5) @ rng.normal(size=(36, 5)), axis=-1).astype("int64")
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(5)])
+    model.compile(keras.optimizers.Adam(0.03), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=40, batch_size=48, verbose=0)
+    y = y.copy()
+    y[:3] = (_predict(model, x[:3]) + 1) % 5  # three clean mistakes
+    return model, x, y
+
+
+def test_autoattack_is_at_least_as_strong_as_each_component(toy):
+    model, x, y = toy
+    eps = 0.04
+    x_adv, broken_by = autoattack(model, x, y, eps, return_info=True, seed=0, **QUICK, **PLAIN)
+    x_adv = x_adv.numpy()
+    correct = _predict(model, x_adv) == y
+    assert np.all(np.abs(x_adv - x) <= eps + 1e-6) and x_adv.min() >= 0 and x_adv.max() <= 1
+    alone = {
+        "apgd-ce": apgd(model, x, y, eps, steps=10, seed=0, **PLAIN),
+        "apgd-t": apgd_targeted(model, x, y, eps, steps=10, seed=0, **PLAIN),
+        "fab-t": fab_targeted(model, x, y, eps, steps=10, seed=0, **PLAIN),
+        "square": square(model, x, y, eps, queries=100, seed=0, **PLAIN),
+    }
+    accuracies = {name: np.mean(_predict(model, x_c) == y) for name, x_c in alone.items()}
+    clean = np.mean(_predict(model, x) == y)
+    assert correct.mean() <= min(accuracies.values()), (correct.mean(), accuracies)
+    assert correct.mean() < clean
+    # The bookkeeping: -1 exactly where the returned point is still correct ...
+    np.testing.assert_array_equal(broken_by == -1, correct)
+    # ... 'clean' exactly for the clean mistakes, which come back untouched ...
+    clean_wrong = _predict(model, x) != y
+    np.testing.assert_array_equal(broken_by == COMPONENTS.index("clean"), clean_wrong)
+    np.testing.assert_array_equal(x_adv[clean_wrong], x[clean_wrong])
+    np.testing.assert_array_equal(x_adv[correct], x[correct])
+    # ... and every point a component breaks alone, AutoAttack breaks too (seeds differ, so no
+    # point-by-point credit here; see the next test for that).
+    for name, x_c in alone.items():
+        assert np.all(broken_by[_predict(model, x_c) != y] != -1), name
+    assert set(np.unique(broken_by)) <= set(range(-1, len(COMPONENTS)))
+    assert (broken_by == COMPONENTS.index("apgd-ce")).sum() >= 0.5 * (broken_by > 0).sum()
+
+
+def test_credit_goes_to_the_first_component_that_breaks_a_point(toy):
+    """At a huge ε APGD-CE, first in line, breaks every correctly classified point, so the
+    credit is known exactly: 'clean' for the clean mistakes, 'apgd-ce' for all others."""
+    model, x, y = toy
+    _, broken_by = autoattack(model, x, y, 0.5, return_info=True, seed=0, **QUICK, **PLAIN)
+    clean_wrong = _predict(model, x) != y
+    np.testing.assert_array_equal(broken_by[clean_wrong], 0)
+    np.testing.assert_array_equal(broken_by[~clean_wrong], COMPONENTS.index("apgd-ce"))
+
+
+def test_later_components_break_what_gradients_cannot(toy):
+    """Behind a zero-gradient quantizer the gradient attacks only break points by their random
+    starts (APGD) or not at all (FAB-T starts at x); Square, which needs no gradient, does the rest."""
+    model, x, y = toy
+
+    def quantized(images):
+        return model(tf.stop_gradient(tf.round(images * 4.0) / 4.0) + 0.0 * images)
+
+    x_adv, broken_by = autoattack(quantized, x, y, 0.1, return_info=True, seed=0, **QUICK, **PLAIN)
+    correct = _predict(quantized, x_adv.numpy()) == y
+    np.testing.assert_array_equal(broken_by == -1, correct)
+    assert (broken_by == COMPONENTS.index("square")).sum() >= 10
+    assert not np.any(broken_by == COMPONENTS.index("fab-t"))
+    assert correct.mean() <= 0.2
+
+
+def test_zero_eps_gives_clean_accuracy_and_eps_never_retraces(toy):
+    model, x, y = toy
+    autoattack(model, x[:16], y[:16], 0.01, seed=0, **QUICK, **PLAIN)
+    before = _compile.TRACE_COUNTS["autoattack"]
+    x_adv, broken_by = autoattack(model, x[:16], y[:16], 0.0, return_info=True, seed=0, **QUICK, **PLAIN)
+    np.testing.assert_array_equal(x_adv.numpy(), x[:16])
+    clean_correct = _predict(model, x[:16]) == y[:16]
+    np.testing.assert_array_equal(broken_by == -1, clean_correct)
+    np.testing.assert_array_equal(broken_by[~clean_correct], 0)
+    autoattack(model, x[:16], y[:16], tf.constant(0.03), seed=1, **QUICK, **PLAIN)
+    assert _compile.TRACE_COUNTS["autoattack"] == before
+
+
+def test_version_and_arguments_are_checked(toy):
+    model, x, y = toy
+    with pytest.raises(NotImplementedError, match="plus"):
+        autoattack(model, x[:2], y[:2], 0.1, version="plus")
+    with pytest.raises(ValueError, match="version"):
+        autoattack(model, x[:2], y[:2], 0.1, version="fast")
+    with pytest.raises(ValueError, match="eps"):
+        autoattack(model, x[:2], y[:2], 1.5)
+    with pytest.raises(ValueError, match="queries"):
+        autoattack(model, x[:2], y[:2], 0.1, queries=0)
