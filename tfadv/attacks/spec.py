@@ -18,7 +18,7 @@ from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
-from tfadv.attacks.stadv import stadv
+from tfadv.attacks.stadv import check_flow_bound_unit, stadv
 
 ATTACK_NAMES = ("fgsm", "pgd", "stadv", "apgd-ce", "apgd-dlr")
 LINF_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr")
@@ -26,7 +26,7 @@ LINF_ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr")
 SETTINGS = {
     "fgsm": ("eps",),
     "pgd": ("eps", "steps", "step_size", "random_start", "restarts", "seed"),
-    "stadv": ("steps", "tau", "learning_rate", "kappa", "flow_bound"),
+    "stadv": ("steps", "tau", "learning_rate", "kappa", "flow_bound", "flow_bound_unit"),
     "apgd-ce": ("eps", "steps", "restarts", "seed"),
     "apgd-dlr": ("eps", "steps", "restarts", "seed"),
 }
@@ -126,7 +126,11 @@ class AttackSpec:
         seed: seed of the random starts of PGD and APGD (0); see :meth:`run`.
         tau, learning_rate, kappa, flow_bound: stAdv's flow-loss weight, Adam
             step in pixels, Carlini–Wagner confidence and optional L∞ bound on
-            the flow (pixels).
+            the flow (in ``flow_bound_unit``).
+        flow_bound_unit: ``"pixels"`` (default when ``flow_bound`` is set) or
+            ``"grid"`` (``grid_sample``'s normalized coordinates, one unit =
+            ``(size − 1) / 2`` pixels; see :mod:`tfadv.attacks.stadv`). ``None``
+            when the flow is unbounded, so unbounded attacks compare equal.
 
     Example:
         >>> spec = AttackSpec.create({"name": "pgd", "eps": "8/255", "steps": 20})
@@ -146,6 +150,7 @@ class AttackSpec:
     learning_rate: Optional[float] = None
     kappa: Optional[float] = None
     flow_bound: Optional[float] = None
+    flow_bound_unit: Optional[str] = None
 
     def __post_init__(self):
         if self.name not in ATTACK_NAMES:
@@ -176,6 +181,12 @@ class AttackSpec:
         for key in ("step_size", "tau", "learning_rate", "kappa", "flow_bound"):
             if key in values:
                 values[key] = _checked_number(key, values[key], strictly_positive=key in positive)
+        if "flow_bound_unit" in used:
+            if values.get("flow_bound") is None:
+                values.pop("flow_bound_unit", None)  # meaningless without a bound
+            else:
+                values.setdefault("flow_bound_unit", "pixels")
+                check_flow_bound_unit(values["flow_bound_unit"])
         for field in dataclasses.fields(self):
             if field.name != "name":
                 object.__setattr__(self, field.name, values.get(field.name))
@@ -229,7 +240,8 @@ class AttackSpec:
         if self.name == "fgsm":
             return f"FGSM ε={format_eps(self.eps)}"
         if self.name == "stadv":
-            return f"stAdv τ={self.tau:g}"
+            bound = "" if self.flow_bound is None else f" ‖f‖∞≤{self.flow_bound:.4g} {self.flow_bound_unit}"
+            return f"stAdv τ={self.tau:g}{bound}"
         head = {"pgd": "PGD", "apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR"}[self.name]
         restarts = f"×{self.restarts}" if self.restarts > 1 else ""
         return f"{head}-{self.steps}{restarts} ε={format_eps(self.eps)}"
@@ -282,7 +294,8 @@ class AttackSpec:
         if self.name == "stadv":
             return stadv(model_fn, x, y, tau=self.tau, steps=self.steps,
                          learning_rate=self.learning_rate, kappa=self.kappa,
-                         flow_bound=self.flow_bound, jit_compile=jit_compile)
+                         flow_bound=self.flow_bound, flow_bound_unit=self.flow_bound_unit or "pixels",
+                         jit_compile=jit_compile)
         loss = "ce" if self.name == "apgd-ce" else "dlr"
         return apgd(model_fn, x, y, eps, steps=self.steps, loss=loss, restarts=self.restarts,
                     seed=seed, jit_compile=jit_compile)

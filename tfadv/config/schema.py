@@ -60,7 +60,8 @@ class AttackConfig:
     tau: float = 0.05  # stadv: weight of the flow loss
     learning_rate: float = 0.01  # stadv: Adam step on the flow field
     kappa: float = 0.0  # stadv: Carlini-Wagner confidence
-    flow_bound: Optional[float] = None  # stadv: L-inf bound on the flow, in pixels
+    flow_bound: Optional[float] = None  # stadv: L-inf bound on the flow, in flow_bound_unit
+    flow_bound_unit: str = "pixels"  # stadv: pixels | grid (grid_sample's [-1, 1] coordinates)
 
 
 @dataclass
