@@ -4,8 +4,10 @@
   top-1 accuracy and accuracy under each attack, one row per model, plus the
   per-example worst case over the attacks.
 - :func:`ssim_table` — its Table 2: mean 1 − SSIM between adversarial and
-  clean images per attack, over the examples whose prediction the attack
-  changed and over all.
+  clean images per attack, each column naming its population: the test
+  images whose prediction the attack changed, all test images, and, for
+  offline fine-tuning runs, the stored training set they were fine-tuned on
+  (the paper's "Data Augmented with" rows), under the plan's SSIM convention.
 - :func:`sweep_table` — the layout of Tables 5/6 of the second paper:
   accuracy under L∞ PGD for each ε of the sweep.
 - :func:`tradeoff_tables` — clean and robust accuracy over the masking
@@ -105,25 +107,53 @@ def accuracy_table(results):
     return Table("Top-1 accuracy (%) under attack — paper 1, Table 1 layout", header, rows)
 
 
+def _ssim_value(record, attack_id, p, convention, population):
+    """1 − SSIM of a part under ``convention`` over ``population`` (``flipped`` or ``all``)."""
+    part = _part(record, attack_id, p)
+    if part is None:
+        return None
+    by_convention = part.get("ssim_distances")
+    if by_convention is not None:
+        return (by_convention.get(convention) or {}).get(population)
+    # Results written before conventions were stored hold the default convention only.
+    return part.get(f"ssim_distance_{population}") if convention == "gaussian" else None
+
+
 def ssim_table(results):
-    """Mean 1 − SSIM per planned attack: over flipped examples and over all."""
+    """Mean 1 − SSIM per planned attack, each column naming the images it averages.
+
+    Test-set columns per attack: ``test, flipped`` (the test images whose
+    prediction the attack changed) and ``test, all``. When a model is an
+    offline fine-tuning run, two more columns give the attack that crafted
+    its stored training set and the mean over that whole set (the paper's
+    Table 2 rows, "Data Augmented with"). Values use the plan's
+    ``ssim_convention`` (named in the title).
+    """
     attack_ids = _plan(results).get("attacks", [])
     if not attack_ids:
         return None
+    convention = _plan(results).get("ssim_convention") or "gaussian"
+    models = results.get("models", {})
+    stored = any(record.get("stored_set") for record in models.values())
     header = ["Model"]
     for label in _labels(results, attack_ids):
-        header += [f"{label} (flipped)", f"{label} (all)"]
+        header += [f"{label} (test, flipped)", f"{label} (test, all)"]
+    if stored:
+        header += ["Stored training set: attack", "Stored training set (all)"]
     rows = []
-    for name, record in results.get("models", {}).items():
+    for name, record in models.items():
         p = _model_p(results, record)
         row = [_row_name(name, record, p)]
         for attack_id in attack_ids:
-            row += [
-                _value(record, attack_id, p, "ssim_distance_flipped"),
-                _value(record, attack_id, p, "ssim_distance_all"),
-            ]
+            row += [_ssim_value(record, attack_id, p, convention, "flipped"),
+                    _ssim_value(record, attack_id, p, convention, "all")]
+        if stored:
+            stored_set = record.get("stored_set") or {}
+            row += [stored_set.get("label"), (stored_set.get("ssim_distance") or {}).get(convention)]
         rows.append(row)
-    title = "Mean 1 − SSIM(adversarial, clean) — paper 1, Table 2 layout (flipped: prediction changed)"
+    title = (f"Mean 1 − SSIM(adversarial, clean), SSIM convention {convention!r} — paper 1, Table 2 layout "
+             "(test, flipped: test images whose prediction the attack changed; test, all: every test image; "
+             "stored training set: every image of the run's fine-tuning set)")
     return Table(title, header, rows, kind="distance")
 
 

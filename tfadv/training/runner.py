@@ -192,6 +192,7 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
                     "resumed_from_epoch": initial_epoch,
                     "seconds_this_call": round(time.time() - started, 2),
                     "environment": environment_record(),
+                    **getattr(trained, "run_summary", {}),  # e.g. offline fine-tuning's stored-set 1 − SSIM
                 },
             )
     finally:
