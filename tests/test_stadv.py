@@ -192,3 +192,17 @@ def test_units_convert_as_grid_sample_with_aligned_corners():
     np.testing.assert_allclose(flow_bound_in_pixels(0.1, "pixels", 8.0, 16.0), [0.1, 0.1], rtol=1e-6)
     with pytest.raises(ValueError, match="flow_bound_unit=.*'px'"):
         stadv(linear_model(), np.zeros((1, 7, 9, 2), "float32"), [0], flow_bound=1.0, flow_bound_unit="px")
+
+
+def test_attack_spec_carries_the_unit_only_with_a_bound():
+    from tfadv.attacks import AttackSpec
+
+    assert AttackSpec("stadv").flow_bound_unit is None
+    assert AttackSpec("stadv", flow_bound_unit="grid") == AttackSpec("stadv")  # no bound, nothing to scale
+    assert AttackSpec("stadv", flow_bound=0.5).flow_bound_unit == "pixels"
+    grid = AttackSpec.create({"name": "stadv", "flow_bound": "0.3/64", "flow_bound_unit": "grid"})
+    assert grid.flow_bound == pytest.approx(0.3 / 64)
+    assert grid.settings()["flow_bound_unit"] == "grid" and "flow_bound_unit='grid'" in grid.id
+    assert grid.label == "stAdv τ=0.05 ‖f‖∞≤0.004687 grid"
+    with pytest.raises(ValueError, match="flow_bound_unit=.*'px'"):
+        AttackSpec("stadv", flow_bound=0.5, flow_bound_unit="px")

@@ -55,7 +55,14 @@ def _as_number(value):
         try:
             return float(fractions.Fraction(value.strip()))
         except (ValueError, ZeroDivisionError):
+            pass
+        # Fraction refuses a decimal numerator such as the paper's "0.3/64".
+        numerator, slash, denominator = value.partition("/")
+        try:
+            number = float(numerator) / float(denominator) if slash else None
+        except (ValueError, ZeroDivisionError):
             return None
+        return number if number is not None and math.isfinite(number) else None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         return None
     return float(value) if math.isfinite(value) else None
