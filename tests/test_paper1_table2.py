@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tfadv.config import load_config
 from tfadv.data import load_arrays
-from tfadv.evaluation import evaluate, format_report, ssim_table
+from tfadv.evaluation import evaluate, format_report, ssim_table, stored_set_table
 from tfadv.training import train_from_config
 
 TINY = {
@@ -81,13 +81,12 @@ def test_eval_of_the_run_shows_the_stored_set_column(finetuned_run, tmp_path):
         results = evaluate({"ft": finetuned_run}, x[:16], y[:16], [{"name": "fgsm", "eps": "8/255"}], tmp_path,
                            ssim_convention=convention, progress=False, jit_compile=False, plots=False)
         assert results["plan"]["ssim_convention"] == convention
-        table = ssim_table(results)
-        assert table.header == ["Model", "FGSM ε=8/255 (test, flipped)", "FGSM ε=8/255 (test, all)",
-                                "Stored training set: attack", "Stored training set (all)"]
-        assert table.rows[0][3] == "FGSM ε=8/255"
-        assert table.rows[0][4] == pytest.approx(stored[convention])
-        assert repr(convention) in table.title
-        assert "Stored training set (all)" in format_report(results)
+        assert ssim_table(results).header == ["Model", "FGSM ε=8/255 (test, flipped)", "FGSM ε=8/255 (test, all)"]
+        table = stored_set_table(results)
+        assert table.header[1:] == ["Stored set crafted by", "Training images", "1 − SSIM (stored training set, all)"]
+        assert table.rows == [["ft", "FGSM ε=8/255", "48", pytest.approx(stored[convention])]]
+        assert repr(convention) in table.title and repr(convention) in ssim_table(results).title
+        assert "1 − SSIM (stored training set, all)" in format_report(results)
     # The second evaluation reused the stored attack part: both conventions were stored at once.
     part = next(iter(p for p in results["models"]["ft"]["parts"].values() if p["attack"]))
     assert set(part["ssim_distances"]) == {"gaussian", "skimage_compare_ssim"}

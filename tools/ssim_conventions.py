@@ -122,10 +122,10 @@ def main(argv=None):
     print("|---|" + "---:|" * len(names))
     for convention in CONVENTIONS:
         cells = [ssim_distance(x_eval, perturbed[n], convention=convention).mean for n in names]
-        print(f"| tfadv `{convention}` | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+        print(f"| tfadv `{convention}` | " + " | ".join(f"{c:.5f}" for c in cells) + " |")
     for label, options in OTHER_CONVENTIONS.items():
         cells = [1 - ssim_numpy(x_eval, perturbed[n], **options).mean() for n in names]
-        print(f"| {label} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+        print(f"| {label} | " + " | ".join(f"{c:.5f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":

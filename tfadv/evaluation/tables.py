@@ -5,9 +5,11 @@
   per-example worst case over the attacks.
 - :func:`ssim_table` — its Table 2: mean 1 − SSIM between adversarial and
   clean images per attack, each column naming its population: the test
-  images whose prediction the attack changed, all test images, and, for
-  offline fine-tuning runs, the stored training set they were fine-tuned on
-  (the paper's "Data Augmented with" rows), under the plan's SSIM convention.
+  images whose prediction the attack changed, and all test images, under
+  the plan's SSIM convention.
+- :func:`stored_set_table` — Table 2 on the population the paper's rows
+  name ("Data Augmented with"): the stored training set of each offline
+  fine-tuning run, every image against its stored adversarial version.
 - :func:`sweep_table` — the layout of Tables 5/6 of the second paper:
   accuracy under L∞ PGD for each ε of the sweep.
 - :func:`tradeoff_tables` — clean and robust accuracy over the masking
@@ -122,38 +124,55 @@ def _ssim_value(record, attack_id, p, convention, population):
 def ssim_table(results):
     """Mean 1 − SSIM per planned attack, each column naming the images it averages.
 
-    Test-set columns per attack: ``test, flipped`` (the test images whose
-    prediction the attack changed) and ``test, all``. When a model is an
-    offline fine-tuning run, two more columns give the attack that crafted
-    its stored training set and the mean over that whole set (the paper's
-    Table 2 rows, "Data Augmented with"). Values use the plan's
-    ``ssim_convention`` (named in the title).
+    Two columns per attack: ``test, flipped`` (the test images whose
+    prediction the attack changed) and ``test, all``. Values use the plan's
+    ``ssim_convention`` (named in the title). The stored training sets of
+    fine-tuning runs are in :func:`stored_set_table`.
     """
     attack_ids = _plan(results).get("attacks", [])
     if not attack_ids:
         return None
     convention = _plan(results).get("ssim_convention") or "gaussian"
-    models = results.get("models", {})
-    stored = any(record.get("stored_set") for record in models.values())
     header = ["Model"]
     for label in _labels(results, attack_ids):
         header += [f"{label} (test, flipped)", f"{label} (test, all)"]
-    if stored:
-        header += ["Stored training set: attack", "Stored training set (all)"]
     rows = []
-    for name, record in models.items():
+    for name, record in results.get("models", {}).items():
         p = _model_p(results, record)
         row = [_row_name(name, record, p)]
         for attack_id in attack_ids:
             row += [_ssim_value(record, attack_id, p, convention, "flipped"),
                     _ssim_value(record, attack_id, p, convention, "all")]
-        if stored:
-            stored_set = record.get("stored_set") or {}
-            row += [stored_set.get("label"), (stored_set.get("ssim_distance") or {}).get(convention)]
         rows.append(row)
-    title = (f"Mean 1 − SSIM(adversarial, clean), SSIM convention {convention!r} — paper 1, Table 2 layout "
-             "(test, flipped: test images whose prediction the attack changed; test, all: every test image; "
-             "stored training set: every image of the run's fine-tuning set)")
+    title = (f"Mean 1 − SSIM(adversarial, clean) on the test set, SSIM convention {convention!r} — "
+             "paper 1, Table 2 layout (test, flipped: the test images whose prediction the attack changed; "
+             "test, all: every test image)")
+    return Table(title, header, rows, kind="distance")
+
+
+def stored_set_table(results):
+    """Mean 1 − SSIM of each fine-tuning run's stored training set; ``None`` if no model has one.
+
+    The loss-landscape paper's Table 2 rows are "Data Augmented with": the
+    distance between the training images and the adversarial versions the
+    model was fine-tuned on. ``tfadv train`` writes it to an offline
+    fine-tuning run's ``summary.json`` (every stored example, all
+    conventions); the value shown is the plan's ``ssim_convention``.
+    """
+    models = results.get("models", {})
+    if not any(record.get("stored_set") for record in models.values()):
+        return None
+    convention = _plan(results).get("ssim_convention") or "gaussian"
+    header = ["Model", "Stored set crafted by", "Training images", "1 − SSIM (stored training set, all)"]
+    rows = []
+    for name, record in models.items():
+        stored = record.get("stored_set")
+        if stored:
+            count = stored.get("num_examples")
+            rows.append([name, stored.get("label"), None if count is None else str(count),
+                         (stored.get("ssim_distance") or {}).get(convention)])
+    title = (f"Mean 1 − SSIM(stored adversarial, training image) over each fine-tuning run's stored training "
+             f"set, SSIM convention {convention!r} — paper 1, Table 2 (\"Data Augmented with\")")
     return Table(title, header, rows, kind="distance")
 
 
@@ -195,7 +214,7 @@ def tradeoff_tables(results):
 
 def all_tables(results):
     """Every table the results can fill, in report order."""
-    tables = [accuracy_table(results), ssim_table(results), sweep_table(results)]
+    tables = [accuracy_table(results), ssim_table(results), stored_set_table(results), sweep_table(results)]
     return [table for table in tables if table is not None] + tradeoff_tables(results)
 
 
@@ -220,8 +239,8 @@ def format_report(results):
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Table", "accuracy_table", "all_tables", "format_report", "ssim_table", "sweep_table",
-           "tradeoff_tables"]
+__all__ = ["Table", "accuracy_table", "all_tables", "format_report", "ssim_table", "stored_set_table",
+           "sweep_table", "tradeoff_tables"]
 
 
 def embed_report(markdown, folder, extra_levels=1):

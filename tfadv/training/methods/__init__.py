@@ -7,7 +7,7 @@ the inner model is the one to save. Methods and their settings:
 - ``"adversarial"`` (:class:`AdversarialTraining`, Madry et al.):
   ``attack`` (a ``tfadv.attacks.AttackSpec`` or its settings: ``name``
   fgsm | pgd | stadv, ``eps``, ``step_size``, ``steps``, ``random_start``,
-  stadv's ``tau``, ``learning_rate``, ``kappa``, ``flow_bound``; default
+  stadv's ``tau``, ``learning_rate``, ``kappa``, ``flow_bound``, ``flow_bound_unit``; default
   PGD-10 at 8/255), ``adversarial_fraction``
   (share of each batch attacked, (0, 1], default 1).
 - ``"finetune"`` (the loss-landscape paper): ``attack``; ``online`` (False:
