@@ -88,6 +88,18 @@ def test_tables_match_hand_computed_values(linear_setup, tmp_path):
     np.testing.assert_array_equal(decode_mask(part["correct"]), fgsm_correct)
     assert part["attack"] == {"name": "fgsm", "eps": 8 / 255}
 
+    # The released code's compare_ssim convention: on constant images only C1 = (0.01 · 2)² differs.
+    sk = evaluate({"linear": model}, x, y, [fgsm, pgd], tmp_path, batch_size=3,
+                  ssim_convention="skimage_compare_ssim", **FAST)
+    assert sk["plan"]["ssim_convention"] == "skimage_compare_ssim"
+    assert load_results(tmp_path)["plan"]["ssim_convention"] == "skimage_compare_ssim"
+    moved = VALUES + 8 / 255 * np.where(LABELS == 0, 1.0, -1.0)
+    sk_distance = (moved - VALUES) ** 2 / (VALUES**2 + moved**2 + (0.01 * 2) ** 2)
+    sk_table = evaluation.ssim_table(sk)
+    np.testing.assert_allclose(sk_table.rows[0][1], sk_distance[fgsm_flipped].mean(), atol=1e-4)
+    np.testing.assert_allclose(sk_table.rows[0][2], sk_distance.mean(), atol=1e-4)
+    assert "(test, flipped)" in sk_table.header[1] and "(test, all)" in sk_table.header[2]
+
 
 def test_sweep_matches_hand_computed_values_and_eps_zero_is_clean(linear_setup):
     model, x, y = linear_setup
@@ -288,7 +300,9 @@ def test_load_model_reads_run_folders_keras_files_and_saved_models(linear_setup,
 
 def test_presets():
     table1 = preset("paper1_table1")["attacks"]
-    assert [spec.label for spec in table1] == ["FGSM ε=8/255", "PGD-10 ε=1/255", "stAdv τ=0.05"]
+    assert [spec.label for spec in table1] == ["FGSM ε=8/255", "PGD-10 ε=1/255", "stAdv τ=0.05 ‖f‖∞≤0.004687 grid"]
+    # "stAdv with radius 0.3/64", read in grid_sample's coordinates (tfadv.evaluation.specs).
+    assert table1[2].flow_bound == pytest.approx(0.3 / 64) and table1[2].flow_bound_unit == "grid"
     assert preset("paper1_table2") == preset("paper1_table1")
     sweep = preset("paper2_sweep")["sweep"]
     assert [spec.eps for spec in sweep] == list(SWEEP_EPS)

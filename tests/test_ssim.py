@@ -88,3 +88,57 @@ def test_bad_input_is_rejected(pair):
         ssim_distance(x, x_adv, successful_only=np.ones(3, bool))
     with pytest.raises(ValueError, match="same shape"):
         ssim_distance(x, x_adv[:, :16])
+
+
+# ---------------------------------------------------------------- conventions
+
+
+def compare_ssim_np(a, b):
+    """Old scikit-image ``compare_ssim(a, b, multichannel=True)`` on float images, rewritten in NumPy.
+
+    Its defaults: ``win_size=7`` uniform window, ``use_sample_covariance=True``
+    (moments times 49/48), ``data_range`` = the float dtype range [-1, 1] = 2,
+    ``K1 = 0.01``, ``K2 = 0.03``; the SSIM map cropped by (7 − 1) / 2 on each
+    side (the "valid" positions), averaged, then averaged over channels.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    c1, c2 = (0.01 * 2.0) ** 2, (0.03 * 2.0) ** 2
+    scores = []
+    for channel in range(a.shape[-1]):
+        pa = sliding_window_view(a[..., channel].astype(np.float64), (7, 7)).reshape(-1, 49)
+        pb = sliding_window_view(b[..., channel].astype(np.float64), (7, 7)).reshape(-1, 49)
+        mu_a, mu_b = pa.mean(1), pb.mean(1)
+        var_a, var_b = pa.var(1, ddof=1), pb.var(1, ddof=1)
+        cov = ((pa - mu_a[:, None]) * (pb - mu_b[:, None])).sum(1) / 48
+        ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+        scores.append(ssim_map.mean())
+    return float(np.mean(scores))
+
+
+def test_skimage_convention_agrees_with_a_numpy_compare_ssim(pair):
+    x, x_adv = pair
+    result = ssim_distance(x, x_adv, convention="skimage_compare_ssim")
+    expected = np.array([1 - compare_ssim_np(a, b) for a, b in zip(x, x_adv)])
+    np.testing.assert_allclose(result.per_image, expected, atol=2e-5)
+    assert result.convention == "skimage_compare_ssim"
+    assert ssim_distance(x, x_adv).convention == "gaussian"
+
+
+def test_conventions_differ_most_on_flat_noisy_images():
+    # ±8/255 noise on a flat grey image: the local variance is the noise's alone, so C2 (L = 2
+    # makes it 4× larger) decides the score; a larger L must give a smaller distance.
+    rng = np.random.default_rng(3)
+    x = np.full((2, 16, 16, 3), 0.5, np.float32)
+    x_adv = (x + 8 / 255 * rng.choice([-1.0, 1.0], x.shape)).astype(np.float32)
+    gaussian = ssim_distance(x, x_adv).mean
+    skimage = ssim_distance(x, x_adv, convention="skimage_compare_ssim").mean
+    expected = np.mean([1 - compare_ssim_np(a, b) for a, b in zip(x, x_adv)])
+    np.testing.assert_allclose(skimage, expected, atol=2e-5)
+    assert skimage < 0.8 * gaussian
+
+
+def test_unknown_convention_names_the_value(pair):
+    x, x_adv = pair
+    with pytest.raises(ValueError, match="convention=.*'scipy'"):
+        ssim_distance(x, x_adv, convention="scipy")

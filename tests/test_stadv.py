@@ -135,3 +135,74 @@ def test_a_tiny_flow_bound_keeps_the_image(images):
     assert np.abs(np.asarray(free) - images).max() > 0.1
     # A bilinear sample within 1e-4 pixels moves a value by at most 2e-4 (neighbours differ by < 1).
     assert np.abs(np.asarray(bounded) - images).max() <= 2e-4
+
+
+# ---------------------------------------------------------------- flow bound units
+
+
+def grid_unit_in_pixels_np(size):
+    """One unit of grid_sample's [-1, 1] coordinates in pixels, align_corners=True:
+    -1 and +1 are the centres of pixels 0 and size - 1, which lie size - 1 pixels apart."""
+    return (size - 1) / 2.0
+
+
+def ramp_images(height, width):
+    """Channel 0 rises down the rows, channel 1 along the columns, both linearly from 0 to 1:
+    a bilinear warp of such an image reads the flow back exactly (away from the borders)."""
+    rows = np.repeat(np.linspace(0, 1, height)[:, None], width, axis=1)
+    cols = np.repeat(np.linspace(0, 1, width)[None, :], height, axis=0)
+    return np.stack([rows, cols], axis=-1)[None].astype("float32").repeat(2, axis=0)
+
+
+@pytest.mark.parametrize("unit, bound", [("pixels", 0.4), ("grid", 0.1)])
+def test_the_flow_never_exceeds_its_bound_in_the_stated_unit(unit, bound):
+    height, width = 8, 16  # not square: a grid unit is 3.5 px on rows and 7.5 px on columns
+    x = ramp_images(height, width)
+    model = linear_model((height, width, 2))
+    labels = np.argmax(model(x), axis=1)
+    # κ huge and τ 0: the adversarial loss never stops pushing, so Adam's 1-pixel steps drive
+    # every flow component against the bound.
+    x_adv = np.asarray(stadv(model, x, labels, tau=0.0, steps=5, learning_rate=1.0, kappa=1e6,
+                             flow_bound=bound, flow_bound_unit=unit))
+    if unit == "pixels":
+        row_bound, col_bound = bound, bound
+    else:
+        row_bound, col_bound = bound * grid_unit_in_pixels_np(height), bound * grid_unit_in_pixels_np(width)
+    assert row_bound < 1 and col_bound < 1  # so interior pixels never sample past the border
+    # Read the flow back: the ramps rise by 1 / (size - 1) per pixel.
+    flow_rows = (x_adv[:, 1:-1, 1:-1, 0] - x[:, 1:-1, 1:-1, 0]) * (height - 1)
+    flow_cols = (x_adv[:, 1:-1, 1:-1, 1] - x[:, 1:-1, 1:-1, 1]) * (width - 1)
+    assert np.abs(flow_rows).max() <= row_bound + 1e-4
+    assert np.abs(flow_cols).max() <= col_bound + 1e-4
+    # ... and the bound binds: the attack pushed some components all the way to it.
+    assert np.abs(flow_rows).max() >= 0.99 * row_bound
+    assert np.abs(flow_cols).max() >= 0.99 * col_bound
+
+
+def test_units_convert_as_grid_sample_with_aligned_corners():
+    from tfadv.attacks.stadv import flow_bound_in_pixels, grid_to_pixels, pixels_to_grid
+
+    for size in (8, 32, 33):
+        assert grid_to_pixels(0.05, size) == pytest.approx(0.05 * grid_unit_in_pixels_np(size))
+        assert pixels_to_grid(grid_to_pixels(0.3, size), size) == pytest.approx(0.3)
+        assert grid_to_pixels(2.0, size) == pytest.approx(size - 1)  # the whole grid spans -1..1
+    # The released code's 0.05 on CIFAR's 32 px: 0.775 px.
+    assert grid_to_pixels(0.05, 32) == pytest.approx(0.775)
+    np.testing.assert_allclose(flow_bound_in_pixels(0.1, "grid", 8.0, 16.0), [0.35, 0.75], rtol=1e-6)
+    np.testing.assert_allclose(flow_bound_in_pixels(0.1, "pixels", 8.0, 16.0), [0.1, 0.1], rtol=1e-6)
+    with pytest.raises(ValueError, match="flow_bound_unit=.*'px'"):
+        stadv(linear_model(), np.zeros((1, 7, 9, 2), "float32"), [0], flow_bound=1.0, flow_bound_unit="px")
+
+
+def test_attack_spec_carries_the_unit_only_with_a_bound():
+    from tfadv.attacks import AttackSpec
+
+    assert AttackSpec("stadv").flow_bound_unit is None
+    assert AttackSpec("stadv", flow_bound_unit="grid") == AttackSpec("stadv")  # no bound, nothing to scale
+    assert AttackSpec("stadv", flow_bound=0.5).flow_bound_unit == "pixels"
+    grid = AttackSpec.create({"name": "stadv", "flow_bound": "0.3/64", "flow_bound_unit": "grid"})
+    assert grid.flow_bound == pytest.approx(0.3 / 64)
+    assert grid.settings()["flow_bound_unit"] == "grid" and "flow_bound_unit='grid'" in grid.id
+    assert grid.label == "stAdv τ=0.05 ‖f‖∞≤0.004687 grid"
+    with pytest.raises(ValueError, match="flow_bound_unit=.*'px'"):
+        AttackSpec("stadv", flow_bound=0.5, flow_bound_unit="px")

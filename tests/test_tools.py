@@ -38,7 +38,8 @@ def test_paper1_configs_are_the_papers_protocol_with_fine_tunings_starting_in_ou
         config = configs[attack]
         assert config.model.init_from == clean_dir and config.output_dir == str(tmp_path)
         assert config.method.kind == "finetune" and config.method.attack.name == attack
-        assert config.train.optimizer == "sgd" and config.train.epochs == 10
+        # "The base model is then fine-tuned for 200 epochs on the augmented dataset" (Section 2.2).
+        assert config.train.optimizer == "sgd" and config.train.epochs == 200
     assert configs["pgd"].method.attack.eps == pytest.approx(1 / 255)
     assert configs["fgsm"].method.attack.eps == pytest.approx(8 / 255)
 
@@ -49,7 +50,9 @@ def test_paper1_code_settings_scale_and_set_overrides(tmp_path):
          "--set", "train.distribute=mirrored"])
     configs = paper1.experiment_configs(args, "cifar10")
     assert configs["clean"].train.epochs == 2  # 200 · 0.01
-    assert configs["pgd"].train.epochs == 2  # 200 · 0.01 (the released code fine-tunes 200 epochs)
+    with open(os.path.join(common.CONFIGS, "paper1", "resnet32_cifar10_finetune_pgd_code.yaml"), encoding="utf-8") as handle:
+        code_epochs = yaml.safe_load(handle)["train"]["epochs"]
+    assert configs["pgd"].train.epochs == common.scaled_epochs(code_epochs, 0.01)  # at least one
     assert configs["pgd"].name.endswith("-code") and configs["pgd"].train.optimizer == "adam"
     assert configs["pgd"].method.attack.eps == pytest.approx(8 / 255) and configs["pgd"].method.attack.steps == 100
     assert all(c.data.limit_train == 500 and c.train.distribute == "mirrored" for c in configs.values())

@@ -30,7 +30,7 @@ from tfadv.attacks.pgd import UPDATES as PGD_UPDATES
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
-from tfadv.attacks.stadv import stadv
+from tfadv.attacks.stadv import check_flow_bound_unit, stadv
 from tfadv.attacks.square import square
 
 PGD_STEP_FRACTION = 0.25
@@ -46,7 +46,14 @@ def _as_number(value):
         try:
             return float(fractions.Fraction(value.strip()))
         except (ValueError, ZeroDivisionError):
+            pass
+        # Fraction refuses a decimal numerator such as the paper's "0.3/64".
+        numerator, slash, denominator = value.partition("/")
+        try:
+            number = float(numerator) / float(denominator) if slash else None
+        except (ValueError, ZeroDivisionError):
             return None
+        return number if number is not None and math.isfinite(number) else None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -128,7 +135,13 @@ def _pgd_label(spec):
 
 def _run_stadv(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
     return stadv(model_fn, x, y, tau=spec.tau, steps=spec.steps, learning_rate=spec.learning_rate,
-                 kappa=spec.kappa, flow_bound=spec.flow_bound, jit_compile=jit_compile)
+                 kappa=spec.kappa, flow_bound=spec.flow_bound,
+                 flow_bound_unit=spec.flow_bound_unit or "pixels", jit_compile=jit_compile)
+
+
+def _stadv_label(spec):
+    bound = "" if spec.flow_bound is None else f" ‖f‖∞≤{spec.flow_bound:.4g} {spec.flow_bound_unit}"
+    return f"stAdv τ={spec.tau:g}{bound}"
 
 
 def _run_apgd(loss):
@@ -175,8 +188,8 @@ ATTACKS = {
         defaults={"steps": 10, "random_start": True, "update": "sign", **_RESTARTS},
         is_linf=True, can_train=True),
     "stadv": AttackKind(
-        run=_run_stadv, label=lambda spec: f"stAdv τ={spec.tau:g}",
-        settings=("steps", "tau", "learning_rate", "kappa", "flow_bound"),
+        run=_run_stadv, label=_stadv_label,
+        settings=("steps", "tau", "learning_rate", "kappa", "flow_bound", "flow_bound_unit"),
         defaults={"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE, "kappa": 0.0},
         is_linf=False, can_train=True),
     "apgd-ce": AttackKind(
@@ -248,7 +261,11 @@ class AttackSpec:
             best iterate kept; the loss-landscape paper's released code).
         tau, learning_rate, kappa, flow_bound: stAdv's flow-loss weight, Adam
             step in pixels, Carlini–Wagner confidence and optional L∞ bound on
-            the flow (pixels).
+            the flow (in ``flow_bound_unit``).
+        flow_bound_unit: ``"pixels"`` (default when ``flow_bound`` is set) or
+            ``"grid"`` (``grid_sample``'s normalized coordinates, one unit =
+            ``(size − 1) / 2`` pixels; see :mod:`tfadv.attacks.stadv`). ``None``
+            when the flow is unbounded, so unbounded attacks compare equal.
 
     Example:
         >>> spec = AttackSpec.create({"name": "pgd", "eps": "8/255", "steps": 20})
@@ -270,6 +287,7 @@ class AttackSpec:
     flow_bound: Optional[float] = None
     update: Optional[str] = None
     queries: Optional[int] = None
+    flow_bound_unit: Optional[str] = None
 
     def __post_init__(self):
         if self.name not in ATTACKS:
@@ -303,6 +321,12 @@ class AttackSpec:
         for key in ("step_size", "tau", "learning_rate", "kappa", "flow_bound"):
             if key in values:
                 values[key] = _checked_number(key, values[key], strictly_positive=key in positive)
+        if "flow_bound_unit" in used:
+            if values.get("flow_bound") is None:
+                values.pop("flow_bound_unit", None)  # meaningless without a bound
+            else:
+                values.setdefault("flow_bound_unit", "pixels")
+                check_flow_bound_unit(values["flow_bound_unit"])
         for field in dataclasses.fields(self):
             if field.name != "name":
                 object.__setattr__(self, field.name, values.get(field.name))

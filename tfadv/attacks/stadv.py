@@ -6,6 +6,20 @@ column) a displacement in pixels: channel 0 is ``Δu`` (down the rows),
 channel 1 is ``Δv`` (along the columns). The adversarial pixel is read from
 the input at ``(u + Δu, v + Δv)`` by bilinear interpolation, the sampling
 position clamped to the image (edge pixels extend outwards).
+
+**Flow bound units.** ``flow_bound`` is an L∞ bound on the flow, in one of
+:data:`FLOW_BOUND_UNITS`:
+
+- ``"pixels"``: every component ``|Δu|, |Δv| <= flow_bound``.
+- ``"grid"``: the normalized coordinates of PyTorch's ``grid_sample``, in
+  which the authors' released code (mister_ed's ``FullSpatial``, an L∞
+  ``lp_bound`` on the sampling grid) bounds the flow. That code predates
+  PyTorch 1.3's ``align_corners`` argument and so samples as
+  ``align_corners=True``: −1 and +1 are the *centres* of the first and last
+  pixels, so one grid unit is ``(size − 1) / 2`` pixels along an axis of
+  ``size`` pixels (15.5 px on CIFAR's 32; ``align_corners=False`` would make
+  it ``size / 2``). A grid bound ``b`` is then ``b·(H − 1)/2`` pixels on rows
+  and ``b·(W − 1)/2`` on columns (:func:`grid_to_pixels`).
 """
 
 import tensorflow as tf
@@ -26,9 +40,44 @@ FLOW_LOSS_DELTA = 1e-8
 """δ under the square root of the flow loss: keeps its gradient finite at
 zero flow, where every neighbour difference vanishes."""
 
+FLOW_BOUND_UNITS = ("pixels", "grid")
+"""Units of ``flow_bound``: pixels, or ``grid_sample``'s normalized coordinates."""
+
 _ADAM_BETA_1 = 0.9
 _ADAM_BETA_2 = 0.999
 _ADAM_EPSILON = 1e-8
+
+
+def grid_to_pixels(value, size):
+    """A length in ``grid_sample``'s normalized coordinates, in pixels, along an axis of ``size`` pixels.
+
+    ``align_corners=True`` (the released code's PyTorch): ``value · (size − 1) / 2``.
+    """
+    return value * (size - 1) / 2
+
+
+def pixels_to_grid(value, size):
+    """The inverse of :func:`grid_to_pixels`: ``value · 2 / (size − 1)``."""
+    return value * 2 / (size - 1)
+
+
+def check_flow_bound_unit(flow_bound_unit):
+    """``ValueError`` unless ``flow_bound_unit`` is one of :data:`FLOW_BOUND_UNITS`."""
+    if flow_bound_unit not in FLOW_BOUND_UNITS:
+        raise ValueError(f"flow_bound_unit must be one of {', '.join(FLOW_BOUND_UNITS)}. "
+                         f"Received: flow_bound_unit={flow_bound_unit!r}")
+
+
+def flow_bound_in_pixels(flow_bound, flow_bound_unit, height, width):
+    """The per-axis bound ``[rows, columns]`` in pixels of ``flow_bound`` given in ``flow_bound_unit``.
+
+    Works on Python numbers and on tensors (``height``/``width`` may be
+    dynamic sizes inside a graph).
+    """
+    check_flow_bound_unit(flow_bound_unit)
+    if flow_bound_unit == "pixels":
+        return tf.stack([flow_bound, flow_bound])
+    return tf.stack([grid_to_pixels(flow_bound, height), grid_to_pixels(flow_bound, width)])
 
 
 def flow_warp(images, flow):
@@ -113,6 +162,7 @@ def stadv(
     kappa=0.0,
     flow_bound=None,
     targeted=False,
+    flow_bound_unit="pixels",
     *,
     training=False,
     jit_compile=None,
@@ -128,7 +178,8 @@ def stadv(
     −κ)``, or for targets ``max(max_{i≠t} z_i − z_t, −κ)``) and ``L_flow``
     the smoothness loss (:func:`flow_loss`). Adam's moments are tensors of
     the compiled loop, not a Keras optimizer. With ``flow_bound`` every flow
-    component is clipped to ``[−flow_bound, flow_bound]`` after each step.
+    component is clipped to ``[−flow_bound, flow_bound]`` (in
+    ``flow_bound_unit``, converted to pixels per axis) after each step.
     The result is the warp by the last flow, clipped to [0, 1] against
     rounding (a bilinear mix of pixels in [0, 1] stays in [0, 1]).
 
@@ -142,9 +193,14 @@ def stadv(
         learning_rate: Adam's learning rate, in pixels, > 0.
         kappa: κ >= 0, the logit margin beyond which an example stops being
             pushed.
-        flow_bound: ``None``, or the largest displacement in pixels of any
-            flow component (L∞ bound on f), > 0.
+        flow_bound: ``None``, or the largest displacement of any flow
+            component (L∞ bound on f), > 0, in ``flow_bound_unit``.
         targeted: move towards the class ``y``.
+        flow_bound_unit: ``"pixels"`` (default) or ``"grid"``, the
+            ``[-1, 1]`` coordinates of ``grid_sample`` with
+            ``align_corners=True``, one unit = ``(size − 1) / 2`` pixels (module
+            docstring). The released code of the loss-landscape paper bounds
+            its flows by 0.05 grid units (0.775 px on 32 px).
         training: run the model in training mode while crafting.
         jit_compile: compile with XLA: ``True``, ``False``, or ``None``
             (default) for XLA on GPU/TPU only, where it pays (on CPU it
@@ -166,6 +222,7 @@ def stadv(
     _compile.check_non_negative("kappa", kappa)
     if flow_bound is not None:
         _compile.check_positive("flow_bound", flow_bound)
+    check_flow_bound_unit(flow_bound_unit)
     images = _compile.as_float(x)
     tensors = (
         images,
@@ -176,14 +233,18 @@ def stadv(
         _compile.as_float(kappa),
         _compile.as_float(0.0 if flow_bound is None else flow_bound),
     )
-    static = {"targeted": bool(targeted), "bounded": flow_bound is not None}
+    static = {"targeted": bool(targeted), "bound_unit": None if flow_bound is None else flow_bound_unit}
     x_adv = _compile.run_compiled("stadv", _stadv_graph, model_fn, tensors, static, training, jit_compile)
     return _compile.restore_dtype(x_adv, x)
 
 
-def _stadv_graph(model_call, x, y, tau, steps, learning_rate, kappa, flow_bound, *, targeted, bounded):
+def _stadv_graph(model_call, x, y, tau, steps, learning_rate, kappa, flow_bound, *, targeted, bound_unit):
     def adversarial_loss(logits):
         return carlini_wagner(logits, y, kappa, targeted)
+
+    if bound_unit is not None:
+        size = tf.cast(tf.shape(x)[1:3], tf.float32)
+        bound = flow_bound_in_pixels(flow_bound, bound_unit, size[0], size[1])  # [rows, cols]
 
     def adam_step(step, flow, first_moment, second_moment):
         with tf.GradientTape() as tape:
@@ -201,8 +262,8 @@ def _stadv_graph(model_call, x, y, tau, steps, learning_rate, kappa, flow_bound,
         unbiased_first = first_moment / (1.0 - _ADAM_BETA_1**t)
         unbiased_second = second_moment / (1.0 - _ADAM_BETA_2**t)
         flow = flow - learning_rate * unbiased_first / (tf.sqrt(unbiased_second) + _ADAM_EPSILON)
-        if bounded:
-            flow = tf.clip_by_value(flow, -flow_bound, flow_bound)
+        if bound_unit is not None:
+            flow = tf.clip_by_value(flow, -bound, bound)
         return step + 1, flow, first_moment, second_moment
 
     zeros = tf.zeros(tf.concat([tf.shape(x)[:3], [2]], axis=0))

@@ -176,6 +176,7 @@ CHOICES = {
     ("attack", "update"): ("sign", "adam"),
     ("method", "kind"): method_kinds,
     ("attack", "name"): ATTACK_NAMES,
+    ("attack", "flow_bound_unit"): ("pixels", "grid"),
     ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
     ("landscape", "norm"): ("filter", "layer", "none"),
     ("landscape", "ignore"): ("biasbn", "none"),

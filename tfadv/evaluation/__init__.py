@@ -22,6 +22,7 @@ from tfadv.evaluation.tables import (
     embed_report,
     format_report,
     ssim_table,
+    stored_set_table,
     sweep_table,
     tradeoff_tables,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "preset",
     "save_results",
     "ssim_table",
+    "stored_set_table",
     "sweep_table",
     "tradeoff_tables",
 ]

@@ -12,6 +12,7 @@ data and attack settings are unchanged.
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import time
@@ -42,10 +43,35 @@ from tfadv.evaluation.results import (
     save_results,
 )
 from tfadv.evaluation.tables import format_report
-from tfadv.metrics import ssim_distance
+from tfadv.metrics import CONVENTIONS as SSIM_CONVENTIONS
+from tfadv.metrics import get_convention, ssim_distance
 from tfadv.models.conditioning import BoundModel, bind, call_model, is_conditioned
 
 DEFAULT_TRADEOFF_ATTACK = AttackSpec("pgd", eps=8 / 255, steps=10)
+
+STORED_SET_SUMMARY_KEY = "stored_adversarial_set"
+"""The key under which an offline fine-tuning run's ``summary.json`` holds the 1 − SSIM of its
+stored training set (``tfadv.training.methods.STORED_SET_SUMMARY_KEY``; evaluation does not
+import training)."""
+
+
+def _stored_set_record(source):
+    """The stored-set 1 − SSIM record of the fine-tuning run ``source`` belongs to, if any."""
+    if not isinstance(source, str) or not os.path.exists(source):
+        return None
+    folder = source if os.path.isdir(source) else os.path.dirname(source)
+    path = os.path.join(folder, "summary.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            summary = json.load(handle)
+    except (OSError, json.JSONDecodeError):
+        return None
+    record = summary.get(STORED_SET_SUMMARY_KEY) if isinstance(summary, dict) else None
+    if record is not None and record.get("attack"):
+        record = dict(record, label=AttackSpec.create(record["attack"]).label)
+    return record
 """The trade-off curve's attack when neither ``tradeoff_attack`` nor ``attacks`` name one."""
 
 
@@ -191,7 +217,8 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep, f
     clean_correct = np.zeros(count, bool)
     adversarial_correct = np.zeros(count, bool)
     flipped = np.zeros(count, bool)
-    distances = np.zeros(count) if attack is not None else None
+    # Every convention at once: SSIM is cheap beside the attack, and the table picks one.
+    distances = None if attack is None else {name: np.zeros(count) for name in SSIM_CONVENTIONS}
     samples = {"x_adv": [], "predictions": []}
     batches = -(-count // size)
     bar = keras.utils.Progbar(batches, unit_name="batch") if progress else None
@@ -209,7 +236,8 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep, f
             adversarial_predictions = _finite_predictions(model, x_adv_padded, strength, attack, p,
                                                           first_batch + index)[:real]
             x_adv = np.asarray(x_adv_padded)[:real]
-            distances[start:stop] = ssim_distance(x[start:stop], x_adv).per_image
+            for name, values in distances.items():
+                values[start:stop] = ssim_distance(x[start:stop], x_adv, convention=name).per_image
         clean_correct[start:stop] = clean_predictions == y[start:stop]
         adversarial_correct[start:stop] = adversarial_predictions == y[start:stop]
         flipped[start:stop] = adversarial_predictions != clean_predictions
@@ -235,11 +263,20 @@ def _run_part(model, attack, p, x, y, batch_size, progress, jit_compile, keep, f
         "seconds": round(time.perf_counter() - started, 3),
     }
     if distances is not None:
-        part["ssim_distance_all"] = float(distances.mean())
-        part["ssim_distance_flipped"] = float(distances[flipped].mean()) if flipped.any() else None
+        part["ssim_distances"] = {
+            name: {"all": float(values.mean()),
+                   "flipped": float(values[flipped].mean()) if flipped.any() else None}
+            for name, values in distances.items()
+        }
+        # The default convention's, under the names older results used.
+        part["ssim_distance_all"] = part["ssim_distances"]["gaussian"]["all"]
+        part["ssim_distance_flipped"] = part["ssim_distances"]["gaussian"]["flipped"]
     if per_example:
-        part["per_example"] = {"flipped": encode_mask(flipped),
-                               "ssim_distance": None if distances is None else distances.tolist()}
+        part["per_example"] = {
+            "flipped": encode_mask(flipped),
+            "ssim_distance": None if distances is None else {
+                name: values.tolist() for name, values in distances.items()},
+        }
     if not keep:
         return part, None
     samples = {key: np.concatenate(value) for key, value in samples.items()}
@@ -285,6 +322,7 @@ def evaluate(
     p_grid=None,
     tradeoff_attack=None,
     p=0.0,
+    ssim_convention="gaussian",
     dataset=None,
     batch_size=128,
     force=False,
@@ -323,6 +361,10 @@ def evaluate(
         tradeoff_attack: the attack of the trade-off curve; default the first
             of ``attacks``, else PGD-10 at 8/255.
         p: the strength at which conditioned models fill the other tables.
+        ssim_convention: the SSIM convention of the 1 − SSIM table
+            (:data:`tfadv.metrics.CONVENTIONS`: ``"gaussian"``, the default,
+            or ``"skimage_compare_ssim"``, the released code's likely call).
+            Every part stores all conventions, so switching recomputes nothing.
         dataset: the data's name, recorded with the results.
         batch_size: examples per compiled attack call.
         force: recompute every part even if ``eval.json`` has it.
@@ -347,6 +389,7 @@ def evaluate(
     x, y = _checked_data(x, y)
     attacks, sweep = _specs(attacks, "attacks"), _specs(sweep, "sweep")
     p = check_strength("p", p)
+    ssim_convention = get_convention(ssim_convention).name
     p_grid = None if p_grid is None else [check_strength("p_grid", value) for value in p_grid]
     check_integer("batch_size", batch_size, minimum=1)
     check_integer("grid_examples", grid_examples, minimum=0)
@@ -373,6 +416,7 @@ def evaluate(
         "tradeoff_attack": None if tradeoff_attack is None or not p_grid else tradeoff_attack.id,
         "p_grid": p_grid,
         "p": p,
+        "ssim_convention": ssim_convention,
     }
 
     def flush():
@@ -386,7 +430,8 @@ def evaluate(
             if record is not None:
                 say(f"[{model.name}] the weights changed since the stored results: recomputing.")
             record = {"parts": {}, "worst_case": None}
-        record.update(source=model.source, fingerprint=model.fingerprint, conditioned=model.conditioned)
+        record.update(source=model.source, fingerprint=model.fingerprint, conditioned=model.conditioned,
+                      stored_set=_stored_set_record(model.source))
         results["models"][model.name] = record
         main_p = p if model.conditioned else None
         jobs = [(None, main_p)] + [(attack, main_p) for attack in attacks + sweep]

@@ -182,9 +182,16 @@ def _merge_part(parts, model_fingerprint, dataset_fingerprint):
         ssim_distance_all=None, seconds=round(sum(part["seconds"] for part in parts), 3),
     )
     if first["per_example"]["ssim_distance"] is not None:
-        distances = np.concatenate([np.asarray(part["per_example"]["ssim_distance"], np.float64) for part in parts])
-        merged["ssim_distance_all"] = float(distances.mean())
-        merged["ssim_distance_flipped"] = float(distances[flipped].mean()) if flipped.any() else None
+        merged["ssim_distances"] = {}
+        for name in first["per_example"]["ssim_distance"]:
+            distances = np.concatenate([np.asarray(part["per_example"]["ssim_distance"][name], np.float64)
+                                        for part in parts])
+            merged["ssim_distances"][name] = {
+                "all": float(distances.mean()),
+                "flipped": float(distances[flipped].mean()) if flipped.any() else None}
+        # The default convention's, under the names older results used (as an unsharded run).
+        merged["ssim_distance_all"] = merged["ssim_distances"]["gaussian"]["all"]
+        merged["ssim_distance_flipped"] = merged["ssim_distances"]["gaussian"]["flipped"]
     merged["key"] = part_key(model_fingerprint, dataset_fingerprint, first["attack"], first["p"])
     if "samples" in first:
         merged["samples"] = first["samples"]

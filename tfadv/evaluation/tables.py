@@ -4,8 +4,12 @@
   top-1 accuracy and accuracy under each attack, one row per model, plus the
   per-example worst case over the attacks.
 - :func:`ssim_table` — its Table 2: mean 1 − SSIM between adversarial and
-  clean images per attack, over the examples whose prediction the attack
-  changed and over all.
+  clean images per attack, each column naming its population: the test
+  images whose prediction the attack changed, and all test images, under
+  the plan's SSIM convention.
+- :func:`stored_set_table` — Table 2 on the population the paper's rows
+  name ("Data Augmented with"): the stored training set of each offline
+  fine-tuning run, every image against its stored adversarial version.
 - :func:`sweep_table` — the layout of Tables 5/6 of the second paper:
   accuracy under L∞ PGD for each ε of the sweep.
 - :func:`tradeoff_tables` — clean and robust accuracy over the masking
@@ -109,25 +113,70 @@ def accuracy_table(results):
     return Table("Top-1 accuracy (%) under attack — paper 1, Table 1 layout", header, rows)
 
 
+def _ssim_value(record, attack_id, p, convention, population):
+    """1 − SSIM of a part under ``convention`` over ``population`` (``flipped`` or ``all``)."""
+    part = _part(record, attack_id, p)
+    if part is None:
+        return None
+    by_convention = part.get("ssim_distances")
+    if by_convention is not None:
+        return (by_convention.get(convention) or {}).get(population)
+    # Results written before conventions were stored hold the default convention only.
+    return part.get(f"ssim_distance_{population}") if convention == "gaussian" else None
+
+
 def ssim_table(results):
-    """Mean 1 − SSIM per planned attack: over flipped examples and over all."""
+    """Mean 1 − SSIM per planned attack, each column naming the images it averages.
+
+    Two columns per attack: ``test, flipped`` (the test images whose
+    prediction the attack changed) and ``test, all``. Values use the plan's
+    ``ssim_convention`` (named in the title). The stored training sets of
+    fine-tuning runs are in :func:`stored_set_table`.
+    """
     attack_ids = _plan(results).get("attacks", [])
     if not attack_ids:
         return None
+    convention = _plan(results).get("ssim_convention") or "gaussian"
     header = ["Model"]
     for label in _labels(results, attack_ids):
-        header += [f"{label} (flipped)", f"{label} (all)"]
+        header += [f"{label} (test, flipped)", f"{label} (test, all)"]
     rows = []
     for name, record in results.get("models", {}).items():
         p = _model_p(results, record)
         row = [_row_name(name, record, p)]
         for attack_id in attack_ids:
-            row += [
-                _value(record, attack_id, p, "ssim_distance_flipped"),
-                _value(record, attack_id, p, "ssim_distance_all"),
-            ]
+            row += [_ssim_value(record, attack_id, p, convention, "flipped"),
+                    _ssim_value(record, attack_id, p, convention, "all")]
         rows.append(row)
-    title = "Mean 1 − SSIM(adversarial, clean) — paper 1, Table 2 layout (flipped: prediction changed)"
+    title = (f"Mean 1 − SSIM(adversarial, clean) on the test set, SSIM convention {convention!r} — "
+             "paper 1, Table 2 layout (test, flipped: the test images whose prediction the attack changed; "
+             "test, all: every test image)")
+    return Table(title, header, rows, kind="distance")
+
+
+def stored_set_table(results):
+    """Mean 1 − SSIM of each fine-tuning run's stored training set; ``None`` if no model has one.
+
+    The loss-landscape paper's Table 2 rows are "Data Augmented with": the
+    distance between the training images and the adversarial versions the
+    model was fine-tuned on. ``tfadv train`` writes it to an offline
+    fine-tuning run's ``summary.json`` (every stored example, all
+    conventions); the value shown is the plan's ``ssim_convention``.
+    """
+    models = results.get("models", {})
+    if not any(record.get("stored_set") for record in models.values()):
+        return None
+    convention = _plan(results).get("ssim_convention") or "gaussian"
+    header = ["Model", "Stored set crafted by", "Training images", "1 − SSIM (stored training set, all)"]
+    rows = []
+    for name, record in models.items():
+        stored = record.get("stored_set")
+        if stored:
+            count = stored.get("num_examples")
+            rows.append([name, stored.get("label"), None if count is None else str(count),
+                         (stored.get("ssim_distance") or {}).get(convention)])
+    title = (f"Mean 1 − SSIM(stored adversarial, training image) over each fine-tuning run's stored training "
+             f"set, SSIM convention {convention!r} — paper 1, Table 2 (\"Data Augmented with\")")
     return Table(title, header, rows, kind="distance")
 
 
@@ -203,7 +252,8 @@ def tradeoff_tables(results):
 
 def all_tables(results):
     """Every table the results can fill, in report order."""
-    tables = [accuracy_table(results), ssim_table(results), sweep_table(results), robustness_table(results)]
+    tables = [accuracy_table(results), ssim_table(results), stored_set_table(results), sweep_table(results),
+              robustness_table(results)]
     return [table for table in tables if table is not None] + tradeoff_tables(results)
 
 
@@ -229,6 +279,7 @@ def format_report(results):
 
 
 __all__ = ["Table", "accuracy_table", "all_tables", "format_report", "robustness_table", "ssim_table",
+           "stored_set_table",
            "sweep_table", "tradeoff_tables"]
 
 

@@ -1,9 +1,10 @@
 """Measures of images: how far an adversarial example is from its original.
 
 - :func:`ssim_distance` — ``1 − SSIM`` (Wang et al., 2004), per image and on
-  average, optionally over the successful attacks only.
+  average, optionally over the successful attacks only, under a named
+  convention (:data:`CONVENTIONS`: ``"gaussian"``, ``"skimage_compare_ssim"``).
 """
 
-from tfadv.metrics.ssim import SSIMDistance, ssim, ssim_distance
+from tfadv.metrics.ssim import CONVENTIONS, SSIMConvention, SSIMDistance, get_convention, ssim, ssim_distance
 
-__all__ = ["SSIMDistance", "ssim", "ssim_distance"]
+__all__ = ["CONVENTIONS", "SSIMConvention", "SSIMDistance", "get_convention", "ssim", "ssim_distance"]

@@ -244,6 +244,7 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chi
                     "resumed_from_epoch": initial_epoch,
                     "seconds_this_call": round(time.time() - started, 2),
                     "environment": environment_record(),
+                    **getattr(trained, "run_summary", {}),  # e.g. offline fine-tuning's stored-set 1 − SSIM
                 },
             )
     finally:

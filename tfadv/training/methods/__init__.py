@@ -56,9 +56,11 @@ from tfadv.training.methods.advprop import AdvProp
 from tfadv.training.methods.bn_finetune import BNFineTuning
 from tfadv.training.methods.finetune import (
     OfflineFineTuning,
+    STORED_SET_SUMMARY_KEY,
     generate_adversarial_examples,
     load_adversarial_examples,
     read_adversarial_examples,
+    stored_set_ssim_distance,
 )
 from tfadv.training.methods.interpolation import interpolation_model
 from tfadv.training.methods.robmask import RobMask
@@ -109,7 +111,10 @@ def finetune(inner, attack=DEFAULT_ATTACK, online=False, adversarial_examples=No
         )
     x, y = train_arrays
     adversarial_images = read_adversarial_examples(adversarial_examples, inner, x, y, attack)
-    return OfflineFineTuning(inner, attack, x, y, adversarial_images)
+    method = OfflineFineTuning(inner, attack, x, y, adversarial_images)
+    # Paper 1's Table 2 population, for the run's summary.json (tfadv eval shows it).
+    method.run_summary = {STORED_SET_SUMMARY_KEY: stored_set_ssim_distance(adversarial_examples, x, y)}
+    return method
 
 
 # ------------------------------------------------------------------ from a config
@@ -260,5 +265,6 @@ __all__ = [
     "DEFAULT_ATTACK", "METHODS", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
     "OfflineFineTuning", "RobMask", "TRAINING_ATTACKS", "TrainingMethod", "finetune",
     "generate_adversarial_examples", "interpolation_model", "load_adversarial_examples",
-    "prepare_stored_set", "read_adversarial_examples", "standard", "training_attack", "wrap", "wrap_from_config",
+    "prepare_stored_set", "read_adversarial_examples", "standard", "stored_set_ssim_distance",
+    "training_attack", "wrap", "wrap_from_config",
 ]

@@ -185,6 +185,59 @@ def _discard_if_damaged(path):
         os.remove(path)
 
 
+STORED_SET_SUMMARY_KEY = "stored_adversarial_set"
+"""Key of :func:`stored_set_ssim_distance`'s record in a fine-tuning run's ``summary.json``."""
+
+
+def stored_set_ssim_distance(path, x, y, conventions=None, chunk_size=500):
+    """Mean 1 − SSIM between the training images and their stored adversarial versions.
+
+    The loss-landscape paper's Table 2 ("Data Augmented with": FGSM, PGD,
+    stAdv) measures the augmentation set itself, every stored example, not a
+    test-set attack. This reads the complete set from ``path`` (written by
+    :func:`generate_adversarial_examples`), checks that it was crafted from
+    ``(x, y)`` and averages over all of it, chunk by chunk.
+
+    Args:
+        path: the ``.h5`` stored set.
+        x, y: the clean training images and labels it was crafted from.
+        conventions: names of :data:`tfadv.metrics.CONVENTIONS` (default all).
+        chunk_size: images per SSIM call.
+
+    Returns:
+        ``{"population": "stored training set (all)", "attack": {settings},
+        "num_examples": N, "ssim_distance": {convention: mean}}``.
+
+    Raises:
+        ValueError: the set is incomplete or was crafted from other data.
+    """
+    from tfadv.metrics import CONVENTIONS, ssim_distance
+
+    conventions = list(CONVENTIONS) if conventions is None else list(conventions)
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    with h5py.File(path, "r") as handle:
+        attributes = dict(handle.attrs)
+        images = handle["adversarial_images"]
+        if attributes.get("completed") != len(images):
+            raise ValueError(f"{path} is incomplete ({attributes.get('completed')} of {len(images)} examples). "
+                             f"Received: path={path!r}")
+        if attributes.get("data_sha256") != _fingerprint(x, y):
+            raise ValueError(f"{path} was crafted from other training images than x, y. Received: path={path!r}")
+        totals = dict.fromkeys(conventions, 0.0)
+        for start in range(0, len(x), chunk_size):
+            x_adv = images[start:start + chunk_size]
+            for name in conventions:
+                totals[name] += float(ssim_distance(x[start:start + chunk_size], x_adv, convention=name)
+                                      .per_image.sum())
+    return {
+        "population": "stored training set (all)",
+        "attack": json.loads(attributes["attack"]),
+        "num_examples": int(len(x)),
+        "ssim_distance": {name: total / max(len(x), 1) for name, total in totals.items()},
+    }
+
+
 def load_adversarial_examples(path):
     """``(adversarial_images, labels, attributes)`` of a complete stored set."""
     with h5py.File(path, "r") as handle:
