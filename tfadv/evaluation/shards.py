@@ -219,7 +219,8 @@ def merge_evaluations(out_dir, plots=True):
     results["plan"] = shards[0]["plan"]
     for name, first in shards[0]["models"].items():
         record = {"parts": {}, "worst_case": None}
-        record.update(source=first["source"], fingerprint=first["fingerprint"], conditioned=first["conditioned"])
+        # The model's own record (source, fingerprint, stored set, ...) is the same in every shard.
+        record.update({key: value for key, value in first.items() if key not in ("parts", "worst_case")})
         for part_name in first["parts"]:
             record["parts"][part_name] = _merge_part([s["models"][name]["parts"][part_name] for s in shards],
                                                      first["fingerprint"], dataset["fingerprint"])
