@@ -64,8 +64,8 @@ KILLER = textwrap.dedent("""
     import tfadv.training.methods as methods
     generate = methods.generate_adversarial_examples
     # Small chunks, so the kill lands between chunks of the stored set.
-    methods.generate_adversarial_examples = lambda model, x, y, attack, path, chunk_size, jit: \\
-        generate(model, x, y, attack, path, 16, jit)
+    methods.generate_adversarial_examples = lambda model, x, y, attack, path, chunk_size, jit, **kw: \\
+        generate(model, x, y, attack, path, 16, jit, **kw)
 
     from tfadv.cli.main import main
     sys.exit(main(["train", config]))
@@ -120,7 +120,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(case, tmp_path, pret
 
         generate = methods.generate_adversarial_examples
         monkeypatch.setattr(methods, "generate_adversarial_examples",
-                            lambda m, x, y, a, p, chunk_size, jit: generate(m, x, y, a, p, 16, jit))
+                            lambda m, x, y, a, p, chunk_size, jit, **kw: generate(m, x, y, a, p, 16, jit, **kw))
 
     def write(name):
         config = {**BASE, "name": name, "output_dir": str(tmp_path), "model": model, "method": method}
