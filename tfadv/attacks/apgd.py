@@ -143,7 +143,7 @@ def apgd(
     one compiled graph with per-example state in ``tf.while_loop``\\ s.
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
             mapping images in [0, 1] to logits.
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int labels ``[B]``: true labels, or the targets if ``targeted``.
@@ -237,7 +237,7 @@ def apgd_targeted(
     n_iter=100, rho=.75)`` with ``n_target_classes = 9``).
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
             images in [0, 1] -> logits (at least 4 classes).
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int true labels ``[B]``.

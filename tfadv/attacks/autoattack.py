@@ -56,7 +56,7 @@ def autoattack(
     shape: changing ε never retraces.
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
             images in [0, 1] -> logits (at least 4 classes, for APGD-T's loss).
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int true labels ``[B]``.

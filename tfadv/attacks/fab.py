@@ -73,7 +73,7 @@ def fab_targeted(
     points are broken within ε (``search_steps=0`` skips it).
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
             images in [0, 1] -> logits (at least 2 classes).
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int true labels ``[B]``.

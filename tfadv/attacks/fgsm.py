@@ -18,7 +18,7 @@ def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=Non
     Pixels whose gradient is exactly zero do not move.
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn``
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``)
             (``tfadv.models.conditioning.bind_condition``) or any callable
             mapping images in [0, 1] to logits.
         x: images ``[B, H, W, C]`` in [0, 1].

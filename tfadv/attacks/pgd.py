@@ -67,7 +67,7 @@ def pgd(
     attack, restarts included, is one compiled graph.
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
             mapping images in [0, 1] to logits.
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int labels ``[B]``: true labels, or the targets if ``targeted``.

@@ -410,7 +410,7 @@ class AttackSpec:
         ε = 0 column equals clean accuracy exactly.
 
         Args:
-            model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+            model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
                 images in [0, 1] -> logits.
             x: images ``[B, H, W, C]`` in [0, 1].
             y: int labels ``[B]``.

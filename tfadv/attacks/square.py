@@ -68,7 +68,7 @@ def square(
     reference code does (AutoAttack's PyTorch port draws one square per batch).
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
             images in [0, 1] -> logits; only its outputs are used.
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int true labels ``[B]``.

@@ -184,7 +184,7 @@ def stadv(
     rounding (a bilinear mix of pixels in [0, 1] stays in [0, 1]).
 
     Args:
-        model_fn: a Keras model, a ``ConditionedModelFn`` or any callable
+        model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
             mapping images in [0, 1] to logits.
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int labels ``[B]``: true labels, or the targets if ``targeted``.
