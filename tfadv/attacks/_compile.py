@@ -113,6 +113,14 @@ def check_per_example(name, value, x):
 # Tensors handed to graph bodies.
 
 
+
+def check_linf_inputs(x, y, eps):
+    """The checks every L∞ attack starts with: images, labels, ε in [0, 1] (scalar or per example)."""
+    check_images(x)
+    check_labels(x, y)
+    check_in_unit_interval("eps", eps)
+    check_per_example("eps", eps, x)
+
 def as_float(value):
     return tf.cast(tf.convert_to_tensor(value), tf.float32)
 

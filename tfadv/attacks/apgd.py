@@ -261,10 +261,7 @@ def apgd_targeted(
         Croce & Hein, ICML 2020 (arXiv:2003.01690), Sec. 4 and its
         AutoAttack code.
     """
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
+    _compile.check_linf_inputs(x, y, eps)
     _compile.check_static_count("steps", steps)
     _compile.check_static_count("target_classes", target_classes)
     _compile.check_static_count("restarts", restarts)
@@ -331,17 +328,30 @@ def misclassified(labels):
     return lambda logits: tf.not_equal(tf.argmax(logits, axis=-1, output_type=tf.int64), labels)
 
 
-def apgd_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
-    """APGD-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified at ``x_adv``."""
+def targeted_setup(model_call, x, y, eps, target_classes, attack_name):
+    """What a targeted attack over the top other classes starts from (graph code).
+
+    Returns ``(labels [B] int64, eps [B], targets [B, count], fooled [B])``:
+    the ``count = min(target_classes, C − 1)`` highest-scoring classes other
+    than the true one at the clean point, and which points are already
+    misclassified there.
+    """
     labels = tf.cast(y, tf.int64)
     eps = tf.broadcast_to(eps, tf.shape(labels))
     clean_logits = tf.cast(model_call(x), tf.float32)
     num_classes = clean_logits.shape[-1]
     if num_classes is None:
-        raise ValueError("APGD-T needs the number of classes at trace time. Received: logits of unknown width")
+        raise ValueError(f"{attack_name} needs the number of classes at trace time. "
+                         "Received: logits of unknown width")
     count = min(target_classes, num_classes - 1)
     targets = top_other_classes(clean_logits, labels, count)
-    fooled0 = misclassified(labels)(clean_logits)
+    return labels, eps, targets, misclassified(labels)(clean_logits)
+
+
+def apgd_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
+    """APGD-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified at ``x_adv``."""
+    labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "APGD-T")
+    count = targets.shape[-1]
 
     def one_target(k, x_adv, fooled):
         def attack(x_sub, y_sub, targets_sub, eps_sub):

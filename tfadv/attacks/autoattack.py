@@ -89,10 +89,7 @@ def autoattack(
             "(APGD-CE, APGD-T, FAB-T, Square).")
     if version != "standard":
         raise ValueError(f"version must be 'standard'. Received: version={version!r}")
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
+    _compile.check_linf_inputs(x, y, eps)
     _compile.check_static_count("steps", steps)
     _compile.check_static_count("target_classes", target_classes)
     _compile.check_static_count("queries", queries)

@@ -14,7 +14,7 @@ classes, and counts only points inside the ε-ball.
 import tensorflow as tf
 
 from tfadv.attacks import _compile
-from tfadv.attacks.apgd import misclassified, on_subset, top_other_classes, where_examples
+from tfadv.attacks.apgd import misclassified, on_subset, targeted_setup, where_examples
 
 ALPHA_MAX = 0.1
 ETA = 1.05
@@ -99,10 +99,7 @@ def fab_targeted(
         Croce & Hein, "Minimally distorted adversarial examples with a fast
         adaptive boundary attack", ICML 2020 (arXiv:1907.02044).
     """
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
+    _compile.check_linf_inputs(x, y, eps)
     _compile.check_static_count("steps", steps)
     _compile.check_static_count("target_classes", target_classes)
     _compile.check_static_count("restarts", restarts)
@@ -180,15 +177,8 @@ def linf_projection_to_hyperplane(points, w, b):
 def fab_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, alpha_max, eta, beta,
                       search_steps):
     """FAB-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified within ε."""
-    labels = tf.cast(y, tf.int64)
-    eps = tf.broadcast_to(eps, tf.shape(labels))
-    clean_logits = tf.cast(model_call(x), tf.float32)
-    num_classes = clean_logits.shape[-1]
-    if num_classes is None:
-        raise ValueError("FAB-T needs the number of classes at trace time. Received: logits of unknown width")
-    count = min(target_classes, num_classes - 1)
-    targets = top_other_classes(clean_logits, labels, count)
-    fooled0 = misclassified(labels)(clean_logits)
+    labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "FAB-T")
+    count = targets.shape[-1]
 
     def one_run(k, x_adv, fooled):
         target_index, restart = k // restarts, k % restarts

@@ -41,10 +41,7 @@ def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=Non
         Goodfellow, Shlens & Szegedy, "Explaining and Harnessing Adversarial
         Examples", ICLR 2015 (arXiv:1412.6572).
     """
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
+    _compile.check_linf_inputs(x, y, eps)
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps))
     x_adv = _compile.run_compiled(

@@ -98,10 +98,7 @@ def pgd(
         Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning
         Models Resistant to Adversarial Attacks", ICLR 2018 (arXiv:1706.06083).
     """
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
+    _compile.check_linf_inputs(x, y, eps)
     _compile.check_positive("step_size", step_size)
     _compile.check_per_example("step_size", step_size, x)
     _compile.check_count("steps", steps)

@@ -92,10 +92,7 @@ def square(
         query-efficient black-box adversarial attack via random search",
         ECCV 2020 (arXiv:1912.00049).
     """
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
+    _compile.check_linf_inputs(x, y, eps)
     _compile.check_count("queries", queries)
     if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0.0 < p_init <= 1.0:
         raise ValueError(f"p_init must be a number in (0, 1]. Received: p_init={p_init!r}")
