@@ -288,9 +288,12 @@ def experiment(args):
     if args.profile == "small":
         title = (f"Paper 2 reproduction, small profile: {configs['bn'].model.name} "
                  f"{configs['bn'].model.options or ''} on {settings['source']}")
-        scale = (f"the **small profile** (the paper's settings, shortened: {SMALL['epochs']} epochs per run, "
-                 f"{SMALL['finetune_epochs']} per BN-only fine-tuning, validation on {SMALL['val_limit']} "
-                 f"images, PGD-{settings['sweep_steps']} sweep); " + _common.scale_note(args, epochs))
+        note = _common.scale_note(args, epochs)
+        scale = (f"the **small profile**: the paper's settings (configs/paper2), shortened: a quarter-width "
+                 f"ResNet-18, {SMALL['epochs']} epochs per run, {SMALL['finetune_epochs']} per BN-only "
+                 f"fine-tuning, validation on {SMALL['val_limit']} images per epoch, a PGD-"
+                 f"{settings['sweep_steps']} sweep on {settings['eval_limit']} test images"
+                 + ("" if note.startswith("the paper's scale") else f"; {note}"))
     else:
         title = f"Paper 2 reproduction: {args.arch} on {args.dataset}, {args.epochs} epochs"
         scale = _common.scale_note(args, epochs)
