@@ -94,6 +94,34 @@ def test_config_passes_freeze_statistics(data):
         methods.wrap(_robust(x), "bn_finetune", attack=FGSM, freeze_statistics="yes")
 
 
+def test_adversarial_fine_tuning_trains_on_the_attacks_examples(data):
+    """train_on="adversarial": the loss is the CE of the FGSM batch (hand-crafted here) in training mode."""
+    import tensorflow as tf
+
+    x, y = data
+    inner = _robust(x)
+    reference = _copy(inner)
+    images = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        loss = keras.losses.sparse_categorical_crossentropy(y, reference(images, training=False), from_logits=True)
+    x_adv = np.clip(x + FGSM["eps"] * np.sign(tape.gradient(loss, images).numpy()), 0, 1)
+    expected = _ce(y, _copy(inner)(x_adv, training=True))
+    clean = _ce(y, _copy(inner)(x, training=True))
+    assert abs(expected - clean) > 1e-3  # the two choices are told apart
+
+    config = ExperimentConfig()
+    config.method.kind, config.method.train_on = "bn_finetune", "adversarial"
+    config.method.attack.name = "fgsm"
+    model = methods.wrap_from_config(inner, config)
+    assert model.train_on == "adversarial"
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="train_on"):
+        methods.wrap(_robust(x), "bn_finetune", attack=FGSM, train_on="both")
+
+
 @pytest.fixture
 def finetuned(data):
     """A robust model and its BN-only fine-tuning with updated statistics."""

@@ -115,3 +115,112 @@ def test_perturbation_figure_needs_rows_of_equal_length(tmp_path):
         plot_perturbation_rows([("A", x, x, None, None), ("B", x[:2], x[:2], None, None)], str(tmp_path / "q.png"))
     with pytest.raises(ValueError, match="rows"):
         plot_perturbation_rows([], str(tmp_path / "r.png"))
+
+
+# ---------------------------------------------------------------- paper 2: Table 1, masking interpolation, Figure 3
+
+FGSM_8 = {"name": "fgsm", "eps": "8/255"}
+
+
+def _fgsm_accuracies(model_fn, x, y, eps=8 / 255):
+    """Clean and FGSM accuracy computed here, with NumPy and one GradientTape (not tfadv's attack)."""
+    import tensorflow as tf
+
+    images = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        logits = model_fn(images)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    x_adv = np.clip(x + eps * np.sign(tape.gradient(loss, images).numpy()), 0, 1).astype("float32")
+    clean = float(np.mean(np.argmax(logits.numpy(), axis=1) == y))
+    robust = float(np.mean(np.argmax(model_fn(tf.constant(x_adv)).numpy(), axis=1) == y))
+    return clean, robust
+
+
+@pytest.fixture(scope="module")
+def masking_experiment(tmp_path_factory):
+    from tfadv.experiments import CurvesPlan, MaskingBlock, MaskingPlan
+
+    out = str(tmp_path_factory.mktemp("masking"))
+    common = {"output_dir": out, "data": {"limit_train": 64, "limit_test": 32, "batch_size": 32, "augment": False},
+              "train": {"epochs": 1, "verbose": 0}, "model": {"name": "tiny"}}
+
+    def config(name, **method):
+        tree = dict(common, name=name)
+        if "init_from" in method:
+            tree["model"] = {"name": "tiny", "init_from": os.path.join(out, method.pop("init_from"))}
+        tree["method"] = {"attack": FGSM_8, **method}
+        return load_config(data=tree)
+
+    runs = {
+        "standard": config("standard"),
+        "robust": config("robust", kind="adversarial"),
+        "standard_ft": config("standard-ft", kind="bn_finetune", train_on="adversarial", init_from="standard"),
+        "robust_ft": config("robust-ft", kind="bn_finetune", train_on="clean", init_from="robust"),
+    }
+    experiment = Experiment(
+        tag="masking", title="Masking", out_dir=os.path.join(out, "report"), runs=runs, data_name="digits",
+        eval_limit=24, eval_batch_size=24,
+        masking=MaskingPlan(blocks=[MaskingBlock("Standard", "standard", "standard_ft", "adversarial"),
+                                    MaskingBlock("Robust", "robust", "robust_ft", "clean")],
+                            attack=FGSM_8, p_grid=[0.0, 0.5, 1.0], eval_dir=os.path.join(out, "report", "table1")),
+        curves=CurvesPlan(runs={"standard": "standard", "robust": "robust"},
+                          path=os.path.join(out, "report", "curves.png")))
+    state = run_experiment(experiment)
+    return experiment, state
+
+
+def test_table1_rows_and_interpolation_end_points_equal_an_independent_evaluation(masking_experiment):
+    from tfadv.experiments import load_test_arrays
+    from tfadv.experiments.paper2 import interpolation_curves, table1_rows
+    from tfadv.models import load_model
+    from tfadv.models.conditioning import condition_inputs
+
+    experiment, state = masking_experiment
+    plan, results = experiment.masking, state.results["masking"]
+    x, y = load_test_arrays(experiment.runs["standard"].data, 24)
+    independent = {role: _fgsm_accuracies(lambda images, m=load_model(state.runs[role].run_dir): m(images, training=False),
+                                          x, y)
+                   for role in experiment.runs}
+    rows = table1_rows(plan, results)
+    assert [row[1] for row in rows] == ["Standard", "Standard + BN-only fine-tuning on adversarial images",
+                                        "Robust", "Robust + BN-only fine-tuning on clean images"]
+    for (_, _, clean, robust), role in zip(rows, ("standard", "standard_ft", "robust", "robust_ft")):
+        assert (clean, robust) == pytest.approx(independent[role], abs=1e-9)
+    # p = 0 is the clean masking (the standard model; the robust model's clean fine-tuning), p = 1 the robust one.
+    curves = interpolation_curves(plan, results)
+    for title, (clean_role, robust_role) in (("Standard", ("standard", "standard_ft")),
+                                            ("Robust", ("robust_ft", "robust"))):
+        (p0, *_), (p1, *_) = curves[title][0], curves[title][-1]
+        assert (p0, p1) == (0.0, 1.0)
+        assert curves[title][0][1:] == pytest.approx(independent[clean_role], abs=1e-9)
+        assert curves[title][-1][1:] == pytest.approx(independent[robust_role], abs=1e-9)
+    # The middle of the curve is the interpolation model at p = 0.5, evaluated here independently.
+    from tfadv.experiments.paper2 import interpolation_models
+
+    middle = interpolation_models(plan, {role: run.run_dir for role, run in state.runs.items()})["Standard: interpolation"]
+    expected = _fgsm_accuracies(lambda images: middle(condition_inputs(images, 0.5), training=False), x, y)
+    assert curves["Standard"][1][1:] == pytest.approx(expected, abs=1e-9)
+    # BN-only fine-tuning updated the moving statistics (so 'fold' is needed) and left every other weight.
+    changes = state.masking["blocks"]["Standard"]["bn_changes"]
+    assert state.masking["statistics"] == "fold" and changes["mean"]["max"] > 0 and changes["gamma"]["max"] > 0
+    assert json.load(open(os.path.join(plan.eval_dir, "masking.json"), encoding="utf-8")) == json.loads(
+        json.dumps(state.masking))
+
+
+def test_masking_report_section_and_training_curves(masking_experiment):
+    from tfadv.analysis import read_history
+
+    experiment, state = masking_experiment
+    report = open(experiment.report_path, encoding="utf-8").read()
+    section = report.split("### Table 1", 1)[1].split("\n### ", 1)[0]
+    results = state.results["masking"]
+    for block in experiment.masking.blocks:
+        for name in (block.source_name, block.finetuned_name):
+            parts = results["models"][name]["parts"]
+            clean, robust = (100 * decode_mask(parts[key]["correct"]).mean() for key in
+                             ("clean", results["plan"]["attacks"][0]))
+            assert f"| {name} | {clean:.2f} | {robust:.2f} |" in section
+    assert 'statistics="fold"' in report and "![masking interpolation](table1/tradeoff.png)" in report
+    assert "![training curves](curves.png)" in report and os.path.getsize(experiment.curves.path) > 0
+    assert len(read_history(state.runs["robust"].run_dir)["val_accuracy"]) == 1

@@ -71,8 +71,12 @@ def test_paper2_configs_exist_for_every_choice(arch, dataset, epochs, tmp_path):
     configs = paper2.experiment_configs(args, paper2.settings_from(args))
     assert [configs[m].model.norm for m in paper2.METHODS] == ["bn", "dual_bn", "robmask"]
     assert [configs[m].method.kind for m in paper2.METHODS] == ["standard", "advprop", "robmask"]
-    for config in configs.values():
-        assert (config.model.name, config.data.source, config.train.epochs) == (arch, dataset, epochs)
+    for role, config in configs.items():
+        finetune = role in ("bn_ft_adversarial", "adversarial_ft_clean")
+        assert (config.model.name, config.data.source, config.train.epochs) == (
+            arch, dataset, paper2.TABLE1_FINETUNE_EPOCHS if finetune else epochs)
+    assert configs["adversarial"].method.kind == "adversarial"
+    assert configs["bn_ft_adversarial"].model.init_from == os.path.join(str(tmp_path), configs["bn"].name)
 
 
 def test_paper2_default_out_names_the_choice():
@@ -203,13 +207,107 @@ def test_paper2_smoke_end_to_end_then_resumes(tmp_path, capsys):
     assert report.count(f"| | paper | {common.NOT_FOUND}") == 3
     for name in ("advprop", "robmask"):
         assert re.search(rf"Trade-off over the masking strength p — {name}\n\n\| p \|", report)
+    _check_table1(report, out)
     histories = [os.path.join(out, d, "history.csv") for d in os.listdir(out) if d.startswith("paper2-")]
-    assert len(histories) == 3
+    assert len(histories) == 6  # bn, advprop, robmask; Table 1's adversarial run and two BN-only fine-tunings
     before = _snapshot(histories)
     capsys.readouterr()
     assert paper2.main(["--smoke", "--out", out]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished, reused") == 3 and printed.count("stored, skipped") == 7 + 9 + 9
+    # Stored parts: the sweep (7 + 9 + 9) and Table 1 (4 models × 2, 2 interpolations × 4).
+    assert printed.count("finished, reused") == 6 and printed.count("stored, skipped") == 7 + 9 + 9 + 8 + 8
     assert _snapshot(histories) == before
     again = json.load(open(os.path.join(out, "eval", "eval.json"), encoding="utf-8"))
     assert again["models"] == results["models"]
+
+
+def _check_table1(report, out):
+    """Table 1's rows are eval-table1/eval.json's; each curve's ends are its two Table 1 models."""
+    results = json.load(open(os.path.join(out, "eval-table1", "eval.json"), encoding="utf-8"))
+    attack_id = results["plan"]["attacks"][0]
+    section = report.split("### Table 1", 1)[1].split("\n### ", 1)[0]
+    accuracy = {}
+    for name, record in results["models"].items():
+        if record["conditioned"]:
+            continue
+        accuracy[name] = (_accuracy(record, "clean"), _accuracy(record, attack_id))
+        assert f"| {name} | {accuracy[name][0]:.2f} | {accuracy[name][1]:.2f} |" in section
+    assert len(accuracy) == 4
+    ends = {"Standard training": ("Standard training", "Standard training + BN-only fine-tuning on adversarial images"),
+            "Adversarial training": ("Adversarial training + BN-only fine-tuning on clean images",
+                                     "Adversarial training")}
+    for block, (clean_end, robust_end) in ends.items():
+        record = results["models"][f"{block}: interpolation"]
+        for p, end in ((0.0, clean_end), (1.0, robust_end)):
+            part = f"{attack_id} @ p={p!r}"
+            assert (100 * record["parts"][part]["clean_accuracy"], _accuracy(record, part)) == pytest.approx(
+                accuracy[end])
+    masking = json.load(open(os.path.join(out, "eval-table1", "masking.json"), encoding="utf-8"))
+    assert masking["statistics"] == "fold" and 'statistics="fold"' in report
+
+
+def test_paper2_small_profile_configs(tmp_path):
+    data = str(tmp_path / "subset.npz")
+    args = paper2.build_parser().parse_args(["--profile", "small", "--data", data, "--out", str(tmp_path)])
+    settings = paper2.settings_from(args)
+    assert settings == {"source": data, "eval_limit": 500, "sweep_steps": 10, "p_grid": [0.0, 0.5, 1.0]}
+    configs = paper2.experiment_configs(args, settings)
+    assert list(configs) == ["bn", "advprop", "robmask", "adversarial", "bn_ft_adversarial", "adversarial_ft_clean"]
+    for role, config in configs.items():
+        assert config.model.name == "resnet18" and config.model.options == {"width_multiplier": 0.25}
+        assert config.data.source == data and config.data.augment is True and config.data.limit_test == 200
+        assert config.train.weight_decay == 5e-4 and config.train.weight_decay_mode == "coupled"
+        assert config.train.epochs == (1 if "_ft_" in role else 3)
+        assert config.name == f"paper2-small-subset-{role.replace('_', '-')}-3ep"
+        if role in ("advprop", "adversarial", "bn_ft_adversarial", "adversarial_ft_clean"):
+            attack = config.method.attack
+            assert (attack.steps, attack.eps, attack.step_size) == (7, pytest.approx(8 / 255), pytest.approx(1.6 / 255))
+    assert configs["robmask"].method.pgd_steps == 7 and configs["robmask"].method.attack.step_size is None  # ε/5
+    assert configs["bn_ft_adversarial"].method.train_on == "adversarial"
+    assert configs["bn_ft_adversarial"].model.init_from == os.path.join(str(tmp_path), configs["bn"].name)
+    assert configs["adversarial_ft_clean"].model.init_from == os.path.join(str(tmp_path), configs["adversarial"].name)
+    with_ablations = paper2.experiment_configs(
+        paper2.build_parser().parse_args(["--profile", "small", "--data", data, "--ablations", "--skip-table1"]),
+        settings)
+    assert list(with_ablations) == ["bn", "advprop", "robmask", *paper2.ABLATIONS]
+    assert with_ablations["robmask_eps10"].method.eps_max == pytest.approx(10 / 255)
+    assert with_ablations["advprop_two_aux"].method.aux_eps == ["4/255", "8/255"]  # read by AdvProp
+    assert with_ablations["advprop_random_strength"].method.random_strength is True
+    assert all(c.model.name == "resnet18" for c in with_ablations.values())  # the grid point's, not DenseNet's
+
+
+def test_paper2_profile_flags_are_checked(capsys):
+    assert paper2.main(["--profile", "small"]) == 2
+    assert "--data FILE.npz" in capsys.readouterr().err
+    assert paper2.main(["--data", "x.npz"]) == 2
+    assert "--profile paper --data x.npz" in capsys.readouterr().err
+
+
+def test_paper2_small_profile_smoke_with_ablations(tmp_path):
+    """--profile small --smoke on a generated .npz (never the shared file): ablations in their own section."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = str(tmp_path / "generated.npz")
+    np.savez(data, x=rng.integers(0, 256, size=(200, 12, 12, 3), dtype=np.uint8),
+             y=rng.integers(0, 4, size=200).astype(np.uint8))
+    out = str(tmp_path / "out")
+    assert paper2.main(["--profile", "small", "--data", data, "--smoke", "--ablations", "--skip-table1",
+                        "--out", out]) == 0
+    report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
+    assert "## Table 1" not in report and "## Ablations (paper 2, Tables 6 and 7)" in report
+    section = report.split("## Ablations", 1)[1].split("\n## ", 1)[0]
+    for folder, names in (("eval", paper2.METHODS), ("eval-ablations", paper2.ABLATIONS)):
+        results = json.load(open(os.path.join(out, folder, "eval.json"), encoding="utf-8"))
+        assert results["dataset"]["num_examples"] == 40  # the .npz's held-out 20 %
+        for name in names:
+            record = results["models"][name]
+            p = None if name == "bn" else 0.0
+            cells = [f"{_accuracy(record, f'{attack_id} @ p={p!r}' if p is not None else attack_id):.2f}"
+                     for attack_id in results["plan"]["sweep"]]
+            label = name if p is None else f"{name} (p=0)"
+            assert f"| {label} | " + " | ".join(cells) + " |" in section
+    assert "![training curves](training_curves.png)" in report
+    assert os.path.getsize(os.path.join(out, "training_curves.png")) > 0
+    assert sorted(d for d in os.listdir(out) if d.startswith("paper2-")) == sorted(
+        f"paper2-small-generated-{m.replace('_', '-')}-3ep" for m in paper2.METHODS + paper2.ABLATIONS)

@@ -89,6 +89,7 @@ class MethodConfig:
     learning_rate_multipliers: dict = field(default_factory=dict)  # robmask: {basis, shift, network}
     robust_model: Optional[str] = None  # bn_finetune: the adversarially trained model it starts from
     freeze_statistics: bool = False  # bn_finetune: keep BN moving statistics fixed (default: updated, as the paper)
+    train_on: str = "clean"  # bn_finetune: clean | adversarial (the attack's examples; paper 2's Table 1)
 
 
 @dataclass
@@ -175,6 +176,7 @@ CHOICES = {
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
     ("attack", "update"): ("sign", "adam"),
     ("method", "kind"): method_kinds,
+    ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
     ("attack", "flow_bound_unit"): ("pixels", "grid"),
     ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),

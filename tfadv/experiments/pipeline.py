@@ -18,6 +18,7 @@ import os
 import time
 from typing import Callable, Dict, List, Optional
 
+from tfadv.experiments.paper2 import CurvesPlan, MaskingPlan
 from tfadv.records import write_json
 
 
@@ -112,6 +113,9 @@ class Experiment:
         eval_limit: evaluate on the first N test images (``None``: all).
         eval_batch_size: images per attack batch.
         paper1, paper2, landscape, export: the plans; ``None`` skips the stage's part.
+        masking: paper 2's Table 1 and masking interpolation (:class:`MaskingPlan`).
+        ablations: paper 2's ablations, a second :class:`Paper2Plan` (their own section).
+        curves: Figure 3's training curves (:class:`CurvesPlan`), drawn by the report stage.
         skipped: stage name → why it is skipped although planned (e.g. a flag).
         intro: sentences of the report's first paragraph (data, scale, settings).
         report_file, summary_file: names in ``out_dir``.
@@ -129,6 +133,9 @@ class Experiment:
     paper2: Optional[Paper2Plan] = None
     landscape: Optional[LandscapePlan] = None
     export: Optional[ExportPlan] = None
+    masking: Optional[MaskingPlan] = None
+    ablations: Optional[Paper2Plan] = None
+    curves: Optional[CurvesPlan] = None
     skipped: Dict[str, str] = dataclasses.field(default_factory=dict)
     intro: List[str] = dataclasses.field(default_factory=list)
     report_file: str = "report.md"
@@ -150,7 +157,9 @@ class State:
     runs: dict = dataclasses.field(default_factory=dict)
     x_test: object = None
     y_test: object = None
-    results: dict = dataclasses.field(default_factory=dict)  # "paper1" / "paper2" → eval results
+    results: dict = dataclasses.field(default_factory=dict)  # "paper1" / "paper2" / ... → eval results
+    masking: Optional[dict] = None  # paper 2's Table 1: the statistics choice and BN changes (masking.json)
+    curves_figure: Optional[str] = None
     perturbation_figure: Optional[str] = None
     landscape_figures: Optional[dict] = None
     sharpness: Optional[dict] = None
@@ -247,6 +256,23 @@ def _evaluate(experiment, state, say):
         state.results["paper2"] = evaluate(models, state.x_test, state.y_test, sweep=plan.sweep,
                                            p_grid=plan.p_grid, tradeoff_attack=plan.tradeoff_attack, p=plan.p,
                                            out_dir=plan.eval_dir, **common)
+    if experiment.ablations is not None:
+        plan = experiment.ablations
+        say(f"paper 2 ablations: the ε sweep and the trade-off over p {plan.p_grid} → {plan.eval_dir}")
+        models = {name: state.runs[role].run_dir for name, role in plan.models.items()}
+        state.results["ablations"] = evaluate(models, state.x_test, state.y_test, sweep=plan.sweep,
+                                              p_grid=plan.p_grid, tradeoff_attack=plan.tradeoff_attack,
+                                              p=plan.p, out_dir=plan.eval_dir, **common)
+    if experiment.masking is not None:
+        from tfadv.experiments.paper2 import evaluate_masking
+
+        plan = experiment.masking
+        say(f"paper 2 Table 1 and the masking interpolation over p {plan.p_grid} "
+            f"(statistics={plan.statistics!r}) → {plan.eval_dir}")
+        run_dirs = {role: run.run_dir for role, run in state.runs.items()}
+        state.results["masking"], state.masking = evaluate_masking(
+            plan, run_dirs, state.x_test, state.y_test, batch_size=experiment.eval_batch_size,
+            dataset=common["dataset"])
 
 
 def _landscapes(experiment, state, say):
@@ -296,11 +322,15 @@ def _report(experiment, state, say):
     write_report(experiment, state)
 
 
+_EVALUATIONS = (("paper1", "paper 1"), ("paper2", "paper 2"), ("ablations", "paper 2 ablations"),
+                ("masking", "paper 2 Table 1 and masking interpolation"))
+
+
 def _describe_evaluation(experiment):
-    if experiment.paper1 is None and experiment.paper2 is None:
+    parts = [label for attribute, label in _EVALUATIONS if getattr(experiment, attribute) is not None]
+    if not parts:
         return None
-    papers = " and ".join(f"paper {n}" for n in (1, 2) if getattr(experiment, f"paper{n}") is not None)
-    return f"evaluating ({papers}) on {experiment.eval_limit or 'all'} test images"
+    return f"evaluating ({', '.join(parts)}) on {experiment.eval_limit or 'all'} test images"
 
 
 def _describe_landscape(experiment):

@@ -156,6 +156,23 @@ def export_section(plan, export_dir, predictions, labels):
     return lines + [""]
 
 
+def paper2_extra_sections(experiment, state, root):
+    """Paper 2's Table 1 and masking interpolation, its ablations and Figure 3, when planned."""
+    from tfadv.experiments import paper2
+
+    lines = []
+    if "masking" in state.results:
+        lines += paper2.masking_section(experiment.masking, state.results["masking"], state.masking, root)
+    if "ablations" in state.results:
+        lines += paper2.ablation_section(experiment.ablations, state.results["ablations"],
+                                         state.results.get("paper2"), root)
+    if experiment.curves is not None and state.runs:
+        state.curves_figure = paper2.plot_curves(experiment.curves,
+                                                 {role: run.run_dir for role, run in state.runs.items()})
+        lines += paper2.curves_section(experiment.curves, root)
+    return lines
+
+
 def write_report(experiment, state):
     """Write ``experiment.report_path`` from what the stages produced (``state``)."""
     root = experiment.out_dir
@@ -172,6 +189,7 @@ def write_report(experiment, state):
         lines += paper1_section(experiment.paper1, state.results["paper1"], root, state.perturbation_figure)
     if "paper2" in state.results:
         lines += paper2_section(experiment.paper2, state.results["paper2"], root)
+    lines += paper2_extra_sections(experiment, state, root)
     if experiment.landscape is not None:
         if state.landscape_figures is None:
             reason = experiment.skipped.get("landscape", "not computed")

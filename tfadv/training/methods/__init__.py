@@ -28,7 +28,8 @@ config's ``method`` section builds it. Methods and their settings:
   ``norm="robmask"``.
 - ``"bn_finetune"`` (:class:`BNFineTuning`): ``attack`` (for the
   robust-accuracy metric), ``freeze_statistics`` (False: BN moving
-  statistics updated, as the paper); then :func:`interpolation_model` builds the
+  statistics updated, as the paper), ``train_on`` (``"clean"`` or
+  ``"adversarial"``: the attack's examples, Table 1); then :func:`interpolation_model` builds the
   p-knob model from the robust model and its BN-only fine-tuning.
 
 Building a method writes nothing. Offline fine-tuning's stored set is an
@@ -178,7 +179,8 @@ def _bn_finetune_from_config(inner, config, train_arrays, run_dir):
         from tfadv.training.runs import load_model
 
         inner.set_weights(load_model(config.method.robust_model).get_weights())
-    return BNFineTuning(inner, _attack(config), freeze_statistics=config.method.freeze_statistics)
+    return BNFineTuning(inner, _attack(config), freeze_statistics=config.method.freeze_statistics,
+                        train_on=config.method.train_on)
 
 
 @dataclasses.dataclass(frozen=True)
