@@ -203,11 +203,13 @@ def small_profile_note(args, settings):
     """The report's sentence on what ``--profile small`` shortened (nothing for the paper profile)."""
     if args.profile != "small":
         return []
+    if args.smoke:
+        return ["**Profile small under --smoke**: the small profile's data (`--data`), the smoke test's sizes."]
     return [f"**Profile small** (`--profile small`): ResNet-32 at half width (8-16-32 channels), "
             f"{SMALL['clean_epochs']} pretraining epochs with crop + flip augmentation, "
             f"{SMALL['finetune_epochs']} fine-tuning epochs on the 1:1 set, stAdv with "
             f"{SMALL['stadv_steps']} steps (crafting and evaluation; the paper's tfadv default is 100), "
-            f"Tables 1-2 on {settings['eval_limit']} held-out images, landscapes on a {settings['grid']} grid "
+            f"Tables 1-2 on at most {settings['eval_limit']} held-out images, landscapes on a {settings['grid']} grid "
             f"over {settings['examples']} training images; everything else as the configs "
             "(tools/reproduce_paper1.py, SMALL, says why each was chosen)."]
 
