@@ -44,7 +44,7 @@ def test_the_file_loads_safely_and_every_number_says_where_it_was_read():
                 assert len(row) == len(table["columns"])
                 assert table["found_in"] and table["quotes"][key], f"{paper} row {key} needs found_in and a quote"
                 numbers += sum(value is not None for value in row)
-    for statement in data["paper2"]["statements"]:
+    for statement in data["paper1"]["statements"] + data["paper2"]["statements"]:
         assert statement["found_in"] and statement["quote"] and statement["claim"]
         assert all(isinstance(v, (int, float)) for v in statement["values"].values())
         numbers += len(statement["values"])

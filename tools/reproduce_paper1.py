@@ -214,6 +214,14 @@ def small_profile_note(args, settings):
             "(tools/reproduce_paper1.py, SMALL, says why each was chosen)."]
 
 
+def landscape_note(published):
+    """Under the sharpness table: the paper gives no numbers, only the order it states (quoted)."""
+    from tfadv.experiments.published import statement_line
+
+    lines = [statement_line(s) for s in published.get("statements", []) if s.get("under") == "landscapes"]
+    return " ".join(lines) or f"Published sharpness values: {_common.NOT_FOUND}."
+
+
 def table1_attacks(settings):
     """FGSM 8/255, PGD-10 at 1/255 (step ε/4, random start), stAdv (``tfadv.evaluation`` preset)."""
     from tfadv.evaluation import preset
@@ -233,6 +241,10 @@ def experiment(args):
     configs = experiment_configs(args, settings["source"])
     names = settings["names"]
     epochs = ", ".join(f"{role} {configs[role].train.epochs}" for role in ROLES)
+    published = _common.load_published("paper1")
+    scale = _common.scale_note(args, epochs)
+    if args.profile == "small" and not args.smoke:
+        scale = "--profile small (below), not the paper's" + ("" if scale.startswith("the paper's") else "; " + scale)
     return Experiment(
         tag="paper1",
         title="Paper 1 reproduction: loss-landscape geometry of adversarially fine-tuned models",
@@ -243,20 +255,19 @@ def experiment(args):
         eval_batch_size=args.eval_batch_size,
         paper1=Paper1Plan(
             models={names[role]: role for role in ROLES}, attacks=table1_attacks(settings),
-            eval_dir=os.path.join(args.out, "eval"), published=_common.load_published("paper1"),
+            eval_dir=os.path.join(args.out, "eval"), published=published,
             published_rows={names[role]: role for role in ROLES}),
         landscape=LandscapePlan(
             models={names[role]: role for role in ROLES}, out_dir=os.path.join(args.out, "landscapes"),
             grid=settings["grid"], examples=settings["examples"], hessian_examples=settings["hessian_examples"],
             hessian_max_iterations=settings["hessian_iterations"], hutchinson_samples=settings["hutchinson"],
             comparison=settings["comparison"],
-            note="Published sharpness values: the paper's abstract describes a qualitative (visual) "
-                 f"comparison of the landscapes; numbers were {_common.NOT_FOUND}."),
+            note=landscape_note(published)),
         skipped={"landscape": "--skip-landscape"} if args.skip_landscape else {},
         intro=[f"Data `{settings['source']}`; model `{configs['clean'].model.name}`; fine-tuning settings "
                f"**{args.settings}** "
                f"({'as stated in the paper' if args.settings == 'paper' else 'of the authors’ released code'}); "
-               f"epochs: {epochs}. Scale: {_common.scale_note(args, epochs)}. The configs' comments say which "
+               f"epochs: {epochs}. Scale: {scale}. The configs' comments say which "
                "settings the paper states and which are our choice."] + small_profile_note(args, settings),
         report_file=settings["report"],
         summary_file=settings["summary"],
