@@ -4,8 +4,8 @@
 - experiment configs from ``configs/`` (found from this file, so the drivers
   run from any working directory) with the drivers' overrides applied through
   ``tfadv.config.load_config``;
-- where the papers' published numbers are (``published_numbers.yaml``, read
-  and rendered by ``tfadv.experiments.published``);
+- the papers' published numbers (``tfadv/evaluation/published_numbers.yaml``,
+  package data, rendered by ``tfadv.experiments.published``);
 - the report's sentence on how far a call is from the paper's scale.
 """
 import argparse
@@ -13,6 +13,7 @@ import os
 
 from tfadv.experiments.published import (  # noqa: F401  (re-exported for the drivers and tests)
     NOT_FOUND,
+    PUBLISHED_FILE,
     comparison_table,
     paper_citation,
     published_row,
@@ -21,7 +22,6 @@ from tfadv.experiments.published import (  # noqa: F401  (re-exported for the dr
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
-PUBLISHED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_numbers.yaml")
 
 
 # ------------------------------------------------------------------ flags
@@ -107,7 +107,7 @@ def load_run_config(path, overrides, epochs_scale=1.0, user_overrides=()):
 
 
 def load_published(paper):
-    """The ``paper1`` or ``paper2`` entry of ``published_numbers.yaml``."""
+    """The ``paper1`` or ``paper2`` entry of ``tfadv/evaluation/published_numbers.yaml``."""
     from tfadv.experiments.published import load_published as load
 
     return load(PUBLISHED_FILE, paper)

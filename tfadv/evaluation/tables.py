@@ -272,10 +272,22 @@ def format_report(results):
     ]
     for table in all_tables(results):
         lines += ["", table.markdown()]
+        lines += _published_beneath(table, results)
     figures = results.get("figures", [])
     if figures:
         lines += ["", "### Figures", ""] + [f"![{figure}]({figure})" for figure in figures]
     return "\n".join(lines) + "\n"
+
+
+def _published_beneath(table, results):
+    """Paper 1's published rows under its Table 1 / Table 2 layouts (CIFAR-10 data only; else why not)."""
+    from tfadv.evaluation.published import paper1_published_lines
+
+    if not _plan(results).get("attacks"):
+        return []
+    layouts = {accuracy_table(results).title: "table1", ssim_table(results).title: "table2"}
+    key = layouts.get(table.title)
+    return [] if key is None else [""] + paper1_published_lines(results, key)
 
 
 __all__ = ["Table", "accuracy_table", "all_tables", "format_report", "robustness_table", "ssim_table",

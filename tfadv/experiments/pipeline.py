@@ -31,7 +31,7 @@ class Paper1Plan:
             clean model first: its examples make the perturbation figure).
         attacks: the tables' attacks in column order (``AttackSpec``\\ s or mappings).
         eval_dir: the evaluation's folder (``eval.json``, ``eval.md``, figures).
-        published: the ``paper1`` entry of ``tools/published_numbers.yaml``
+        published: the ``paper1`` entry of ``tfadv/evaluation/published_numbers.yaml``
             (title, authors, ``tables.table1``/``table2``), or ``None``: the
             report then prints our rows only. The hook for the paper's numbers.
         published_rows: evaluation name → row key of the published tables.
@@ -55,7 +55,7 @@ class Paper2Plan:
         tradeoff_attack: the trade-off curve's attack.
         eval_dir: the evaluation's folder.
         p: the strength at which conditioned models fill the sweep table.
-        published: the ``paper2`` entry of ``tools/published_numbers.yaml`` or ``None``.
+        published: the ``paper2`` entry of ``tfadv/evaluation/published_numbers.yaml`` or ``None``.
         published_rows: evaluation name → row key of the published sweep table.
     """
 

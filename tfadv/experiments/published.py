@@ -1,20 +1,48 @@
 """The papers' published numbers beside ours.
 
-The numbers live in ``tools/published_numbers.yaml`` (a data file: one entry
-per paper, each table with ``columns``, ``rows`` and ``found_in``); this
-module reads an entry and renders tables in which every row of ours has the
-paper's row beneath it. A report section given no published entry prints our
-rows only.
+The numbers live in ``tfadv/evaluation/published_numbers.yaml`` (package data,
+read by :mod:`tfadv.evaluation.published`: one entry per paper, each table
+with ``setting``, ``columns``, ``rows``, ``found_in`` and ``quotes``, paper 2's
+figures in words as ``statements``); this module renders report tables in
+which every row of ours has the paper's row beneath it, and the "paper
+states" lines. A report section given no published entry prints our rows
+only; one whose data or model is not the paper's setting says so instead.
 """
-import yaml
+from tfadv.evaluation.published import (  # noqa: F401  (re-exported: the reports' one entry point)
+    PUBLISHED_FILE,
+    is_cifar10,
+    not_shown_note,
+    published_cell,
+    setting_label,
+)
 
 NOT_FOUND = "not found in the sources available here"
+NOT_REPORTED = "not reported in the paper"
 
 
-def load_published(path, paper):
-    """The ``paper`` entry (``"paper1"``, ``"paper2"``) of a published-numbers YAML file."""
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)[paper]
+def load_published(path=None, paper="paper1"):
+    """The ``paper`` entry (``"paper1"``, ``"paper2"``) of a published-numbers YAML file (default: tfadv's)."""
+    from tfadv.evaluation.published import load_published as load
+
+    return load(paper, path)
+
+
+def in_setting(table, data_name, architecture=None):
+    """Whether results on ``data_name`` with ``architecture`` (None: not checked) are in ``table``'s setting."""
+    setting = table.get("setting") or {}
+    dataset = setting.get("dataset")
+    if dataset == "cifar10" and not is_cifar10(data_name):
+        return False
+    if dataset and dataset != "cifar10" and dataset not in str(data_name or "").lower():
+        return False
+    wanted = setting.get("architecture")
+    return architecture is None or wanted is None or architecture == wanted
+
+
+def statement_line(statement, ours=None):
+    """``Paper states: <claim> — <found_in>: “<quote>”`` (and ``ours: …`` when given)."""
+    line = f"Paper states: {statement['claim']} — {statement['found_in']}: “{statement['quote']}”"
+    return line + (f" Ours: {ours}." if ours else "")
 
 
 def paper_citation(entry):
@@ -41,7 +69,7 @@ def _cell(value, units):
     return f"{value:.2f}" if units == "percent" else f"{value:.4f}"
 
 
-def comparison_table(header, rows, units, with_published=True):
+def comparison_table(header, rows, units, with_published=True, missing=NOT_FOUND):
     """A markdown table with, for every row, our numbers and (``with_published``) the paper's beneath them.
 
     Args:
@@ -51,6 +79,9 @@ def comparison_table(header, rows, units, with_published=True):
             paper's numbers or ``None`` when they were not found.
         units: ``"percent"`` or ``"distance"``.
         with_published: add the ``paper`` row under each of ours.
+        missing: the ``paper`` row's text where ``published`` is ``None``
+            (:data:`NOT_FOUND`, or :data:`NOT_REPORTED` when the paper has
+            the table but no such row).
     """
     lines = ["| Model | | " + " | ".join(header) + " |",
              "|---|---|" + "---:|" * len(header)]
@@ -59,9 +90,9 @@ def comparison_table(header, rows, units, with_published=True):
         if not with_published:
             continue
         if published is None:
-            paper_cells = [NOT_FOUND] + [""] * (len(header) - 1)
+            paper_cells = [missing] + [""] * (len(header) - 1)
         else:
-            paper_cells = [_cell(v, units) if v is not None else "not found" for v in published]
+            paper_cells = [published_cell(v, units) if v is not None else "not found" for v in published]
         lines.append("| | paper | " + " | ".join(paper_cells) + " |")
     return "\n".join(lines)
 
@@ -69,6 +100,6 @@ def comparison_table(header, rows, units, with_published=True):
 def source_line(table):
     """Where a published table's numbers were read, or how to add them."""
     if table.get("found_in"):
-        return f"Published numbers: {table['found_in']}."
-    return (f"Published numbers: {NOT_FOUND} (tools/published_numbers.yaml lists what was searched; "
-            "add them there with their source and rerun to fill the column).")
+        return f"Published numbers ({setting_label(table.get('setting') or {})}, the paper's scale): {table['found_in']}."
+    return (f"Published numbers: {NOT_FOUND} (tfadv/evaluation/published_numbers.yaml; add them there with "
+            "their source and rerun to fill the column).")

@@ -9,7 +9,18 @@ the worst case and 1 − SSIM over all images).
 """
 import os
 
-from tfadv.experiments.published import comparison_table, paper_citation, published_row, source_line
+from tfadv.experiments.published import (
+    NOT_FOUND,
+    NOT_REPORTED,
+    comparison_table,
+    in_setting,
+    not_shown_note,
+    paper_citation,
+    published_row,
+    setting_label,
+    source_line,
+    statement_line,
+)
 from tfadv.records import write_text
 
 NO_PUBLISHED = ("The papers' published numbers are for CIFAR at the papers' scale; the reproduction "
@@ -53,12 +64,41 @@ def _row(table, key):
     return None if table is None or key is None else published_row(table, key)
 
 
-def paper1_section(plan, results, root, perturbation_figure=None):
-    """Tables 1 and 2 of paper 1 (ours, the published rows beneath) and the perturbation figure."""
+def _missing(table):
+    """The ``paper`` row's text for a model the published table has no row for."""
+    return NOT_REPORTED if table is not None and table.get("rows") else NOT_FOUND
+
+
+def _setting_lines(table, data_name, model=None):
+    """Why the published rows are absent (other data or model), or how this run differs from the paper's scale."""
+    architecture = None if model is None else model.get("name")
+    if not in_setting(table, data_name, architecture):
+        shown = data_name if architecture is None else f"{data_name} with {architecture}"
+        return False, [not_shown_note(table.get("setting") or {}, shown), ""]
+    ours = f"`{data_name}`" + ("" if model is None else f", `{architecture}` with options {model.get('options') or {}}")
+    return True, [f"The paper's rows are {setting_label(table.get('setting') or {})} at the paper's scale; ours: "
+                  f"{ours}, at the scale stated above. Compare directions (which model is more accurate or "
+                  "robust, which attack perturbs more), not values.", ""]
+
+
+def paper1_section(plan, results, root, perturbation_figure=None, data_name=None, model=None):
+    """Tables 1 and 2 of paper 1 (ours, the published rows beneath) and the perturbation figure.
+
+    The published rows appear only for results in the paper's setting:
+    CIFAR-10 data (judged by ``data_name``, default the evaluated data's
+    name) and, when ``model`` (the runs' ``model`` config: ``name``,
+    ``options``) is given, a ResNet-32; otherwise one sentence says why not.
+    """
     from tfadv.evaluation import accuracy_table, ssim_table
 
     published = plan.published
     table1, table2 = _published_table(published, "table1"), _published_table(published, "table2")
+    setting_lines = []
+    if published is not None:
+        data_name = data_name or results.get("dataset", {}).get("name")
+        shown, setting_lines = _setting_lines(table1, data_name, model)
+        if not shown:
+            published = None
     ours = accuracy_table(results)
     attacks = len(results["plan"]["attacks"])
     labels = ours.header[1:2 + attacks]  # Clean and the attacks, without the worst case (in eval.md)
@@ -74,18 +114,20 @@ def paper1_section(plan, results, root, perturbation_figure=None):
     with_published = published is not None
     eval_md = _link(os.path.join(plan.eval_dir, "eval.md"), root)
     lines = ["## Paper 1: loss-landscape geometry of adversarially fine-tuned models", ""]
-    if with_published:
-        lines += [f"Paper: {paper_citation(published)}.", ""]
+    if plan.published is not None:
+        lines += [f"Paper: {paper_citation(plan.published)}.", ""] + setting_lines
     lines += ["### Table 1: top-1 test accuracy (%)", "",
-              comparison_table(labels, rows1, "percent", with_published), ""]
+              comparison_table(labels, rows1, "percent", with_published, missing=_missing(table1)), ""]
     if with_published:
         lines += [source_line(table1), ""]
     lines += ["### Table 2: mean 1 − SSIM(adversarial, clean)", "",
               f"Over the test images whose prediction the attack changed; the mean over all images and "
               f"the worst case over the attacks are in [{eval_md}]({eval_md}).", "",
-              comparison_table(labels[1:], rows2, "distance", with_published), ""]
+              comparison_table(labels[1:], rows2, "distance", with_published, missing=_missing(table2)), ""]
     if with_published:
-        lines += [source_line(table2), ""]
+        lines += [source_line(table2) + " The paper gives one figure per attack, over each fine-tuning's "
+                  "stored adversarial training images against their originals (crafted against the clean "
+                  "model), so it stands beneath our clean model's row.", ""]
     if perturbation_figure:
         first = next(iter(plan.models))
         lines += ["### Example perturbations", "",
@@ -95,12 +137,46 @@ def paper1_section(plan, results, root, perturbation_figure=None):
     return lines
 
 
-def paper2_section(plan, results, root):
-    """Paper 2's ε sweep (ours, the published rows beneath) and the trade-off over p, with figures."""
+def _clean_gain(plan, by_model):
+    """``RobMask − BN +x.xx, RobMask − AdvProp +y.yy points`` from our ε = 0 column, or None."""
+    clean = {plan.models[name]: row[1] for name, row in by_model.items() if name in plan.models}
+    if clean.get("robmask") is None:
+        return None
+    parts = [f"RobMask − {label} {100 * (clean['robmask'] - clean[role]):+.2f}"
+             for role, label in (("bn", "BN"), ("advprop", "AdvProp")) if clean.get(role) is not None]
+    return (", ".join(parts) + " points at ε = 0") if parts else None
+
+
+def paper2_statements(published, plan, by_model, under):
+    """The "Paper states" lines of paper 2's statements printed under ``under`` (``sweep`` or ``none``)."""
+    lines = []
+    for statement in published.get("statements") or []:
+        if statement.get("under") != under:
+            continue
+        ours = _clean_gain(plan, by_model) if statement["key"] == "clean_gain_100ep" else None
+        setting = statement.get("setting") or {}
+        label = ", ".join(f"{key} {value}" for key, value in setting.items())
+        lines += [f"- {statement_line(statement, ours)} (setting: {label})"]
+    return lines + [""] if lines else []
+
+
+def paper2_section(plan, results, root, data_name=None, model=None):
+    """Paper 2's ε sweep (ours, the published rows beneath, the paper's statements) and the trade-off over p.
+
+    Published rows and statements appear only for CIFAR-10 data (``data_name``,
+    default the evaluated data's name); otherwise one sentence says why not.
+    """
     from tfadv.evaluation import sweep_table, tradeoff_tables
 
     published = plan.published
     table = _published_table(published, "sweep")
+    setting_lines = []
+    if published is not None:
+        data_name = data_name or results.get("dataset", {}).get("name")
+        # The sweep's rows are keyed by architecture already; the setting check is the data's.
+        shown, setting_lines = _setting_lines(table, data_name)
+        if not shown:
+            published = None
     ours = sweep_table(results)
     by_model = {name: row for name, row in zip(results["models"], ours.rows)}
     rows = [(by_model[name][0], [None if v is None else 100 * v for v in by_model[name][1:]],
@@ -109,13 +185,13 @@ def paper2_section(plan, results, root):
     with_published = published is not None
     eval_dir = _link(plan.eval_dir, root)
     lines = ["## Paper 2: adversarial masking and the robustness trade-off", ""]
-    if with_published:
-        lines += [f"Paper: {paper_citation(published)}.", ""]
+    if plan.published is not None:
+        lines += [f"Paper: {paper_citation(plan.published)}.", ""] + setting_lines
     lines += [f"### {ours.title.split(' — ')[0]} (Tables 5/6 layout)", "",
               "Conditioned models (AdvProp, RobMask) at the masking strength in brackets.", "",
-              comparison_table(ours.header[1:], rows, "percent", with_published), ""]
+              comparison_table(ours.header[1:], rows, "percent", with_published, missing=_missing(table)), ""]
     if with_published:
-        lines += [source_line(table), ""]
+        lines += [source_line(table), ""] + paper2_statements(published, plan, by_model, "sweep")
     lines += [f"![accuracy vs ε]({eval_dir}/accuracy_vs_eps.png)", "",
               "### The trade-off over the masking strength p", "",
               "Clean and robust accuracy of the conditioned models at each p (RobMask: ε = p · ε_max "
@@ -126,6 +202,9 @@ def paper2_section(plan, results, root):
         lines += [tradeoff.markdown().replace("### ", "#### ", 1), ""]
     if "tradeoff.png" in results.get("figures", []):
         lines += [f"![trade-off]({eval_dir}/tradeoff.png)", ""]
+    others = paper2_statements(published, plan, by_model, "none") if with_published else []
+    if others:
+        lines += ["### What else the paper states (not measured by this report)", ""] + others
     return lines
 
 
@@ -173,6 +252,13 @@ def paper2_extra_sections(experiment, state, root):
     return lines
 
 
+def _model_of(experiment, plan):
+    """The ``model`` section (name, options) of the plan's first run, for the published rows' setting check."""
+    role = next(iter(plan.models.values()))
+    model = experiment.runs[role].model
+    return {"name": model.name, "options": dict(model.options or {})}
+
+
 def write_report(experiment, state):
     """Write ``experiment.report_path`` from what the stages produced (``state``)."""
     root = experiment.out_dir
@@ -186,9 +272,10 @@ def write_report(experiment, state):
              "holds its resolved `config.yaml`.", "",
              "## Runs", "", runs_table(list(state.runs.values()), root), ""]
     if "paper1" in state.results:
-        lines += paper1_section(experiment.paper1, state.results["paper1"], root, state.perturbation_figure)
+        lines += paper1_section(experiment.paper1, state.results["paper1"], root, state.perturbation_figure,
+                                data_name=experiment.data_name, model=_model_of(experiment, experiment.paper1))
     if "paper2" in state.results:
-        lines += paper2_section(experiment.paper2, state.results["paper2"], root)
+        lines += paper2_section(experiment.paper2, state.results["paper2"], root, data_name=experiment.data_name)
     lines += paper2_extra_sections(experiment, state, root)
     if experiment.landscape is not None:
         if state.landscape_figures is None:
