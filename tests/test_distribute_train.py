@@ -16,13 +16,14 @@ with two devices and two processes with one each.
 """
 import csv
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from tfadv.bench.distribute import free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -70,16 +71,6 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _config(tmp_path, method):
     method_section = "method: {kind: standard}"
     norm = "bn"
@@ -112,7 +103,7 @@ def _start_workers(tmp_path, config, logs, crash_after=None):
     """Two `tfadv train` worker processes on 127.0.0.1 with TF_CONFIG (free ports)."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
     workers = []
     for index in range(2):

@@ -106,3 +106,15 @@ def check_count(name, value, minimum=1):
     integer = np.issubdtype(np.asarray(array).dtype, np.integer) and not isinstance(value, bool)
     if not integer or np.ndim(array) != 0 or array < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={describe(value)}")
+
+
+def parse_shard(text, name="shard"):
+    """``"I/N"`` → ``(I, N)`` with ``0 <= I < N`` (shard I of N); ``ValueError`` naming ``name`` otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if match:
+        index, count = int(match.group(1)), int(match.group(2))
+        if count >= 1 and 0 <= index < count:
+            return index, count
+    raise ValueError(f"{name} must look like I/N with 0 <= I < N (e.g. 0/2). Received: {name}={text!r}")

@@ -39,7 +39,8 @@ TRAIN_TARGET = 0.6
 LANDSCAPE_TARGET = 0.6
 
 
-def _free_ports(count):
+def free_ports(count):
+    """``count`` TCP ports on 127.0.0.1 that were free a moment ago (for local workers)."""
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
         s.bind(("127.0.0.1", 0))
@@ -159,7 +160,7 @@ def run(model_name="resnet20", batch_size=64, steps=6, warmup=2, examples=500, p
     common = ["--model", model_name, "--seed", str(seed)]
     train_args = common + ["--batch-size", str(batch_size), "--steps", str(steps), "--warmup", str(warmup)]
     one = _run_children([["train", *train_args]], [_child_environment(cores[0])])[0]
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     two = _run_children(
         [["train", *train_args]] * 2,

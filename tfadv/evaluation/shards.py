@@ -27,6 +27,7 @@ import shutil
 import numpy as np
 
 from tfadv._files import atomic_write_text
+from tfadv.checks import parse_shard  # noqa: F401  (re-exported: part of this module's API)
 from tfadv.evaluation.results import (
     REPORT_FILE,
     data_fingerprint,
@@ -39,16 +40,6 @@ from tfadv.evaluation.results import (
 )
 
 SHARD_FOLDER = re.compile(r"^shard-(\d+)-of-(\d+)$")
-
-
-def parse_shard(text, name="shard"):
-    """``"I/N"`` → ``(I, N)`` with ``0 <= I < N``; ValueError naming ``name`` otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if match:
-        index, count = int(match.group(1)), int(match.group(2))
-        if count >= 1 and 0 <= index < count:
-            return index, count
-    raise ValueError(f"{name} must look like I/N with 0 <= I < N (e.g. 0/2). Received: {name}={text!r}")
 
 
 def shard_folder(out_dir, index, count):

@@ -26,26 +26,13 @@ import re
 import h5py
 import numpy as np
 
+from tfadv.checks import parse_shard  # noqa: F401  (re-exported: part of this module's API)
+
 SHARD_FILE = re.compile(r"^surface\.shard-(\d+)-of-(\d+)\.h5$")
 SURFACE_FILE = "surface.h5"
 
 # Settings that may differ between shards: only rounding or bookkeeping depends on them.
 _FREE_KEYS = ("shard", "batch_size", "replicas", "model")
-
-
-def parse_shard(text, name="shard"):
-    """``"I/N"`` → ``(I, N)`` with ``0 <= I < N``.
-
-    Raises:
-        ValueError: naming ``name`` and the text, unless it is two integers
-            ``I/N`` with ``N >= 1`` and ``0 <= I < N``.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if match:
-        index, count = int(match.group(1)), int(match.group(2))
-        if count >= 1 and 0 <= index < count:
-            return index, count
-    raise ValueError(f"{name} must look like I/N with 0 <= I < N (e.g. 0/3). Received: {name}={text!r}")
 
 
 def check_shard(shard):
