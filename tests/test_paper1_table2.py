@@ -91,3 +91,32 @@ def test_eval_of_the_run_shows_the_stored_set_column(finetuned_run, tmp_path):
     part = next(iter(p for p in results["models"]["ft"]["parts"].values() if p["attack"]))
     assert set(part["ssim_distances"]) == {"gaussian", "skimage_compare_ssim"}
     assert part["ssim_distances"]["gaussian"]["all"] == part["ssim_distance_all"]
+
+
+def test_the_stored_sets_distance_is_measured_once_and_dropped_when_the_set_changes(finetuned_run, tmp_path):
+    import shutil
+
+    from tfadv.training.methods import stored_set_ssim_distance
+
+    path = str(tmp_path / "set.h5")
+    shutil.copy(os.path.join(finetuned_run, "adversarial_examples.h5"), path)
+    x, y = load_arrays("digits", "train")
+    x, y = x[:48], y[:48]
+    first = stored_set_ssim_distance(path, x, y)
+    # A resumed run reads the record kept in the file instead of measuring every image again:
+    # a planted value comes back, which a recomputation could not return.
+    with h5py.File(path, "a") as stored:
+        planted = json.loads(stored.attrs["ssim_distance_record"])
+        planted["ssim_distance"]["gaussian"] = 123.0
+        stored.attrs["ssim_distance_record"] = json.dumps(planted)
+    assert stored_set_ssim_distance(path, x, y)["ssim_distance"]["gaussian"] == 123.0
+    # Regenerating part of the set drops the record, so the next call measures again.
+    with h5py.File(path, "a") as stored:
+        stored.attrs["completed"] = 16
+    from tfadv.attacks import AttackSpec
+    from tfadv.models import load_model
+    from tfadv.training.methods import generate_adversarial_examples
+
+    model = load_model(os.path.join(os.path.dirname(finetuned_run), "clean"))
+    generate_adversarial_examples(model, x, y, AttackSpec("fgsm", eps=8 / 255), path, 16, False)
+    assert stored_set_ssim_distance(path, x, y) == first

@@ -123,6 +123,8 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
                   + (f", resuming at {first}" if first else "") + f" → {path}", flush=True)
             bar = keras.utils.Progbar(len(x), unit_name="image", stateful_metrics=["images/s"])
             bar.update(first)
+        if first < len(x) and _SSIM_CACHE in handle.attrs:
+            del handle.attrs[_SSIM_CACHE]  # the set changes: its 1 − SSIM is measured again
         started = time.perf_counter()
         for start in range(first, len(x), chunk_size):
             stop = min(start + chunk_size, len(x))
@@ -188,6 +190,10 @@ def _discard_if_damaged(path):
 STORED_SET_SUMMARY_KEY = "stored_adversarial_set"
 """Key of :func:`stored_set_ssim_distance`'s record in a fine-tuning run's ``summary.json``."""
 
+_SSIM_CACHE = "ssim_distance_record"
+"""h5 attribute holding :func:`stored_set_ssim_distance`'s record of the complete set, so a
+resumed run does not measure every stored image again; generation deletes it."""
+
 
 def stored_set_ssim_distance(path, x, y, conventions=None, chunk_size=500):
     """Mean 1 − SSIM between the training images and their stored adversarial versions.
@@ -218,6 +224,11 @@ def stored_set_ssim_distance(path, x, y, conventions=None, chunk_size=500):
     y = np.asarray(y, dtype=np.int64)
     with h5py.File(path, "r") as handle:
         attributes = dict(handle.attrs)
+    cached = json.loads(attributes[_SSIM_CACHE]) if _SSIM_CACHE in attributes else None
+    if (cached is not None and attributes.get("data_sha256") == _fingerprint(x, y)
+            and set(conventions) <= set(cached["ssim_distance"])):
+        return {**cached, "ssim_distance": {name: cached["ssim_distance"][name] for name in conventions}}
+    with h5py.File(path, "r") as handle:
         images = handle["adversarial_images"]
         if attributes.get("completed") != len(images):
             raise ValueError(f"{path} is incomplete ({attributes.get('completed')} of {len(images)} examples). "
@@ -230,12 +241,15 @@ def stored_set_ssim_distance(path, x, y, conventions=None, chunk_size=500):
             for name in conventions:
                 totals[name] += float(ssim_distance(x[start:start + chunk_size], x_adv, convention=name)
                                       .per_image.sum())
-    return {
+    record = {
         "population": "stored training set (all)",
         "attack": json.loads(attributes["attack"]),
         "num_examples": int(len(x)),
         "ssim_distance": {name: total / max(len(x), 1) for name, total in totals.items()},
     }
+    with h5py.File(path, "a") as handle:
+        handle.attrs[_SSIM_CACHE] = json.dumps(record)
+    return record
 
 
 def load_adversarial_examples(path):
