@@ -206,7 +206,16 @@ def test_two_workers_train_like_one_process_with_two_devices(tmp_path):
     for code, output in _wait(processes):
         assert code == 0, output
     run_dir = tmp_path / "runs" / "standard"
-    assert [int(row["epoch"]) for row in _history(run_dir)] == [1, 2]
+    rows = _history(run_dir)
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    # The Keras callbacks the loop drives: the epoch logs with validation, TensorBoard's event files.
+    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    reference = _history(tmp_path / "mirrored" / "standard")  # the same metrics, summed over all replicas
+    for row, expected in zip(rows, reference, strict=True):
+        assert {k: float(v) for k, v in row.items()} == pytest.approx({k: float(v) for k, v in expected.items()},
+                                                                      rel=1e-6, abs=1e-6)
+    for split in ("train", "validation"):
+        assert any(name.startswith("events.") for name in os.listdir(run_dir / "tensorboard" / split))
     assert _tfadv_leftovers(tmp_path / "tmp1") == []  # worker 1 wrote only a temporary folder, and removed it
     _check_weights_match(tmp_path, "standard")
 

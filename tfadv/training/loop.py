@@ -102,6 +102,8 @@ def fit_distributed(model, strategy, dataset, epochs, steps_per_epoch, validatio
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
+    if epochs > initial_epoch:  # as fit: e.g. an optimizer's moving average written into the weights
+        model.optimizer.finalize_variable_values(model.trainable_weights)
     callback_list.on_train_end(epoch_logs)
     return model.history
 

@@ -58,6 +58,7 @@ from tfadv.training.methods.advprop import AdvProp
 from tfadv.training.methods.bn_finetune import BNFineTuning
 from tfadv.training.methods.finetune import (
     OfflineFineTuning,
+    SSIM_RECORD_ATTRIBUTE,
     STORED_SET_SUMMARY_KEY,
     generate_adversarial_examples,
     load_adversarial_examples,
@@ -178,22 +179,28 @@ def _nothing_to_prepare(inner, config, train_arrays, folder, progress=False, wai
 
 
 def _stored_set_state(path, inner, x, y, attack):
-    """``(complete and made from inner, x, y, attack; examples written)`` of a stored set being written."""
+    """``(done, examples written)`` of the chief's stored set, read without taking the file's lock.
+
+    Done means complete, made from ``inner``, ``(x, y)`` and ``attack``, and
+    its 1 − SSIM record written: the chief's last write to the file, so
+    reading it in full after that never blocks the chief's writer.
+    """
     import h5py
 
     try:
-        with h5py.File(path, "r") as handle:
-            completed = int(handle.attrs.get("completed", -1))
-            total = int(handle["labels"].shape[0]) if "labels" in handle else None
-    except (OSError, KeyError, ValueError):  # not there yet, or locked while the chief writes it
+        with h5py.File(path, "r", locking=False) as handle:
+            attributes = dict(handle.attrs)
+            total = int(handle["labels"].shape[0])
+    except (OSError, KeyError, ValueError, RuntimeError):  # not there yet, or caught mid-write
         return False, None
-    if completed != total:
-        return False, completed
+    completed = int(attributes.get("completed", -1))
+    if completed != total or SSIM_RECORD_ATTRIBUTE not in attributes:
+        return False, (completed, SSIM_RECORD_ATTRIBUTE in attributes)
     try:
         read_adversarial_examples(path, inner, x, y, attack)
     except (OSError, ValueError):
-        return False, completed
-    return True, completed
+        return False, (completed, True)
+    return True, (completed, True)
 
 
 def _prepare_finetune(inner, config, train_arrays, folder, progress=False, wait=None):
