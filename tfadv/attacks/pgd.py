@@ -13,6 +13,12 @@ from tfadv.attacks.losses import cross_entropy_objective
 UPDATES = ("sign", "adam")
 """PGD's update rules: Madry et al.'s signed step, or Adam on the perturbation."""
 
+
+def check_update(update):
+    """``ValueError`` unless ``update`` is one of :data:`UPDATES` (the one check of the rule)."""
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {', '.join(UPDATES)}. Received: update={update!r}")
+
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
 ADAM_EPSILON = 1e-8  # PyTorch's, added to the bias-corrected sqrt(v)
@@ -103,8 +109,7 @@ def pgd(
     _compile.check_per_example("step_size", step_size, x)
     _compile.check_count("steps", steps)
     _compile.check_static_count("restarts", restarts)
-    if update not in UPDATES:
-        raise ValueError(f"update must be one of {UPDATES}. Received: update={update!r}")
+    check_update(update)
     images = _compile.as_float(x)
     tensors = (
         images,

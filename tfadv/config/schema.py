@@ -5,7 +5,9 @@ write them as fractions, ``eps: 8/255``, which is how papers state them.
 
 The names a config may use are owned by the packages that define them, not
 copied here: attacks by ``tfadv.attacks`` (an attack section is validated by
-building its ``AttackSpec``), normalizations by ``tfadv.models``, training
+building its ``AttackSpec``), normalizations by ``tfadv.models``, data splits
+by ``tfadv.data``, evaluation presets by ``tfadv.evaluation`` and direction
+options by ``tfadv.landscape`` (neither reads configs), training
 methods by ``tfadv.training.methods`` (read when a config is validated:
 ``tfadv.training`` reads configs, so it cannot be imported here up front).
 """
@@ -14,6 +16,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec
+from tfadv.data.sources import SPLITS
+from tfadv.evaluation.specs import PRESETS as EVAL_PRESETS
+from tfadv.landscape.directions import IGNORES as LANDSCAPE_IGNORES
+from tfadv.landscape.directions import MODES as LANDSCAPE_MODES
+from tfadv.landscape.directions import NORMS as LANDSCAPE_NORMS
 from tfadv.models.norms import NORM_KINDS
 
 
@@ -95,7 +102,7 @@ class MethodConfig:
 @dataclass
 class EvalConfig:
     attacks: list = field(default_factory=list)  # list of AttackConfig mappings; empty: the preset
-    preset: str = "paper1_table1"  # paper1_table1 | paper1_table2 | paper2_sweep | strong
+    preset: str = "paper1_table1"  # a name of tfadv.evaluation.PRESETS
     eps_sweep: list = field(default_factory=lambda: [0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, 8 / 255])
     p_grid: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     limit: Optional[int] = None
@@ -166,7 +173,9 @@ def method_kinds():
 
 
 # Closed vocabularies, checked after types: (section path, key) -> allowed values, or a
-# function returning them (read when a config is validated).
+# function returning them (read when a config is validated). Each is its owner's
+# own tuple; an attack's settings (update rule, stAdv's flow-bound unit, ...) are
+# checked by building its AttackSpec, not here.
 CHOICES = {
     ("model", "norm"): NORM_KINDS,
     ("train", "optimizer"): ("sgd", "adam"),
@@ -174,16 +183,14 @@ CHOICES = {
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "distribute"): ("default", "mirrored", "multi_worker"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
-    ("attack", "update"): ("sign", "adam"),
     ("method", "kind"): method_kinds,
     ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
-    ("attack", "flow_bound_unit"): ("pixels", "grid"),
-    ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
-    ("landscape", "norm"): ("filter", "layer", "none"),
-    ("landscape", "ignore"): ("biasbn", "none"),
-    ("landscape", "mode"): ("weights", "states"),
-    ("landscape", "split"): ("train", "test"),
+    ("eval", "preset"): EVAL_PRESETS,  # the names of tfadv.evaluation.specs.PRESETS
+    ("landscape", "norm"): LANDSCAPE_NORMS,
+    ("landscape", "ignore"): LANDSCAPE_IGNORES,
+    ("landscape", "mode"): LANDSCAPE_MODES,
+    ("landscape", "split"): SPLITS,
     ("tune", "tuner"): ("random", "bayesian", "hyperband"),
     ("tune", "objective"): ("val_accuracy", "val_robust_accuracy", "weighted"),
 }
