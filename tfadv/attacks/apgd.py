@@ -11,6 +11,7 @@ because their cross-entropy saturates (gradient masking).
 import numpy as np
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.losses import cross_entropy_objective, margin
 
@@ -32,7 +33,7 @@ def checkpoints(steps):
         The increasing list of distinct checkpoint iterations in [1, steps];
         for 100 steps ``[22, 41, 57, 70, 80, 87, 93, 99]``.
     """
-    _compile.check_static_count("steps", steps)
+    checks.check_integer("steps", steps)
     points, p_previous, p = [], 0, 22
     while True:
         w = -(-p * steps // 100)  # ⌈p · steps / 100⌉ in integers
@@ -181,19 +182,19 @@ def apgd(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}. Received: loss={loss!r}")
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
+    checks.check_images(x)
+    checks.check_labels(x, y)
     needs_true_labels = loss == "dlr" and bool(targeted)
     if needs_true_labels:
         if true_labels is None:
             raise ValueError(
                 "Targeted APGD-DLR needs true_labels: its loss −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2) "
                 "uses the true class y as well as the target t. Received: true_labels=None")
-        _compile.check_labels(x, true_labels, name="true_labels")
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
-    _compile.check_static_count("steps", steps)
-    _compile.check_static_count("restarts", restarts)
+        checks.check_labels(x, true_labels, name="true_labels")
+    checks.check_in_unit_interval("eps", eps)
+    checks.check_per_example("eps", eps, x)
+    checks.check_integer("steps", steps)
+    checks.check_integer("restarts", restarts)
     _check_rho(rho)
     images = _compile.as_float(x)
     labels = tf.cast(y, tf.int64)
@@ -261,10 +262,10 @@ def apgd_targeted(
         Croce & Hein, ICML 2020 (arXiv:2003.01690), Sec. 4 and its
         AutoAttack code.
     """
-    _compile.check_linf_inputs(x, y, eps)
-    _compile.check_static_count("steps", steps)
-    _compile.check_static_count("target_classes", target_classes)
-    _compile.check_static_count("restarts", restarts)
+    checks.check_linf_inputs(x, y, eps)
+    checks.check_integer("steps", steps)
+    checks.check_integer("target_classes", target_classes)
+    checks.check_integer("restarts", restarts)
     _check_rho(rho)
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))

@@ -13,6 +13,7 @@ classes, and counts only points inside the ε-ball.
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.apgd import misclassified, on_subset, targeted_setup, where_examples
 
@@ -99,11 +100,11 @@ def fab_targeted(
         Croce & Hein, "Minimally distorted adversarial examples with a fast
         adaptive boundary attack", ICML 2020 (arXiv:1907.02044).
     """
-    _compile.check_linf_inputs(x, y, eps)
-    _compile.check_static_count("steps", steps)
-    _compile.check_static_count("target_classes", target_classes)
-    _compile.check_static_count("restarts", restarts)
-    _compile.check_static_count("search_steps", search_steps, minimum=0)
+    checks.check_linf_inputs(x, y, eps)
+    checks.check_integer("steps", steps)
+    checks.check_integer("target_classes", target_classes)
+    checks.check_integer("restarts", restarts)
+    checks.check_integer("search_steps", search_steps, minimum=0)
     settings = _checked_settings(alpha_max, eta, beta)
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))

@@ -13,15 +13,13 @@ row there (plus its ``_run_...`` adapter beside it).
 """
 
 import dataclasses
-import fractions
-import math
 from collections.abc import Mapping
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tfadv.checks import check_in_unit_interval, check_integer
+from tfadv.checks import check_in_unit_interval, check_integer, parse_number
 from tfadv.attacks.apgd import apgd, apgd_targeted
 from tfadv.attacks.autoattack import autoattack
 from tfadv.attacks.fab import fab_targeted
@@ -40,32 +38,13 @@ SEED_STRIDE = 1_000_003
 """Batch ``b`` of a seeded run draws its random starts from ``seed · SEED_STRIDE + b``."""
 
 
-def _as_number(value):
-    """``value`` as a finite float (strings as fractions: ``"8/255"``), or None if not a number."""
-    if isinstance(value, str):
-        try:
-            return float(fractions.Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            pass
-        # Fraction refuses a decimal numerator such as the paper's "0.3/64".
-        numerator, slash, denominator = value.partition("/")
-        try:
-            number = float(numerator) / float(denominator) if slash else None
-        except (ValueError, ZeroDivisionError):
-            return None
-        return number if number is not None and math.isfinite(number) else None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def parse_eps(value, name="eps"):
     """ε from a number or a string such as ``"8/255"`` or ``"0.03"``.
 
     Raises:
         ValueError: naming ``name`` and the value, if it is not a number in [0, 1].
     """
-    number = _as_number(value)
+    number = parse_number(value)
     if number is None:
         raise ValueError(
             f"{name} must be a number in [0, 1] such as 8/255. Received: {name}={value!r}")
@@ -82,7 +61,7 @@ def format_eps(eps):
 
 
 def _checked_number(name, value, strictly_positive):
-    number = _as_number(value)
+    number = parse_number(value)
     if number is None or (number <= 0 if strictly_positive else number < 0):
         bound = "> 0" if strictly_positive else ">= 0"
         raise ValueError(f"{name} must be a number {bound} (a fraction such as 2/255 is fine). "

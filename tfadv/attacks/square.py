@@ -7,6 +7,7 @@ stop it: in AutoAttack it is the check that robustness is not gradient masking.
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.apgd import misclassified, where_examples
 from tfadv.attacks.losses import margin
@@ -92,8 +93,8 @@ def square(
         query-efficient black-box adversarial attack via random search",
         ECCV 2020 (arXiv:1912.00049).
     """
-    _compile.check_linf_inputs(x, y, eps)
-    _compile.check_count("queries", queries)
+    checks.check_linf_inputs(x, y, eps)
+    checks.check_count("queries", queries)
     if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0.0 < p_init <= 1.0:
         raise ValueError(f"p_init must be a number in (0, 1]. Received: p_init={p_init!r}")
     images = _compile.as_float(x)

@@ -24,6 +24,7 @@ position clamped to the image (edge pixels extend outwards).
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.losses import carlini_wagner
 
@@ -63,9 +64,7 @@ def pixels_to_grid(value, size):
 
 def check_flow_bound_unit(flow_bound_unit):
     """``ValueError`` unless ``flow_bound_unit`` is one of :data:`FLOW_BOUND_UNITS`."""
-    if flow_bound_unit not in FLOW_BOUND_UNITS:
-        raise ValueError(f"flow_bound_unit must be one of {', '.join(FLOW_BOUND_UNITS)}. "
-                         f"Received: flow_bound_unit={flow_bound_unit!r}")
+    checks.check_choice("flow_bound_unit", flow_bound_unit, FLOW_BOUND_UNITS)
 
 
 def flow_bound_in_pixels(flow_bound, flow_bound_unit, height, width):
@@ -214,14 +213,14 @@ def stadv(
         Xiao, Zhu, Li, He, Liu & Song, "Spatially Transformed Adversarial
         Examples", ICLR 2018 (arXiv:1801.02612).
     """
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_non_negative("tau", tau)
-    _compile.check_count("steps", steps)
-    _compile.check_positive("learning_rate", learning_rate)
-    _compile.check_non_negative("kappa", kappa)
+    checks.check_images(x)
+    checks.check_labels(x, y)
+    checks.check_non_negative("tau", tau)
+    checks.check_count("steps", steps)
+    checks.check_positive("learning_rate", learning_rate)
+    checks.check_non_negative("kappa", kappa)
     if flow_bound is not None:
-        _compile.check_positive("flow_bound", flow_bound)
+        checks.check_positive("flow_bound", flow_bound)
     check_flow_bound_unit(flow_bound_unit)
     images = _compile.as_float(x)
     tensors = (

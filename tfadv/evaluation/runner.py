@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
-from tfadv.checks import check_integer, check_strength
+from tfadv.checks import check_image_arrays, check_integer, check_strength
 from tfadv._files import atomic_path, atomic_write_text
 from tfadv.data.validation import check_model_data
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
@@ -134,20 +134,6 @@ def _model_entries(models):
             raise ValueError(f"models[{name!r}] must be a model, a path or a callable. Received: {model!r}")
         entries.append(_Model(str(name), source, model, fingerprint, conditioned))
     return entries
-
-
-def _checked_data(x, y):
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"x must be float images [N, H, W, C] in [0, 1]. Received: x.shape={x.shape}, dtype={x.dtype}")
-    if len(x) == 0:
-        raise ValueError("x is empty: nothing to evaluate.")
-    if x.min() < 0 or x.max() > 1:
-        raise ValueError(f"x must be in [0, 1]. Received: x in [{x.min():.4g}, {x.max():.4g}]")
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must hold one integer label per image. Received: y.shape={y.shape}, x.shape={x.shape}")
-    return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
 
 
 def _specs(attacks, name):
@@ -386,7 +372,7 @@ def evaluate(
         ValueError: bad data, models, attacks (unknown name, ε outside
             [0, 1], ...), strengths or batch size; a path that is no model.
     """
-    x, y = _checked_data(x, y)
+    x, y = check_image_arrays(x, y)
     attacks, sweep = _specs(attacks, "attacks"), _specs(sweep, "sweep")
     p = check_strength("p", p)
     ssim_convention = get_convention(ssim_convention).name

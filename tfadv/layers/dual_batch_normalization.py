@@ -1,10 +1,9 @@
 """AdvProp's dual batch normalization: a main and one or more auxiliary BNs in one layer."""
 
-import operator
-
 import keras
 from keras import ops
 
+from tfadv.checks import check_integer
 from tfadv.layers._batch_statistics import BatchStatisticsNormalization, add_moving_statistic
 from tfadv.layers.conditioned_batch_normalization import encode_strength
 
@@ -112,13 +111,7 @@ class DualBatchNormalization(BatchStatisticsNormalization):
 
     def __init__(self, branches=2, **kwargs):
         super().__init__(**kwargs)
-        try:
-            count = None if isinstance(branches, bool) else operator.index(branches)
-        except TypeError:
-            count = None
-        if count is None or count < 2:
-            raise ValueError(f"branches must be an integer >= 2. Received: branches={branches!r}")
-        self.branches = count
+        self.branches = check_integer("branches", branches, minimum=2)
         # One entry per branch, in anchor order (gammas/betas empty without
         # scale/center). Keras tracks the lists' variables like attributes.
         self.gammas = []
