@@ -32,6 +32,9 @@ class DataConfig:
     augment: bool = True  # pad-4 random crop + horizontal flip
     limit_train: Optional[int] = None  # first N training examples (quick runs)
     limit_test: Optional[int] = None  # first N test examples
+    # classes of an .npz without label_names (else max label + 1, with a warning); labels
+    # outside 0..num_classes-1 are refused when the data are loaded
+    num_classes: Optional[int] = None
 
 
 @dataclass
@@ -204,6 +207,7 @@ RANGES = {
     ("method", "adversarial_fraction"): (0.0, 1.0),
     ("method", "pgd_steps"): (1, None),
     ("data", "batch_size"): (1, None),
+    ("data", "num_classes"): (2, None),
     ("train", "epochs"): (0, None),
     ("train", "learning_rate"): (1e-12, None),
     ("train", "weight_decay"): (0.0, None),

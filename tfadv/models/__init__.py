@@ -22,6 +22,7 @@ from tfadv.models.conditioning import (
     is_conditioned,
     model_fn_for,
 )
+from tfadv.models.convert import CONVERTIBLE_NORMS, convert_norm
 from tfadv.models.io import load_model, model_display_name, resolve_model_path
 from tfadv.models.norms import CONDITIONED_NORMS, NORM_KINDS, NormContext
 from tfadv.models.registry import builder_options, get_builder, list_models, register_model
@@ -92,6 +93,7 @@ __all__ = [
     "CONDITIONED_NORMS",
     "BoundModel",
     "ConditionedModelFn",
+    "CONVERTIBLE_NORMS",
     "NORM_KINDS",
     "bind",
     "bind_condition",
@@ -100,6 +102,7 @@ __all__ = [
     "get_builder",
     "call_model",
     "condition_inputs",
+    "convert_norm",
     "is_conditioned",
     "list_models",
     "load_model",

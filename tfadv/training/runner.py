@@ -53,7 +53,8 @@ def make_strategy(kind):
 
 
 def load_split_arrays(data_config, split):
-    x, y = tfdata.load_arrays(data_config.source, split, data_config.data_dir)
+    x, y = tfdata.load_arrays(data_config.source, split, data_config.data_dir,
+                              num_classes=data_config.num_classes)
     limit = data_config.limit_train if split == "train" else data_config.limit_test
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -76,7 +77,7 @@ def build_inner_model(config, x_train, y_train):
         # Per-device BN statistics would drift apart across replicas; synchronized BN
         # normalizes with the global batch and gives one device's result.
         norm_options.setdefault("synchronized", True)
-    info = tfdata.dataset_info(x_train, y_train)
+    info = tfdata.dataset_info(x_train, y_train, config.data.num_classes, config.data.source)
     mean, std = tfdata.channel_stats(x_train)
     return models.build(
         config.model.name,
