@@ -178,7 +178,7 @@ CHOICES = {
     ("method", "kind"): method_kinds,
     ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
-    ("attack", "flow_bound_unit"): ("pixels", "grid"),
+    ("attack", "flow_unit"): ("pixels", "grid"),
     ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
     ("landscape", "norm"): ("filter", "layer", "none"),
     ("landscape", "ignore"): ("biasbn", "none"),
