@@ -300,9 +300,9 @@ def test_load_model_reads_run_folders_keras_files_and_saved_models(linear_setup,
 
 def test_presets():
     table1 = preset("paper1_table1")["attacks"]
-    assert [spec.label for spec in table1] == ["FGSM ε=8/255", "PGD-10 ε=1/255", "stAdv τ=0.05 ‖f‖∞≤0.004687 grid"]
+    assert [spec.label for spec in table1] == ["FGSM ε=8/255", "PGD-10 ε=1/255", "stAdv τ=0.05 ‖f‖∞≤0.004687 (grid units)"]
     # "stAdv with radius 0.3/64", read in grid_sample's coordinates (tfadv.evaluation.specs).
-    assert table1[2].flow_bound == pytest.approx(0.3 / 64) and table1[2].flow_bound_unit == "grid"
+    assert table1[2].flow_bound == pytest.approx(0.3 / 64) and table1[2].flow_unit == "grid"
     assert preset("paper1_table2") == preset("paper1_table1")
     sweep = preset("paper2_sweep")["sweep"]
     assert [spec.eps for spec in sweep] == list(SWEEP_EPS)

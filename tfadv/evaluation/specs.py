@@ -47,11 +47,28 @@ its neighbour (≈ 0.1/255 on typical CIFAR edges), which could not bring the
 base model to the 0.0 % stAdv accuracy of Table 1; 0.073 px (changes of a
 few /255 at edges, the scale of the PGD 1/255 column that also reaches
 0.0 %) can. Either reading is a guess the paper leaves open: pass another
-``flow_bound``/``flow_bound_unit`` to compare.
+``flow_bound``/``flow_unit`` to compare.
 """
 
 PAPER1_STADV_UNIT = "grid"
-"""The unit :data:`PAPER1_STADV_RADIUS` is read in (see there)."""
+"""The unit :data:`PAPER1_STADV_RADIUS` is read in (see there), and with it τ and Adam's step."""
+
+PAPER1_STADV_TAU = 0.05
+"""stAdv's τ in the paper-1 presets, in grid units: the released code's
+(``scripts/advtrain_resnet32_stadv.py``: ``{'adv': 1.0, 'st': 0.05}``); the paper gives none."""
+
+PAPER1_STADV_LEARNING_RATE = 0.001
+"""stAdv's Adam learning rate in the paper-1 presets, in grid units: the released code's
+(``scripts/advtrain_resnet32_stadv.py``: ``pgd_kwargs['optimizer_kwargs']['lr'] = 0.001``)."""
+
+PAPER1_STADV_STEPS = 100
+"""stAdv's Adam steps in the paper-1 presets: the released code's (``GLOBAL_ATK_KWARGS['num_iterations']``)."""
+
+
+def paper1_stadv(flow_bound=PAPER1_STADV_RADIUS, steps=PAPER1_STADV_STEPS):
+    """stAdv with the released code's loss and optimizer (grid units: τ 0.05, Adam 0.001), bounded by ``flow_bound`` grid units."""
+    return AttackSpec("stadv", flow_bound=flow_bound, flow_unit=PAPER1_STADV_UNIT, tau=PAPER1_STADV_TAU,
+                      learning_rate=PAPER1_STADV_LEARNING_RATE, steps=steps)
 
 
 def paper1_attacks():
@@ -60,13 +77,14 @@ def paper1_attacks():
     "We use FGSM with the ℓ∞ radius of 8/255, PGD with radius 1/255 for 10
     iters, and stAdv with radius 0.3/64" (Section 3). The stAdv radius is an
     L∞ bound on the flow in ``grid_sample``'s coordinates
-    (:data:`PAPER1_STADV_RADIUS`); its other settings are tfadv's defaults
-    (τ 0.05, 100 Adam steps of 0.01 px), the paper gives none.
+    (:data:`PAPER1_STADV_RADIUS`); the paper gives no other stAdv setting,
+    so they are the released code's, in the same units (:func:`paper1_stadv`:
+    CW f6 + 0.05 × the flow loss, 100 Adam steps of 0.001).
     """
     return [
         AttackSpec("fgsm", eps=8 / 255),
         AttackSpec("pgd", eps=1 / 255, steps=10),
-        AttackSpec("stadv", flow_bound=PAPER1_STADV_RADIUS, flow_bound_unit=PAPER1_STADV_UNIT),
+        paper1_stadv(),
     ]
 
 

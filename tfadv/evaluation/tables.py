@@ -28,7 +28,7 @@ from typing import List
 
 from tfadv.attacks.spec import format_eps
 from tfadv.evaluation.results import part_id
-from tfadv.records import VERSION_KEYS
+from tfadv.records import VERSION_KEYS, revision_label
 
 MISSING = "–"
 
@@ -267,6 +267,7 @@ def format_report(results):
         f"Data: {dataset.get('name') or 'arrays'}, {dataset.get('num_examples', '?')} examples "
         f"(fingerprint {dataset.get('fingerprint', '?')}). "
         + ", ".join(f"{key} {value}" for key, value in versions.items() if key in VERSION_KEYS)
+        + f", code at {revision_label(versions.get('source'))}"
         + ". Attacks are untargeted and run on the model in inference mode; "
         "every setting is in eval.json.",
     ]

@@ -21,7 +21,7 @@ from tfadv.experiments.published import (
     source_line,
     statement_line,
 )
-from tfadv.records import write_text
+from tfadv.records import revision_label, source_revision, write_text
 
 NO_PUBLISHED = ("The papers' published numbers are for CIFAR at the papers' scale; the reproduction "
                 "drivers in tools/ print them beneath their results.")
@@ -268,8 +268,9 @@ def write_report(experiment, state):
     unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in plans) else ""
     lines = [f"# {experiment.title}", "",
              " ".join(experiment.intro) + unpublished + tested
-             + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Every run folder "
-             "holds its resolved `config.yaml`.", "",
+             + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Code: "
+             f"{revision_label(source_revision())}. Every run folder holds its resolved `config.yaml` "
+             "and `revision.json` (the code that made it, and any other that resumed it).", "",
              "## Runs", "", runs_table(list(state.runs.values()), root), ""]
     if "paper1" in state.results:
         lines += paper1_section(experiment.paper1, state.results["paper1"], root, state.perturbation_figure,
