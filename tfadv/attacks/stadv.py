@@ -80,16 +80,9 @@ def pixels_to_grid(value, size):
     return value * 2 / (size - 1)
 
 
-<<<<<<< HEAD
-def check_flow_bound_unit(flow_bound_unit):
-    """``ValueError`` unless ``flow_bound_unit`` is one of :data:`FLOW_BOUND_UNITS`."""
-    checks.check_choice("flow_bound_unit", flow_bound_unit, FLOW_BOUND_UNITS)
-=======
 def check_flow_unit(flow_unit, name="flow_unit"):
     """``ValueError`` unless ``flow_unit`` is one of :data:`FLOW_UNITS`."""
-    if flow_unit not in FLOW_UNITS:
-        raise ValueError(f"{name} must be one of {', '.join(FLOW_UNITS)}. Received: {name}={flow_unit!r}")
->>>>>>> paper1
+    checks.check_choice(name, flow_unit, FLOW_UNITS)
 
 
 check_flow_bound_unit = check_flow_unit
@@ -285,17 +278,12 @@ def stadv(
     checks.check_positive("learning_rate", learning_rate)
     checks.check_non_negative("kappa", kappa)
     if flow_bound is not None:
-<<<<<<< HEAD
         checks.check_positive("flow_bound", flow_bound)
-    check_flow_bound_unit(flow_bound_unit)
-=======
-        _compile.check_positive("flow_bound", flow_bound)
     if flow_bound_unit is not None:
         raise ValueError("flow_bound_unit is now flow_unit, the unit of the flow bound, of the flow loss tau "
                          "weights and of Adam's learning_rate (give those in it too). "
                          f"Received: flow_bound_unit={flow_bound_unit!r}")
     check_flow_unit(flow_unit)
->>>>>>> paper1
     images = _compile.as_float(x)
     tensors = (
         images,
