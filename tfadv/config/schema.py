@@ -7,9 +7,9 @@ The names a config may use are owned by the packages that define them, not
 copied here: attacks by ``tfadv.attacks`` (an attack section is validated by
 building its ``AttackSpec``), normalizations by ``tfadv.models``, data splits
 by ``tfadv.data``, evaluation presets by ``tfadv.evaluation`` and direction
-options by ``tfadv.landscape`` (neither reads configs), training
-methods by ``tfadv.training.methods`` (read when a config is validated:
-``tfadv.training`` reads configs, so it cannot be imported here up front).
+options by ``tfadv.landscape`` (none of them reads configs). The training
+method kinds are declared here (:data:`METHOD_KINDS`) and implemented by
+``tfadv.training.methods``, which imports configs, never the other way.
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -65,6 +65,9 @@ class TrainConfig:
     # default | mirrored (local devices) | multi_worker (MultiWorkerMirroredStrategy, one
     # `tfadv train` per machine with TF_CONFIG; data.batch_size is the global batch)
     distribute: str = "default"
+    # multi_worker: seconds a worker waits for the others at a collective before it stops with
+    # "lost worker ..." (None: tfadv.training.distribute.DEFAULT_WORKER_TIMEOUT, 300 s)
+    worker_timeout: Optional[float] = None
     steps_per_epoch: Optional[int] = None
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 
@@ -169,11 +172,10 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-def method_kinds():
-    """The training methods ``tfadv train`` knows, from ``tfadv.training.methods``."""
-    from tfadv.training.methods import METHOD_KINDS
-
-    return METHOD_KINDS
+METHOD_KINDS = ("standard", "adversarial", "finetune", "advprop", "robmask", "bn_finetune")
+"""The vocabulary of ``method.kind``. ``tfadv.training.methods.METHODS_BY_KIND``
+implements each (and refuses to import if the two differ); declared here, at
+the bottom of the layers, so configs never import training."""
 
 
 # Closed vocabularies, checked after types: (section path, key) -> allowed values, or a
@@ -187,7 +189,7 @@ CHOICES = {
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "distribute"): ("default", "mirrored", "multi_worker"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
-    ("method", "kind"): method_kinds,
+    ("method", "kind"): METHOD_KINDS,
     ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
     ("attack", "flow_unit"): FLOW_UNITS,
@@ -211,6 +213,7 @@ RANGES = {
     ("data", "batch_size"): (1, None),
     ("data", "num_classes"): (2, None),
     ("train", "epochs"): (0, None),
+    ("train", "worker_timeout"): (1e-3, None),
     ("train", "learning_rate"): (1e-12, None),
     ("train", "weight_decay"): (0.0, None),
     ("eval", "batch_size"): (1, None),
