@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec
-from tfadv.attacks.stadv import FLOW_UNITS
 from tfadv.data.sources import SPLITS
 from tfadv.evaluation.specs import PRESETS as EVAL_PRESETS
 from tfadv.landscape.directions import IGNORES as LANDSCAPE_IGNORES
@@ -192,7 +191,6 @@ CHOICES = {
     ("method", "kind"): METHOD_KINDS,
     ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
-    ("attack", "flow_unit"): FLOW_UNITS,
     ("eval", "preset"): EVAL_PRESETS,  # the names of tfadv.evaluation.specs.PRESETS
     ("landscape", "norm"): LANDSCAPE_NORMS,
     ("landscape", "ignore"): LANDSCAPE_IGNORES,
