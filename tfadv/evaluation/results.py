@@ -39,7 +39,6 @@ RESULTS_FILE = "eval.json"
 REPORT_FILE = "eval.md"
 CLEAN = "clean"
 
-environment = environment_record  # the old name; one record for training and evaluation
 
 
 def data_fingerprint(x, y):
@@ -106,3 +105,9 @@ def save_results(results, path):
     path = results_path(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_json(path, results, indent=1, default=None, allow_nan=False)
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

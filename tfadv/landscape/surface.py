@@ -37,7 +37,7 @@ from tfadv._files import atomic_path
 from tfadv.fingerprints import fingerprint
 from tfadv.landscape._replicas import ReplicaExamples
 from tfadv.landscape.directions import landscape_variables
-from tfadv.models.conditioning import call_model, model_fn_for
+from tfadv.models.conditioning import bind, call_model
 
 # Settings that change the values of a surface. Anything else (batch size,
 # number of replicas) changes only float rounding and may differ on resume.
@@ -183,7 +183,7 @@ class SurfaceEvaluator:
 
     def _batch_sums(self, x, y):
         if self.attack_fn is not None:
-            x = tf.stop_gradient(self.attack_fn(model_fn_for(self.model, self.p), x, y))
+            x = tf.stop_gradient(self.attack_fn(bind(self.model, self.p), x, y))
         logits = tf.cast(call_model(self.model, x, self.p, training=False), tf.float32)
         losses = tf.cast(self.loss_fn(y, logits), tf.float64)
         correct = tf.equal(tf.argmax(logits, axis=-1), tf.cast(y, tf.int64))

@@ -14,13 +14,11 @@ from tfadv.models.conditioning import (
     CONDITION,
     IMAGES,
     BoundModel,
-    ConditionedModelFn,
     bind,
     bind_condition,
     call_model,
     condition_inputs,
     is_conditioned,
-    model_fn_for,
 )
 from tfadv.models.io import load_model, model_display_name, resolve_model_path
 from tfadv.models.norms import CONDITIONED_NORMS, NORM_KINDS, NormContext
@@ -91,7 +89,6 @@ __all__ = [
     "IMAGES",
     "CONDITIONED_NORMS",
     "BoundModel",
-    "ConditionedModelFn",
     "NORM_KINDS",
     "bind",
     "bind_condition",
@@ -105,6 +102,11 @@ __all__ = [
     "load_model",
     "model_display_name",
     "resolve_model_path",
-    "model_fn_for",
     "register_model",
 ]
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

@@ -6,7 +6,8 @@ methods (adversarial training, fine-tuning, AdvProp, RobMask, BN-only) are in
 """
 from tfadv.training.optimizers import WarmupCosine, learning_rate_schedule, make_optimizer
 from tfadv.training.runner import RunResult, load_split_arrays, make_strategy, train_from_config
-from tfadv.training.runs import EpochCheckpoint, HistoryCSV, load_model, read_history
+from tfadv.models.io import load_model
+from tfadv.training.callbacks import EpochCheckpoint, HistoryCSV, read_history
 
 __all__ = [
     "EpochCheckpoint", "HistoryCSV", "RunResult", "WarmupCosine", "learning_rate_schedule",

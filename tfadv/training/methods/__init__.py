@@ -48,7 +48,6 @@ from tfadv.attacks import AttackSpec
 from tfadv.models.conditioning import is_conditioned
 from tfadv.training.methods._common import (
     DEFAULT_ATTACK,
-    TRAINING_ATTACKS,
     TrainingMethod,
     training_attack,
 )
@@ -176,7 +175,7 @@ def _robmask_from_config(inner, config, train_arrays, run_dir):
 def _bn_finetune_from_config(inner, config, train_arrays, run_dir):
     """With ``method.robust_model``, ``inner`` first takes that model's weights."""
     if config.method.robust_model:
-        from tfadv.training.runs import load_model
+        from tfadv.models.io import load_model
 
         inner.set_weights(load_model(config.method.robust_model).get_weights())
     return BNFineTuning(inner, _attack(config), freeze_statistics=config.method.freeze_statistics,
@@ -208,7 +207,6 @@ METHODS_BY_KIND = {
 """Every training method by kind (``method.kind`` in a config)."""
 
 METHOD_KINDS = tuple(METHODS_BY_KIND)
-METHODS = METHOD_KINDS  # the former name
 
 
 def _method(kind, name="method"):
@@ -264,9 +262,15 @@ def prepare_stored_set(inner, config, train_arrays, run_dir, progress=False):
 
 __all__ = [
     "ADVERSARIAL_EXAMPLES_FILE", "AdvProp", "AdversarialTraining", "AttackSpec", "BNFineTuning",
-    "DEFAULT_ATTACK", "METHODS", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
-    "OfflineFineTuning", "RobMask", "TRAINING_ATTACKS", "TrainingMethod", "finetune",
+    "DEFAULT_ATTACK", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
+    "OfflineFineTuning", "RobMask", "TrainingMethod", "finetune",
     "generate_adversarial_examples", "interpolation_model", "load_adversarial_examples",
     "prepare_stored_set", "read_adversarial_examples", "standard", "stored_set_ssim_distance",
     "training_attack", "wrap", "wrap_from_config",
 ]
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)
