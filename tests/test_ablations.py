@@ -13,7 +13,7 @@ from tfadv.config import load_config
 from tfadv.layers import DualBatchNormalization
 from tfadv.models.conditioning import bind_condition, condition_inputs
 from tfadv.training import methods
-from tfadv.training.runs import EpochCheckpoint
+from tfadv.training.callbacks import EpochCheckpoint
 
 EPS = 1e-5
 MOMENTUM = 0.9

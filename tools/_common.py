@@ -14,6 +14,7 @@ import os
 from tfadv.experiments.published import (  # noqa: F401  (re-exported for the drivers and tests)
     NOT_FOUND,
     PUBLISHED_FILE,
+    load_published,
     comparison_table,
     paper_citation,
     published_row,
@@ -104,13 +105,6 @@ def load_run_config(path, overrides, epochs_scale=1.0, user_overrides=()):
     config = load_config(path, list(overrides))
     epochs = scaled_epochs(config.train.epochs, epochs_scale)
     return load_config(path, list(overrides) + [f"train.epochs={epochs}"] + list(user_overrides))
-
-
-def load_published(paper):
-    """The ``paper1`` or ``paper2`` entry of ``tfadv/evaluation/published_numbers.yaml``."""
-    from tfadv.experiments.published import load_published as load
-
-    return load(PUBLISHED_FILE, paper)
 
 
 # ------------------------------------------------------------------ report helpers

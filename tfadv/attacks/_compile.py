@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv.checks import check_integer
+from tfadv import checks
 from tfadv.models.conditioning import BoundModel, call_model, is_conditioned
 
 TRACE_COUNTS = collections.Counter()
@@ -70,7 +70,7 @@ def seed_tensor(seed):
     if tf.is_tensor(seed):  # a counter from a compiled training step: fresh yet reproducible starts
         seed = tf.cast(seed, tf.int64)
         return seed if seed.shape.rank == 1 else tf.stack([seed, tf.constant(0, tf.int64)])
-    check_integer("seed", seed, minimum=0)
+    checks.check_integer("seed", seed, minimum=0)
     return tf.constant([seed, 0], tf.int64)
 
 
@@ -245,3 +245,9 @@ def _compiled_function(owner, key, jit_compile):
     function = tf.function(traced, jit_compile=jit_compile, autograph=False)
     _store(owner, key + (jit_compile,), function)
     return function
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

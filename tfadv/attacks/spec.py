@@ -207,8 +207,6 @@ SETTINGS = {name: kind.settings for name, kind in ATTACKS.items()}
 """The settings each attack uses; the others stay ``None``."""
 DEFAULTS = {name: kind.defaults for name, kind in ATTACKS.items()}
 """Values of unset settings."""
-LINF_ATTACKS = tuple(name for name, kind in ATTACKS.items() if kind.is_linf)
-"""Former list of the L∞ attacks; ask ``spec.is_linf``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,3 +429,9 @@ class AttackSpec:
                 seed = self.seed * SEED_STRIDE + check_integer("batch_index", batch_index, minimum=0)
         return self.kind.run(self, model_fn, x, y, eps=eps, step_size=step_size, seed=seed,
                              jit_compile=jit_compile)
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

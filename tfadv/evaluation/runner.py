@@ -30,12 +30,12 @@ from tfadv.data.validation import check_model_data
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
 from tfadv.models.io import model_display_name
+from tfadv.records import environment_record
 from tfadv.evaluation.results import (
     REPORT_FILE,
     data_fingerprint,
     decode_mask,
     encode_mask,
-    environment,
     load_results,
     new_results,
     part_id,
@@ -300,7 +300,7 @@ def _start(out_dir, dataset, force, say):
         say(f"{out_dir}: {note}")
         earlier.append(previous.get("source"))  # parts already stored were computed by that code
     results["dataset"] = dataset
-    results["environment"] = environment()
+    results["environment"] = environment_record()
     if earlier:
         results["environment"]["earlier_sources"] = earlier
     return results

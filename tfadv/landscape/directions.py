@@ -27,7 +27,6 @@ Reference:
     reference tool is github.com/tomgoldstein/loss-landscape.
 """
 import dataclasses
-import hashlib
 import json
 
 import h5py
@@ -36,6 +35,7 @@ import numpy as np
 
 from tfadv._files import atomic_path
 from tfadv.checks import check_choice
+from tfadv.fingerprints import fingerprint
 
 NORMS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -157,10 +157,8 @@ class Directions:
 
     def fingerprint(self):
         """SHA-256 of the direction values: resumed sweeps must use the same."""
-        digest = hashlib.sha256()
-        for part in self.x + (self.y or []):
-            digest.update(np.ascontiguousarray(part, np.float32).tobytes())
-        return digest.hexdigest()
+        return fingerprint((np.asarray(part, np.float32) for part in self.x + (self.y or [])),
+                           header=False)
 
     def cosine_similarity(self):
         """cos∠(δ, η); near 0 for random directions in high dimension."""

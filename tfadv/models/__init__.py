@@ -14,13 +14,11 @@ from tfadv.models.conditioning import (
     CONDITION,
     IMAGES,
     BoundModel,
-    ConditionedModelFn,
     bind,
     bind_condition,
     call_model,
     condition_inputs,
     is_conditioned,
-    model_fn_for,
 )
 from tfadv.models.convert import CONVERTIBLE_NORMS, convert_norm
 from tfadv.models.io import load_model, model_display_name, resolve_model_path
@@ -92,7 +90,6 @@ __all__ = [
     "IMAGES",
     "CONDITIONED_NORMS",
     "BoundModel",
-    "ConditionedModelFn",
     "CONVERTIBLE_NORMS",
     "NORM_KINDS",
     "bind",
@@ -108,6 +105,11 @@ __all__ = [
     "load_model",
     "model_display_name",
     "resolve_model_path",
-    "model_fn_for",
     "register_model",
 ]
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

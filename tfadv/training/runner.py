@@ -23,15 +23,10 @@ from tfadv import models
 from tfadv.config import ConfigError, to_dict
 from tfadv.training.divergence import StopOnDivergence, TrainingDiverged  # noqa: F401
 from tfadv.training.optimizers import make_optimizer
-from tfadv.training.runs import (
-    HistoryCSV,
-    environment_record,
-    load_model,
-    prepare_folder,
-    read_history,
-    save_model_atomically,
-    write_json,
-)
+from tfadv.models.io import load_model
+from tfadv.records import environment_record, write_json
+from tfadv.training.callbacks import HistoryCSV, read_history
+from tfadv.training.runs import prepare_folder, save_model_atomically
 
 # Keys that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = ("train.verbose", "train.worker_timeout")

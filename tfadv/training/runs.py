@@ -6,19 +6,17 @@ A run folder ``runs/<name>/`` holds ``config.yaml``, ``revision.json``, ``histor
 changed keys), so two experiments never mix; :func:`save_model_atomically`
 writes ``model.keras`` complete or not at all.
 
-Moved out (importable from here as before): the resume callbacks
-(:mod:`tfadv.training.callbacks`), the environment record and atomic JSON
-writing (:mod:`tfadv.records`), the runs table of reports
-(``tfadv.experiments.report.runs_table``).
+Moved out: the resume callbacks (:mod:`tfadv.training.callbacks`), the
+environment record and atomic JSON writing (:mod:`tfadv.records`), model
+loading (:mod:`tfadv.models.io`), the runs table of reports
+(``tfadv.experiments.report.runs_table``); their former names here warn
+(:mod:`tfadv._deprecated`).
 """
 import json
 import os
 
 from tfadv._files import atomic_path, clear_folder
-from tfadv.models.io import load_model, resolve_model_path  # noqa: F401  (re-exported)
-from tfadv.records import environment_record, write_json  # noqa: F401  (re-exported)
 from tfadv.records import resume_note, source_revision
-from tfadv.training.callbacks import EpochCheckpoint, HistoryCSV, read_history  # noqa: F401  (re-exported)
 
 
 def changed_config_keys(saved, current, free_keys=(), prefix=""):
@@ -107,3 +105,8 @@ def save_model_atomically(model, path):
     with atomic_path(path, suffix=".keras") as temporary:
         model.save(temporary)
 
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

@@ -49,7 +49,6 @@ from tfadv.config.schema import METHOD_KINDS
 from tfadv.models.conditioning import is_conditioned
 from tfadv.training.methods._common import (
     DEFAULT_ATTACK,
-    TRAINING_ATTACKS,
     TrainingMethod,
     training_attack,
 )
@@ -377,7 +376,6 @@ if tuple(METHODS_BY_KIND) != METHOD_KINDS:
     raise ImportError(f"METHODS_BY_KIND {tuple(METHODS_BY_KIND)} must implement tfadv.config.METHOD_KINDS "
                       f"{METHOD_KINDS}")
 
-METHODS = METHOD_KINDS  # the former name
 TUNABLE_METHODS = tuple(kind for kind, entry in METHODS_BY_KIND.items() if entry.tunable is not None)
 """The kinds whose training depends on ε (``tfadv tune`` tunes ε_max for these)."""
 
@@ -443,9 +441,15 @@ def prepare_stored_set(inner, config, train_arrays, run_dir, progress=False):
 
 __all__ = [
     "ADVERSARIAL_EXAMPLES_FILE", "AdvProp", "AdversarialTraining", "AttackSpec", "BNFineTuning",
-    "DEFAULT_ATTACK", "METHODS", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
-    "OfflineFineTuning", "Prepared", "RobMask", "TRAINING_ATTACKS", "TUNABLE_METHODS", "TrainingMethod",
+    "DEFAULT_ATTACK", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
+    "OfflineFineTuning", "Prepared", "RobMask", "TUNABLE_METHODS", "TrainingMethod",
     "Tunable", "finetune", "generate_adversarial_examples", "interpolation_model", "load_adversarial_examples",
     "method_kind", "prepare_stored_set", "read_adversarial_examples", "standard", "stored_set_ssim_distance",
     "training_attack", "wrap", "wrap_from_config",
 ]
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)
