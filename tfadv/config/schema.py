@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec
+from tfadv.layers.pixel_preprocessing import PREPROCESS_MODES
 from tfadv.models.norms import NORM_KINDS
 
 
@@ -37,6 +38,9 @@ class ModelConfig:
     norm_options: dict = field(default_factory=dict)  # e.g. {k: 2}
     options: dict = field(default_factory=dict)  # architecture options, e.g. {width: 16}
     init_from: Optional[str] = None  # start from this .keras model or run folder (fine-tuning)
+    # the input range a brought model expects (images stay in [0, 1], ε in [0, 1] units):
+    # unit | 0_255 | -1_1 | torch | caffe; default: a keras.applications model's own, else unit
+    preprocess: Optional[str] = None
 
 
 @dataclass
@@ -172,6 +176,7 @@ def method_kinds():
 # function returning them (read when a config is validated).
 CHOICES = {
     ("model", "norm"): NORM_KINDS,
+    ("model", "preprocess"): PREPROCESS_MODES,
     ("train", "optimizer"): ("sgd", "adam"),
     ("train", "schedule"): ("cosine", "constant", "step"),
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),

@@ -70,8 +70,9 @@ def _prepare_run_dir(config, overwrite):
 
 def build_inner_model(config, x_train, y_train):
     """The architecture the config names, or the pretrained model it starts from."""
-    if config.model.init_from:
-        return load_model(config.model.init_from)
+    if config.model.init_from:  # converted to model.norm / given its preprocessing when stated
+        return models.from_pretrained(load_model(config.model.init_from), config.model.norm,
+                                      config.model.norm_options, config.model.preprocess)
     norm_options = dict(config.model.norm_options)
     if config.train.distribute in ("mirrored", "multi_worker"):
         # Per-device BN statistics would drift apart across replicas; synchronized BN
@@ -87,6 +88,7 @@ def build_inner_model(config, x_train, y_train):
         norm_options=norm_options,
         mean=mean,
         std=np.maximum(std, 1e-3),
+        preprocess=config.model.preprocess,
         **config.model.options,
     )
 
