@@ -447,3 +447,46 @@ class AttackSpec:
                 seed = self.seed * SEED_STRIDE + check_integer("batch_index", batch_index, minimum=0)
         return self.kind.run(self, model_fn, x, y, eps=eps, step_size=step_size, seed=seed,
                              jit_compile=jit_compile)
+
+
+def _text_value(text):
+    """``"10"`` → 10, ``"0.5"`` → 0.5, ``"8/255"`` → 8/255, ``"true"`` → True, else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    if "/" in text:
+        numerator, _, denominator = text.partition("/")
+        try:
+            return float(numerator) / float(denominator)
+        except (ValueError, ZeroDivisionError):
+            pass
+    return text.strip()
+
+
+def attack_from_text(text):
+    """An :class:`AttackSpec` from its one-line form ``"name:key=value,key=value"``.
+
+    Example: ``attack_from_text("pgd:eps=8/255,steps=10")`` is
+    ``AttackSpec.create({"name": "pgd", "eps": 8/255, "steps": 10})``;
+    fractions, integers, floats and ``true``/``false`` are read as numbers
+    and booleans.
+
+    Raises:
+        ValueError: naming the text when a setting is not ``key=value`` (and
+            every error of :meth:`AttackSpec.create`).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"attack text must be 'name:key=value,...'. Received: attack={text!r}")
+    name, _, rest = text.strip().partition(":")
+    settings = {"name": name.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"attack settings must be key=value. Received: {item!r} in attack={text!r}")
+        settings[key.strip()] = _text_value(value)
+    return AttackSpec.create(settings)

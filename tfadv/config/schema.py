@@ -63,6 +63,15 @@ class TrainConfig:
     distribute: str = "default"
     steps_per_epoch: Optional[int] = None
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+    # A stronger validation attack than the training one, "name:key=value,..." (e.g.
+    # "pgd:eps=8/255,steps=10"): val_strong_robust_accuracy on the first
+    # validation_examples test examples every validation_every epochs (and the last).
+    validation_attack: Optional[str] = None
+    validation_examples: int = 1000
+    validation_every: int = 1
+    # robust: also keep model_best.keras, the epoch with the best robust validation accuracy
+    # (validation_attack's, else the method's val_robust_accuracy); best.json names the epoch
+    keep_best: Optional[str] = None
 
 
 def _attack_config_fields():
@@ -182,6 +191,7 @@ CHOICES = {
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "distribute"): ("default", "mirrored", "multi_worker"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
+    ("train", "keep_best"): ("robust",),
     ("attack", "update"): ("sign", "adam"),
     ("method", "kind"): method_kinds,
     ("method", "train_on"): ("clean", "adversarial"),
@@ -207,6 +217,8 @@ RANGES = {
     ("data", "batch_size"): (1, None),
     ("data", "num_classes"): (2, None),
     ("train", "epochs"): (0, None),
+    ("train", "validation_examples"): (1, None),
+    ("train", "validation_every"): (1, None),
     ("train", "learning_rate"): (1e-12, None),
     ("train", "weight_decay"): (0.0, None),
     ("eval", "batch_size"): (1, None),

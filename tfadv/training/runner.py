@@ -15,6 +15,7 @@ from tfadv import data as tfdata
 from tfadv._files import FolderLock
 from tfadv import models
 from tfadv.config import ConfigError, to_dict
+from tfadv.training.callbacks import robust_validation_from_config
 from tfadv.training.divergence import StopOnDivergence, TrainingDiverged  # noqa: F401
 from tfadv.training.optimizers import make_optimizer
 from tfadv.training.runs import (
@@ -215,6 +216,8 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chi
         # between the two redoes the epoch and replaces the row, never loses it.
         callbacks = [
             StopOnDivergence(lambda: int(checkpoint.epoch.numpy())),  # before anything is saved
+            # train.validation_attack / keep_best: adds its metric to the logs HistoryCSV writes
+            *robust_validation_from_config(config, (x_test, y_test), write_dir),
             HistoryCSV(os.path.join(write_dir, "history.csv")),
             checkpoint,
             keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), update_freq="epoch"),
