@@ -130,3 +130,53 @@ def test_subclassed_models_and_models_without_batch_norm_are_refused():
         convert_norm(_nested_model(), "bn")
     with pytest.raises(ValueError, match="branches"):
         convert_norm(_nested_model(), "robmask", branches=3)
+
+
+@pytest.mark.parametrize("mode, reference", [
+    ("-1_1", keras.applications.resnet_v2.preprocess_input),
+    ("torch", keras.applications.densenet.preprocess_input),
+    ("caffe", keras.applications.resnet50.preprocess_input),
+    ("0_255", lambda x: x),
+])
+def test_pixel_preprocessing_equals_keras_applications_preprocess_input(mode, reference):
+    out = np.asarray(layers.PixelPreprocessing(mode)(X))
+    np.testing.assert_allclose(out, reference(X * 255.0), rtol=1e-5, atol=1e-4)
+
+
+def test_keras_applications_name_builds_a_model_taking_unit_images(tmp_path):
+    from tfadv import models
+    from tfadv.training.methods.interpolation import interpolation_model
+
+    app = models.build("MobileNetV2", num_classes=3, norm="bn")
+    assert isinstance(app.layers[1], layers.PixelPreprocessing) and app.layers[1].mode == "-1_1"
+    # The preprocessing is inside the graph (no nested model): BN layers are top-level.
+    assert not any(isinstance(layer, keras.Model) for layer in app.layers)
+    path = tmp_path / "app.keras"
+    app.save(path)
+    plain = keras.saving.load_model(path)
+    converted = models.from_pretrained(plain, "robmask")
+    assert is_conditioned(converted)
+    reference = np.asarray(app(X, training=False))
+    assert _max_diff_at_every_p(converted, reference) <= 1e-5
+    with pytest.raises(ValueError, match="already starts with its PixelPreprocessing"):
+        models.from_pretrained(plain, "robmask", preprocess="-1_1")
+    # Masking interpolation between two maskings of the brought architecture.
+    robust = keras.models.clone_model(app)
+    robust.set_weights(app.get_weights())
+    for layer in robust.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.gamma.assign(layer.gamma.numpy() * 1.5)
+    knob = interpolation_model(app, robust)
+    np.testing.assert_allclose(np.asarray(call_model(knob, X, 0.0)), reference, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(call_model(knob, X, 1.0)),
+                               np.asarray(robust(X, training=False)), atol=1e-5)
+
+
+def test_with_preprocessing_feeds_the_model_what_it_expects():
+    from tfadv.models import with_preprocessing
+
+    model = keras.applications.ResNet50V2(weights=None, input_shape=(32, 32, 3), classes=3,
+                                          classifier_activation=None)
+    wrapped = with_preprocessing(model, "-1_1")
+    expected = np.asarray(model(keras.applications.resnet_v2.preprocess_input(X * 255.0), training=False))
+    np.testing.assert_allclose(np.asarray(wrapped(X, training=False)), expected, atol=1e-5)

@@ -431,6 +431,40 @@ class AttackSpec:
                              jit_compile=jit_compile)
 
 
+def attack_from_text(text):
+    """An :class:`AttackSpec` from its one-line form ``"name:key=value,key=value"``.
+
+    Example: ``attack_from_text("pgd:eps=8/255,steps=10")`` is
+    ``AttackSpec.create({"name": "pgd", "eps": 8/255, "steps": 10})``;
+    numbers (fractions too) are read by :func:`tfadv.checks.parse_number`,
+    ``true``/``false`` as booleans, anything else stays text.
+
+    Raises:
+        ValueError: naming the text when a setting is not ``key=value`` (and
+            every error of :meth:`AttackSpec.create`).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"attack text must be 'name:key=value,...'. Received: attack={text!r}")
+    name, _, rest = text.strip().partition(":")
+    settings = {"name": name.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"attack settings must be key=value. Received: {item!r} in attack={text!r}")
+        settings[key.strip()] = _text_value(value.strip())
+    return AttackSpec.create(settings)
+
+
+def _text_value(text):
+    """One setting's value from its text: a boolean, an integer, a number (fractions too), or the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    number = parse_number(text)
+    return text if number is None else number
+
+
 def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
     from tfadv import _deprecated
 

@@ -21,6 +21,7 @@ from tfadv.evaluation.specs import PRESETS as EVAL_PRESETS
 from tfadv.landscape.directions import IGNORES as LANDSCAPE_IGNORES
 from tfadv.landscape.directions import MODES as LANDSCAPE_MODES
 from tfadv.landscape.directions import NORMS as LANDSCAPE_NORMS
+from tfadv.layers.pixel_preprocessing import PREPROCESS_MODES
 from tfadv.models.norms import NORM_KINDS
 
 
@@ -44,6 +45,9 @@ class ModelConfig:
     norm_options: dict = field(default_factory=dict)  # e.g. {k: 2}
     options: dict = field(default_factory=dict)  # architecture options, e.g. {width: 16}
     init_from: Optional[str] = None  # start from this .keras model or run folder (fine-tuning)
+    # the input range a brought model expects (images stay in [0, 1], ε in [0, 1] units):
+    # unit | 0_255 | -1_1 | torch | caffe; default: a keras.applications model's own, else unit
+    preprocess: Optional[str] = None
 
 
 @dataclass
@@ -69,6 +73,15 @@ class TrainConfig:
     worker_timeout: Optional[float] = None
     steps_per_epoch: Optional[int] = None
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+    # A stronger validation attack than the training one, "name:key=value,..." (e.g.
+    # "pgd:eps=8/255,steps=10"): val_strong_robust_accuracy on the first
+    # validation_examples test examples every validation_every epochs (and the last).
+    validation_attack: Optional[str] = None
+    validation_examples: int = 1000
+    validation_every: int = 1
+    # robust: also keep model_best.keras, the epoch with the best robust validation accuracy
+    # (validation_attack's, else the method's val_robust_accuracy); best.json names the epoch
+    keep_best: Optional[str] = None
 
 
 def _attack_config_fields():
@@ -183,11 +196,13 @@ the bottom of the layers, so configs never import training."""
 # checked by building its AttackSpec, not here.
 CHOICES = {
     ("model", "norm"): NORM_KINDS,
+    ("model", "preprocess"): PREPROCESS_MODES,
     ("train", "optimizer"): ("sgd", "adam"),
     ("train", "schedule"): ("cosine", "constant", "step"),
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "distribute"): ("default", "mirrored", "multi_worker"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
+    ("train", "keep_best"): ("robust",),
     ("method", "kind"): METHOD_KINDS,
     ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
@@ -212,6 +227,8 @@ RANGES = {
     ("data", "num_classes"): (2, None),
     ("train", "epochs"): (0, None),
     ("train", "worker_timeout"): (1e-3, None),
+    ("train", "validation_examples"): (1, None),
+    ("train", "validation_every"): (1, None),
     ("train", "learning_rate"): (1e-12, None),
     ("train", "weight_decay"): (0.0, None),
     ("eval", "batch_size"): (1, None),

@@ -74,7 +74,7 @@ class _Converter:
     """Rebuilds one model graph (and, recursively, its nested models) with conditioned norms."""
 
     def __init__(self, norm, options):
-        self.norm = norm
+        self.norm = norm  # None: BatchNormalization is cloned as it is
         self.options = dict(options)
         self.clones = {}  # id(original layer) -> its clone (a layer called twice stays shared)
         self.pairs = []  # (original, clone) whose weights are copied after the graph is built
@@ -108,7 +108,7 @@ class _Converter:
 
     def call(self, layer, args, kwargs, condition):
         """Call the converted counterpart of ``layer`` on already-converted arguments."""
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization) and self.norm is not None:
             key = id(layer)
             x = args[0]
             if key not in self.clones:
@@ -125,13 +125,13 @@ class _Converter:
                 raise ValueError(f"convert_norm needs nested models called on one input. Received: "
                                  f"model {layer.name!r} called with {len(args)} arguments")
             extra = {} if kwargs.get("training") is None else {"training": kwargs["training"]}
-            if _batch_norms(layer):
+            if self.norm is not None and _batch_norms(layer):
                 return submodel({IMAGES: args[0], CONDITION: condition}, **extra)
             return submodel(args[0], **extra)
         return self._clone(layer)(*args, **kwargs)
 
     # ---- graphs -----------------------------------------------------------------------
-    def model(self, model):
+    def model(self, model, preprocess=None):
         """The converted ``model``: a functional model with inputs images (+ condition)."""
         if not _is_graph_model(model):
             raise ValueError(
@@ -144,16 +144,20 @@ class _Converter:
         source = model.inputs[0]
         images = keras.Input(batch_shape=tuple(source.shape), dtype=source.dtype,
                              name=IMAGES)
-        conditioned = bool(_batch_norms(model))
+        conditioned = self.norm is not None and bool(_batch_norms(model))
         condition = (keras.Input((1,), name=CONDITION)
                      if conditioned else None)
+        x = images
+        if preprocess is not None:
+            from tfadv.layers import PixelPreprocessing
+
+            x = PixelPreprocessing(preprocess, name="pixel_preprocessing")(images)
         if isinstance(model, keras.Sequential):
-            x = images
             for layer in model.layers:
                 x = self.call(layer, [x], {}, condition)
             outputs = x
         else:
-            outputs = self._functional(model, images, condition)
+            outputs = self._functional(model, x, condition)
         inputs = {IMAGES: images, CONDITION: condition} if conditioned else images
         return keras.Model(inputs, outputs, name=model.name)
 
@@ -210,7 +214,7 @@ class _Converter:
 
     def copy_weights(self):
         for original, clone in self.pairs:
-            if isinstance(original, keras.layers.BatchNormalization):
+            if isinstance(original, keras.layers.BatchNormalization) and self.norm is not None:
                 _copy_batch_norm(original, clone)
             else:
                 clone.set_weights(original.get_weights())
@@ -239,7 +243,47 @@ def _copy_batch_norm(bn, layer):
                 branch[key].assign(keras.ops.convert_to_numpy(getattr(bn, key)))
 
 
-def convert_norm(model, norm, **options):
+def _check_graph_model(model):
+    if not _is_graph_model(model):
+        raise ValueError(
+            "convert_norm needs a functional or Sequential Keras model; a subclassed model's "
+            f"layer graph is not visible to Keras. Received: model={getattr(model, 'name', model)!r} "
+            f"({type(model).__name__})")
+    inner = _subclassed_inside(model)
+    if inner is not None:
+        raise ValueError(f"convert_norm cannot see inside the subclassed model nested in "
+                         f"{model.name!r}. Received: nested model {inner.name!r} "
+                         f"({type(inner).__name__})")
+
+
+def _check_preprocess(model, preprocess):
+    from tfadv.layers import PREPROCESS_MODES, PixelPreprocessing
+
+    if preprocess is None:
+        return
+    if preprocess not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}. Received: preprocess={preprocess!r}")
+    if any(isinstance(layer, PixelPreprocessing) for layer in model.layers):
+        raise ValueError(f"model {model.name!r} already starts with its PixelPreprocessing; "
+                         f"do not state it again. Received: preprocess={preprocess!r}")
+
+
+def with_preprocessing(model, preprocess):
+    """A copy of ``model`` (weights copied) taking images in [0, 1] through ``PixelPreprocessing(preprocess)``.
+
+    The preprocessing layer is inserted in the model's own graph (not as a
+    nested model), so BN-only fine-tuning and masking interpolation, which
+    read a model's top-level layers, see its BatchNormalization layers.
+    """
+    _check_graph_model(model)
+    _check_preprocess(model, preprocess)
+    converter = _Converter(None, {})
+    converted = converter.model(model, preprocess)
+    converter.copy_weights()
+    return converted
+
+
+def convert_norm(model, norm, preprocess=None, **options):
     """A copy of ``model`` whose BatchNormalization layers are RobMask or AdvProp norms.
 
     Args:
@@ -251,6 +295,12 @@ def convert_norm(model, norm, **options):
             every one of the k bases starting from the layer's γ and β) or
             ``"dual_bn"`` (:class:`tfadv.layers.DualBatchNormalization`,
             every branch starting from the layer).
+        preprocess: the input range or preprocessing ``model`` expects, one of
+            :data:`tfadv.layers.PREPROCESS_MODES` (``"0_255"``, ``"-1_1"``,
+            ``"torch"``, ``"caffe"``; None or ``"unit"``: images in [0, 1]).
+            The converted model then takes images in [0, 1] and starts with a
+            :class:`tfadv.layers.PixelPreprocessing` layer, so attacks and ε
+            stay in [0, 1] units.
         **options: options of the new norm layers: ``k`` (RobMask's number of
             bases, default 2), ``branches`` (dual BN, default 2),
             ``momentum`` (default: each BN's own), ``synchronized``.
@@ -274,20 +324,29 @@ def convert_norm(model, norm, **options):
     if unknown:
         raise ValueError(f"Unknown option(s) {unknown} for norm={norm!r}. Available: {sorted(allowed)}")
     NormContext(norm, options)  # validates k / branches with the factory's messages
-    if not _is_graph_model(model):
-        raise ValueError(
-            "convert_norm needs a functional or Sequential Keras model; a subclassed model's "
-            f"layer graph is not visible to Keras. Received: model={getattr(model, 'name', model)!r} "
-            f"({type(model).__name__})")
-    inner = _subclassed_inside(model)
-    if inner is not None:
-        raise ValueError(f"convert_norm cannot see inside the subclassed model nested in "
-                         f"{model.name!r}. Received: nested model {inner.name!r} "
-                         f"({type(inner).__name__})")
+    _check_graph_model(model)
+    _check_preprocess(model, preprocess)
     if not _batch_norms(model):
         raise ValueError(f"convert_norm found no BatchNormalization layer to convert. "
                          f"Received: model={model.name!r}")
     converter = _Converter(norm, options)
-    converted = converter.model(model)
+    converted = converter.model(model, preprocess)
     converter.copy_weights()
     return converted
+
+
+def from_pretrained(model, norm="bn", norm_options=None, preprocess=None):
+    """A loaded model prepared for training with ``norm`` (``model.init_from`` in a config).
+
+    A plain model with a conditioned ``norm`` (``robmask``, ``dual_bn``) is
+    converted (:func:`convert_norm`); a model with its strength input, or
+    ``norm="bn"``, is kept. ``preprocess`` inserts the model's input
+    preprocessing (:func:`with_preprocessing`) when stated.
+    """
+    from tfadv.models.conditioning import is_conditioned
+
+    if norm in CONVERTIBLE_NORMS and not is_conditioned(model):
+        return convert_norm(model, norm, preprocess=preprocess, **(norm_options or {}))
+    if preprocess is not None:
+        return with_preprocessing(model, preprocess)
+    return model
