@@ -288,8 +288,8 @@ def test_paper2_smoke_end_to_end_then_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert paper2.main(["--smoke", "--out", out]) == 0
     printed = capsys.readouterr().out
-    # Stored parts: the sweep (7 + 9 + 9) and Table 1 (4 models × 2, 2 interpolations × 4).
-    assert printed.count("finished, reused") == 6 and printed.count("stored, skipped") == 7 + 9 + 9 + 8 + 8
+    # Stored parts: the sweep over paper 2's 5 ε (6 + 8 + 8) and Table 1 (4 models × 2, 2 interpolations × 4).
+    assert printed.count("finished, reused") == 6 and printed.count("stored, skipped") == 6 + 8 + 8 + 8 + 8
     assert _snapshot(histories) == before
     again = json.load(open(os.path.join(out, "eval", "eval.json"), encoding="utf-8"))
     assert again["models"] == results["models"]
@@ -336,7 +336,9 @@ def test_paper2_small_profile_configs(tmp_path):
         if role in ("advprop", "adversarial", "bn_ft_adversarial", "adversarial_ft_clean"):
             attack = config.method.attack
             assert (attack.steps, attack.eps, attack.step_size) == (7, pytest.approx(8 / 255), pytest.approx(1.6 / 255))
-    assert configs["robmask"].method.pgd_steps == 7 and configs["robmask"].method.attack.step_size is None  # ε/5
+    robmask = configs["robmask"].method
+    # base.yaml's step ε/5, which RobMask keeps as step/ε at every drawn ε = p·ε_max.
+    assert robmask.pgd_steps == 7 and robmask.attack.step_size / robmask.attack.eps == pytest.approx(1 / 5)
     assert configs["bn_ft_adversarial"].method.train_on == "adversarial"
     assert configs["bn_ft_adversarial"].model.init_from == os.path.join(str(tmp_path), configs["bn"].name)
     assert configs["adversarial_ft_clean"].model.init_from == os.path.join(str(tmp_path), configs["adversarial"].name)
