@@ -122,7 +122,7 @@ class MethodConfig:
 class EvalConfig:
     attacks: list = field(default_factory=list)  # list of AttackConfig mappings; empty: the preset
     preset: str = "paper1_table1"  # a name of tfadv.evaluation.PRESETS
-    eps_sweep: list = field(default_factory=lambda: [0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, 8 / 255])
+    eps_sweep: Optional[list] = None  # None: paper 2's grid, tfadv.evaluation.specs.PAPER2_EPS
     p_grid: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     limit: Optional[int] = None
     batch_size: int = 128

@@ -261,12 +261,14 @@ def _advprop_from_config(inner, config, prepared):
 
 
 def _robmask_from_config(inner, config, prepared):
-    """PGD-``method.pgd_steps`` at ε = p·``eps_max``; the step is ``attack.step_size``
-    scaled with ε (``step_fraction = step_size / eps_max``), RobMask's ε/5 when unset."""
+    """PGD-``method.pgd_steps`` at ε = p·``eps_max``; the step keeps the attack section's
+    step/ε ratio (``step_fraction = step_size / attack.eps``, as ``AttackSpec.run`` scales a
+    replaced ε), RobMask's ε/5 when unset. So paper 2's base.yaml (ε 8/255, step 1.6/255)
+    steps ε/5 at every drawn ε, whatever ``eps_max``."""
     method = config.method
     settings = {}
     if method.attack.step_size is not None:
-        settings["step_fraction"] = method.attack.step_size / method.eps_max
+        settings["step_fraction"] = method.attack.step_size / (method.attack.eps or method.eps_max)
     if method.attack.random_start is not None:
         settings["random_start"] = method.attack.random_start
     return RobMask(inner, eps_max=method.eps_max, steps=method.pgd_steps,
