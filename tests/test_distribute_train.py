@@ -42,7 +42,7 @@ DRIVER = textwrap.dedent('''
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
 
     from tfadv.training.methods.robmask import RobMask
-    from tfadv.training.runs import EpochCheckpoint
+    from tfadv.training.callbacks import EpochCheckpoint
 
     log = os.environ.get("TEST_STRENGTH_LOG")
     if log:

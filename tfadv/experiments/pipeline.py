@@ -19,7 +19,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from tfadv.experiments.paper2 import CurvesPlan, MaskingPlan
-from tfadv.records import write_json
+from tfadv.records import environment_record, write_json
 
 
 @dataclasses.dataclass
@@ -35,6 +35,11 @@ class Paper1Plan:
             (title, authors, ``tables.table1``/``table2``), or ``None``: the
             report then prints our rows only. The hook for the paper's numbers.
         published_rows: evaluation name → row key of the published tables.
+        ssim_convention: Table 2's SSIM convention; default the
+            ``paper1_table2`` preset's, the released code's
+            (``tfadv.evaluation.specs.PAPER1_SSIM_CONVENTION``). ``"gaussian"``
+            stays a choice; the paper's Table 2 figures are printed only
+            beside the released code's convention.
     """
 
     models: Dict[str, str]
@@ -42,6 +47,13 @@ class Paper1Plan:
     eval_dir: str
     published: Optional[dict] = None
     published_rows: Dict[str, str] = dataclasses.field(default_factory=dict)
+    ssim_convention: str = dataclasses.field(default_factory=lambda: _table2_preset()["ssim_convention"])
+
+
+def _table2_preset():
+    from tfadv.evaluation import preset
+
+    return preset("paper1_table2")
 
 
 @dataclasses.dataclass
@@ -244,7 +256,8 @@ def _evaluate(experiment, state, say):
         say(f"paper 1: Tables 1 and 2 on {len(state.y_test)} test images → {plan.eval_dir}")
         models = {name: state.runs[role].run_dir for name, role in plan.models.items()}
         state.results["paper1"] = evaluate(models, state.x_test, state.y_test, attacks=plan.attacks,
-                                           out_dir=plan.eval_dir, **common)
+                                           out_dir=plan.eval_dir, ssim_convention=plan.ssim_convention,
+                                           **common)
         first = next(iter(plan.models))
         state.perturbation_figure = plot_perturbations(
             state.results["paper1"], plan.eval_dir, first, os.path.join(plan.eval_dir, f"perturbations-{first}.png"))
@@ -380,6 +393,7 @@ def run_experiment(experiment, stages=STAGES):
     state.seconds = round(time.time() - progress.started, 1)
     write_json(os.path.join(experiment.out_dir, experiment.summary_file), {
         **experiment.summary,
+        "environment": environment_record(),
         "seconds": state.seconds,
         "stage_seconds": state.stage_seconds,
         "runs": {role: run.run_dir for role, run in state.runs.items()},

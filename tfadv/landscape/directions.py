@@ -27,7 +27,6 @@ Reference:
     reference tool is github.com/tomgoldstein/loss-landscape.
 """
 import dataclasses
-import hashlib
 import json
 
 import h5py
@@ -35,6 +34,8 @@ import keras
 import numpy as np
 
 from tfadv._files import atomic_path
+from tfadv.checks import check_choice
+from tfadv.fingerprints import fingerprint
 
 NORMS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -46,11 +47,6 @@ _DEPTHWISE_KERNELS = {
     keras.layers.SeparableConv1D: "depthwise_kernel",
     keras.layers.SeparableConv2D: "depthwise_kernel",
 }
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}. Received: {name}={value!r}")
 
 
 def landscape_variables(model, mode="weights"):
@@ -66,7 +62,7 @@ def landscape_variables(model, mode="weights"):
     Returns:
         A list of Keras variables.
     """
-    _check_choice("mode", mode, MODES)
+    check_choice("mode", mode, MODES)
     variables = model.trainable_weights if mode == "weights" else model.weights
     return [v for v in variables if np.dtype(v.dtype).kind == "f"]
 
@@ -118,7 +114,7 @@ def normalize_direction(direction, weights, norm="filter", output_axes=1):
     Returns:
         The rescaled direction, float32.
     """
-    _check_choice("norm", norm, NORMS)
+    check_choice("norm", norm, NORMS)
     direction = np.asarray(direction, np.float64)
     weights = np.asarray(weights, np.float64)
     if norm == "none":
@@ -161,10 +157,8 @@ class Directions:
 
     def fingerprint(self):
         """SHA-256 of the direction values: resumed sweeps must use the same."""
-        digest = hashlib.sha256()
-        for part in self.x + (self.y or []):
-            digest.update(np.ascontiguousarray(part, np.float32).tobytes())
-        return digest.hexdigest()
+        return fingerprint((np.asarray(part, np.float32) for part in self.x + (self.y or [])),
+                           header=False)
 
     def cosine_similarity(self):
         """cos∠(δ, η); near 0 for random directions in high dimension."""
@@ -226,8 +220,8 @@ def random_direction(model, rng, norm="filter", ignore="biasbn", mode="weights")
     Returns:
         A list of float32 arrays, one per landscape variable.
     """
-    _check_choice("norm", norm, NORMS)
-    _check_choice("ignore", ignore, IGNORES)
+    check_choice("norm", norm, NORMS)
+    check_choice("ignore", ignore, IGNORES)
     output_axes, bias_or_norm = _variable_roles(model)
     direction = []
     for variable in landscape_variables(model, mode):
@@ -342,7 +336,7 @@ def pca_directions(model, checkpoint_paths, mode="weights", ignore="biasbn"):
     """
     from sklearn.decomposition import PCA
 
-    _check_choice("ignore", ignore, IGNORES)
+    check_choice("ignore", ignore, IGNORES)
     checkpoint_paths = [str(p) for p in checkpoint_paths]
     if len(checkpoint_paths) < 2:
         raise ValueError(

@@ -98,10 +98,6 @@ class BoundModel:
         return f"BoundModel(model={name!r}, condition={self.condition!r})"
 
 
-ConditionedModelFn = BoundModel
-"""The former name of :class:`BoundModel`."""
-
-
 def bind(model, p=0.0):
     """``images -> logits`` of ``model`` at strength ``p``, as a :class:`BoundModel`.
 
@@ -126,6 +122,7 @@ def bind_condition(model, p):
     return BoundModel(model, p)
 
 
-def model_fn_for(model, p=0.0):
-    """The former name of :func:`bind`."""
-    return bind(model, p)
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

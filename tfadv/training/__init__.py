@@ -8,9 +8,10 @@ AdvProp, RobMask, BN-only) and their ``MethodKind`` protocols are in
 ``tfadv.training.methods``.
 """
 from tfadv.training.optimizers import WarmupCosine, learning_rate_schedule, make_optimizer
+from tfadv.models.io import load_model
+from tfadv.training.callbacks import EpochCheckpoint, HistoryCSV, read_history
 from tfadv.training.loop import fit_distributed
 from tfadv.training.runner import Assembly, RunResult, assemble, load_split_arrays, make_strategy, train_from_config
-from tfadv.training.runs import EpochCheckpoint, HistoryCSV, load_model, read_history
 
 __all__ = [
     "Assembly", "EpochCheckpoint", "HistoryCSV", "RunResult", "WarmupCosine", "assemble", "fit_distributed",

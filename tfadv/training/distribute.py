@@ -60,7 +60,7 @@ import time
 
 import tensorflow as tf
 
-from tfadv.training.runs import EpochCheckpoint
+from tfadv.training.callbacks import EpochCheckpoint
 
 
 def cluster_spec():
@@ -259,7 +259,7 @@ def shard_by_examples(dataset):
 
 
 class WorkerEpochCheckpoint(EpochCheckpoint):
-    """:class:`~tfadv.training.runs.EpochCheckpoint` that restores from the chief's folder
+    """:class:`~tfadv.training.callbacks.EpochCheckpoint` that restores from the chief's folder
     and saves into this worker's own (temporary) folder.
 
     All workers save after every epoch (saving may run collective operations);

@@ -21,17 +21,13 @@ from tfadv import data as tfdata
 from tfadv._files import FolderLock
 from tfadv import models
 from tfadv.config import ConfigError, to_dict
+from tfadv.training.callbacks import robust_validation_from_config
 from tfadv.training.divergence import StopOnDivergence, TrainingDiverged  # noqa: F401
 from tfadv.training.optimizers import make_optimizer
-from tfadv.training.runs import (
-    HistoryCSV,
-    environment_record,
-    load_model,
-    prepare_folder,
-    read_history,
-    save_model_atomically,
-    write_json,
-)
+from tfadv.models.io import load_model
+from tfadv.records import environment_record, write_json
+from tfadv.training.callbacks import HistoryCSV, read_history
+from tfadv.training.runs import prepare_folder, save_model_atomically
 
 # Keys that may differ between an interrupted run and its resumption.
 RESUME_FREE_KEYS = ("train.verbose", "train.worker_timeout")
@@ -62,7 +58,8 @@ def make_strategy(kind, worker_timeout=None):
 
 
 def load_split_arrays(data_config, split):
-    x, y = tfdata.load_arrays(data_config.source, split, data_config.data_dir)
+    x, y = tfdata.load_arrays(data_config.source, split, data_config.data_dir,
+                              num_classes=data_config.num_classes)
     limit = data_config.limit_train if split == "train" else data_config.limit_test
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -78,14 +75,15 @@ def _prepare_run_dir(config, overwrite):
 
 def build_inner_model(config, x_train, y_train):
     """The architecture the config names, or the pretrained model it starts from."""
-    if config.model.init_from:
-        return load_model(config.model.init_from)
+    if config.model.init_from:  # converted to model.norm / given its preprocessing when stated
+        return models.from_pretrained(load_model(config.model.init_from), config.model.norm,
+                                      config.model.norm_options, config.model.preprocess)
     norm_options = dict(config.model.norm_options)
     if config.train.distribute in ("mirrored", "multi_worker"):
         # Per-device BN statistics would drift apart across replicas; synchronized BN
         # normalizes with the global batch and gives one device's result.
         norm_options.setdefault("synchronized", True)
-    info = tfdata.dataset_info(x_train, y_train)
+    info = tfdata.dataset_info(x_train, y_train, config.data.num_classes, config.data.source)
     mean, std = tfdata.channel_stats(x_train)
     return models.build(
         config.model.name,
@@ -95,6 +93,7 @@ def build_inner_model(config, x_train, y_train):
         norm_options=norm_options,
         mean=mean,
         std=np.maximum(std, 1e-3),
+        preprocess=config.model.preprocess,
         **config.model.options,
     )
 
@@ -275,6 +274,8 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, fil
         # between the two redoes the epoch and replaces the row, never loses it.
         callbacks = [
             StopOnDivergence(lambda: int(checkpoint.epoch.numpy())),  # before anything is saved
+            # train.validation_attack / keep_best: adds its metric to the logs HistoryCSV writes
+            *robust_validation_from_config(config, (x_test, y_test), files.write_dir),
             HistoryCSV(files.path("history.csv")),
             checkpoint,
             keras.callbacks.TensorBoard(files.path("tensorboard"), update_freq="epoch"),

@@ -49,7 +49,6 @@ from tfadv.config.schema import METHOD_KINDS
 from tfadv.models.conditioning import is_conditioned
 from tfadv.training.methods._common import (
     DEFAULT_ATTACK,
-    TRAINING_ATTACKS,
     TrainingMethod,
     training_attack,
 )
@@ -262,12 +261,14 @@ def _advprop_from_config(inner, config, prepared):
 
 
 def _robmask_from_config(inner, config, prepared):
-    """PGD-``method.pgd_steps`` at ε = p·``eps_max``; the step is ``attack.step_size``
-    scaled with ε (``step_fraction = step_size / eps_max``), RobMask's ε/5 when unset."""
+    """PGD-``method.pgd_steps`` at ε = p·``eps_max``; the step keeps the attack section's
+    step/ε ratio (``step_fraction = step_size / attack.eps``, as ``AttackSpec.run`` scales a
+    replaced ε), RobMask's ε/5 when unset. So paper 2's base.yaml (ε 8/255, step 1.6/255)
+    steps ε/5 at every drawn ε, whatever ``eps_max``."""
     method = config.method
     settings = {}
     if method.attack.step_size is not None:
-        settings["step_fraction"] = method.attack.step_size / method.eps_max
+        settings["step_fraction"] = method.attack.step_size / (method.attack.eps or method.eps_max)
     if method.attack.random_start is not None:
         settings["random_start"] = method.attack.random_start
     return RobMask(inner, eps_max=method.eps_max, steps=method.pgd_steps,
@@ -377,7 +378,6 @@ if tuple(METHODS_BY_KIND) != METHOD_KINDS:
     raise ImportError(f"METHODS_BY_KIND {tuple(METHODS_BY_KIND)} must implement tfadv.config.METHOD_KINDS "
                       f"{METHOD_KINDS}")
 
-METHODS = METHOD_KINDS  # the former name
 TUNABLE_METHODS = tuple(kind for kind, entry in METHODS_BY_KIND.items() if entry.tunable is not None)
 """The kinds whose training depends on ε (``tfadv tune`` tunes ε_max for these)."""
 
@@ -443,9 +443,15 @@ def prepare_stored_set(inner, config, train_arrays, run_dir, progress=False):
 
 __all__ = [
     "ADVERSARIAL_EXAMPLES_FILE", "AdvProp", "AdversarialTraining", "AttackSpec", "BNFineTuning",
-    "DEFAULT_ATTACK", "METHODS", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
-    "OfflineFineTuning", "Prepared", "RobMask", "TRAINING_ATTACKS", "TUNABLE_METHODS", "TrainingMethod",
+    "DEFAULT_ATTACK", "METHODS_BY_KIND", "METHOD_KINDS", "MethodKind",
+    "OfflineFineTuning", "Prepared", "RobMask", "TUNABLE_METHODS", "TrainingMethod",
     "Tunable", "finetune", "generate_adversarial_examples", "interpolation_model", "load_adversarial_examples",
     "method_kind", "prepare_stored_set", "read_adversarial_examples", "standard", "stored_set_ssim_distance",
     "training_attack", "wrap", "wrap_from_config",
 ]
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

@@ -40,10 +40,6 @@ def training_attack(attack):
     return spec
 
 
-TRAINING_ATTACKS = tuple(name for name, row in ATTACKS.items() if row.can_train)
-"""Former list of the attacks training methods craft with; ask ``spec.can_train``."""
-
-
 def craft(attack, model_fn, x, y, draw=None):
     """``attack``'s adversarial batch inside a compiled train or test step.
 
@@ -175,3 +171,9 @@ class TrainingMethod(keras.Model):
         self.accuracy_tracker.update_state(y, clean_logits, sample_weight)
         self.robust_accuracy_tracker.update_state(y, adversarial_logits, sample_weight)
         return self.results()
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

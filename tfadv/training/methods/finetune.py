@@ -9,7 +9,6 @@ adversarial examples every batch) is ``AdversarialTraining`` with
 ``adversarial_fraction=0.5``.
 """
 
-import hashlib
 import json
 import os
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfadv
+from tfadv.fingerprints import fingerprint
 from tfadv.models.conditioning import IMAGES
 from tfadv.training.methods._common import TrainingMethod, cross_entropy, training_attack
 
@@ -28,13 +28,12 @@ ADVERSARIAL = "adversarial"
 """Key of the per-example flag (1 adversarial, 0 clean) in the fine-tuning inputs."""
 
 
+def _stored_set_header(array):
+    return str((array.dtype.str, array.shape))  # what adversarial_examples.h5 files record
+
+
 def _fingerprint(*arrays):
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(str((array.dtype.str, array.shape)).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+    return fingerprint(arrays, header=_stored_set_header)
 
 
 def _model_fingerprint(model):
