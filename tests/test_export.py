@@ -218,7 +218,8 @@ def test_uint8_input_equals_float_input_over_255(exported):
 @pytest.mark.parametrize("case, expected", [
     ("p_above_one", "p must be a scalar in [0, 1]. Received:] [1.5]"),
     ("p_negative", "p must be a scalar in [0, 1]. Received:] [-0.25]"),
-    ("p_not_scalar", "p must be a scalar in [0, 1]"),
+    # p is declared a scalar: a [2] p fails on that declaration (TensorFlow's message).
+    ("p_not_scalar", "be a scalar, but it has shape [2]"),
     ("images_wrong_size", "images must have shape [batch, 8, 8, 3] (NHWC). Received shape:] [4 9 8 3]"),
     ("images_wrong_channels", "images must have shape [batch, 8, 8, 3] (NHWC). Received shape:] [4 8 8 1]"),
     ("images_wrong_rank", "images must have shape [batch, 8, 8, 3] (NHWC). Received shape:] [8 8 3]"),
@@ -232,6 +233,19 @@ def test_bad_requests_raise_invalid_argument_naming_the_input(exported, case, ex
     kind, message = errors[case]
     assert kind == "InvalidArgumentError"
     assert expected in message
+
+
+def test_signatures_declare_image_shape_and_scalar_p(exported):
+    """``saved_model_cli show`` reads these specs: [-1, H, W, C] float32 images, a scalar p."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(exported["exports"]["robmask"]["out_dir"]))
+    _, tradeoff = loaded.signatures["serve_tradeoff"].structured_input_signature
+    assert tradeoff["images"].shape.as_list() == [None, *SHAPE]
+    assert tradeoff["images"].dtype == tf.float32
+    assert tradeoff["p"].shape.as_list() == [] and tradeoff["p"].dtype == tf.float32
+    _, default = loaded.signatures["serving_default"].structured_input_signature
+    assert default["images"].shape.as_list() == [None, *SHAPE]
 
 
 def test_signatures_json_describes_the_saved_model(exported):

@@ -23,25 +23,31 @@ _DLR_EPSILON = 1e-12
 
 
 def checkpoints(steps):
-    """Iterations after which APGD may halve its step: ``w_j = ⌈p_j · steps⌉``.
+    """Iterations after which APGD may halve its step, as the reference code counts them.
 
-    ``p_0 = 0``, ``p_1 = 0.22`` and ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03,
-    0.06)``: the intervals shrink from 22 % of the budget to 6 %. The
-    fractions are kept in integer hundredths so that 0.22 · 100 is exactly 22.
+    The paper writes ``w_j = ⌈p_j · steps⌉`` with ``p_0 = 0``, ``p_1 = 0.22``
+    and ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)``. The reference
+    implementation (``fra31/auto-attack``, ``autoattack/autopgd_base.py``,
+    ``n_iter_2``, ``size_decr``, ``n_iter_min``) counts in whole iterations
+    instead: the first interval is ``max(⌊0.22 · steps⌋, 1)``, and each next
+    one is the previous minus ``max(⌊0.03 · steps⌋, 1)``, but at least
+    ``max(⌊0.06 · steps⌋, 1)``. tfadv follows the code, so that results equal
+    the reference's. Both give ``[22, 41, 57, 70, 80, 87, 93, 99]`` for 100
+    steps; they differ for some other budgets (10 steps: the code checks after
+    2, 3, 4, … 10).
 
     Returns:
-        The increasing list of distinct checkpoint iterations in [1, steps];
-        for 100 steps ``[22, 41, 57, 70, 80, 87, 93, 99]``.
+        The increasing list of checkpoint iterations in [1, steps].
     """
     checks.check_integer("steps", steps)
-    points, p_previous, p = [], 0, 22
-    while True:
-        w = -(-p * steps // 100)  # ⌈p · steps / 100⌉ in integers
-        if w > steps:
-            return points
-        if not points or w > points[-1]:
-            points.append(w)
-        p_previous, p = p, p + max(p - p_previous - 3, 6)
+    interval = max(int(0.22 * steps), 1)
+    decrease, minimum = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    points, done = [], interval
+    while done <= steps:
+        points.append(done)
+        interval = max(interval - decrease, minimum)
+        done += interval
+    return points
 
 
 def dlr_loss(logits, labels):
@@ -122,26 +128,37 @@ def apgd(
 ):
     """APGD (Croce & Hein 2020), L∞: Auto-PGD on the CE or the DLR loss.
 
-    Each run starts at a uniform random point of the ε-ball (clipped to
-    [0, 1]) and iterates, with P the projection onto the ε-ball ∩ [0, 1]^d
-    and L the loss (or −L of the target when ``targeted``)::
+    Each run starts at ``x + ε · t / max|t|`` with ``t ~ U(−1, 1)^d``
+    (clipped to [0, 1]; the largest coordinate of the start lies on the
+    ball, as in the reference code) and iterates, with P the projection
+    onto the ε-ball ∩ [0, 1]^d and L the loss (or −L of the target when
+    ``targeted``)::
 
         z     = P(x_k + η_k · sign(∇ₓ L(x_k)))
         x_k+1 = P(x_k + α (z − x_k) + (1 − α)(x_k − x_k−1)),   α = 0.75
 
     (α = 1 on the first step), from η = 2ε. At the checkpoints
-    ``w_j = ⌈p_j · steps⌉`` (:func:`checkpoints`) an example halves its step
-    and jumps back to its best point when
+    (:func:`checkpoints`, after 22, 41, 57, 70, 80, 87, 93 and 99 of 100
+    steps) an example halves its step and jumps back to its best point when
 
-    1. its loss rose in fewer than a fraction ``rho`` of the steps since the
-       previous checkpoint, or
+    1. its loss rose (against the previous iterate's) in at most a fraction
+       ``rho`` of the steps since the previous checkpoint (≤, as the
+       reference's ``check_oscillation``), or
     2. its step was not halved at the previous checkpoint and its best loss
-       has not improved since.
+       has not improved since; this condition is off at the first
+       checkpoint (the reference's ``reduced_last_check`` starts true).
 
-    The jump drops the momentum. With ``restarts > 1`` further runs start
+    After a jump the momentum is kept: the next step's ``x_k − x_k−1`` is
+    ``x_best − x_k`` (the reference overwrites ``x_adv`` but not
+    ``x_adv_old``). The first step is counted as an increase when its loss
+    is positive: the reference compares it with a still-zero entry of its
+    loss history. With ``restarts > 1`` further runs start
     from new random points; they only matter for examples not yet fooled,
     and stop early once every example is. Everything, restarts included, is
     one compiled graph with per-example state in ``tf.while_loop``\\ s.
+    Reference: ``fra31/auto-attack``, ``autoattack/autopgd_base.py``
+    (``APGDAttack.attack_single_run``); the random numbers are TensorFlow's,
+    so single points differ from a PyTorch run, not the algorithm.
 
     Args:
         model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
@@ -171,7 +188,8 @@ def apgd(
 
     Returns:
         The adversarial images, same shape and dtype as ``x``: per example
-        the first point found that fools the model (misclassified, or
+        the last iterate that fools the model in the first run that fools it (as the reference's
+        ``x_best_adv``) (misclassified, or
         classified as the target when ``targeted``; ``x`` itself if the
         model already does), otherwise the point of highest loss.
 
@@ -384,7 +402,7 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
         fooled: ``logits -> [B] bool``, the success criterion.
 
     Returns:
-        ``(x_adv, fooled [B])``: per example the first point found that is
+        ``(x_adv, fooled [B])``: per example the last iterate of the first fooling run that is
         a success (``x`` if the clean point already is), else the point of
         highest objective, and whether it is a success.
     """
@@ -418,18 +436,28 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
     interval = tf.constant(interval)
 
     def single_run(run_seed):
+        # The reference's start: x + ε · t / max|t|, t ~ U(−1, 1)^d, clipped to
+        # [0, 1]: the largest coordinate of the perturbation sits on the ball.
         noise = tf.random.stateless_uniform(tf.shape(x), run_seed, -1.0, 1.0)
-        x0 = project(x + eps_images * noise)
+        largest = tf.reduce_max(tf.abs(tf.reshape(noise, [batch, -1])), axis=1)
+        x0 = project(x + eps_images * noise / _compile.per_example(largest + 1e-12))
         loss0, grad0, logits0 = evaluate(x0)
         fooled0 = fooled(logits0)
         state = dict(
-            x=x0, x_previous=x0, grad=grad0, loss=loss0,
+            x=x0, x_previous=x0, grad=grad0,
+            # The loss the first step is compared with when counting increases:
+            # the reference compares its first iterate's loss with an unwritten
+            # (zero) entry of its loss history, so that step counts as an
+            # increase exactly when its loss is positive.
+            loss_previous=tf.zeros([batch]) if steps > 1 else tf.fill([batch], np.inf),
             step=tf.broadcast_to(2.0 * eps, [batch]),
             x_best=x0, grad_best=grad0, loss_best=loss0,
             x_fooling=where(fooled0, x0, x), fooled=fooled0,
             increases=tf.zeros([batch]),
             loss_best_at_checkpoint=loss0,
-            halved_at_checkpoint=tf.zeros([batch], tf.bool),
+            # True at the start: condition 2 is off at the first checkpoint
+            # (the reference's reduced_last_check starts at ones).
+            halved_at_checkpoint=tf.ones([batch], tf.bool),
         )
 
         def iteration(i, s):
@@ -438,26 +466,29 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
             x_new = project(s["x"] + alpha * (z - s["x"]) + (1.0 - alpha) * (s["x"] - s["x_previous"]))
             loss_new, grad_new, logits = evaluate(x_new)
 
-            newly_fooled = fooled(logits) & ~s["fooled"]
-            increases = s["increases"] + tf.cast(loss_new > s["loss"], tf.float32)
+            fooled_now = fooled(logits)
+            increases = s["increases"] + tf.cast(loss_new > s["loss_previous"], tf.float32)
             improved = loss_new > s["loss_best"]
             x_best = where(improved, x_new, s["x_best"])
             grad_best = where(improved, grad_new, s["grad_best"])
             loss_best = where(improved, loss_new, s["loss_best"])
 
             at_checkpoint = is_checkpoint[i]
-            oscillating = increases < rho * interval[i]  # condition 1
+            oscillating = increases <= rho * interval[i]  # condition 1, ≤ as in the reference
             stalled = ~s["halved_at_checkpoint"] & (loss_best <= s["loss_best_at_checkpoint"])  # condition 2
             halve = at_checkpoint & (oscillating | stalled)
             return i + 1, dict(
                 x=where(halve, x_best, x_new),
-                x_previous=where(halve, x_best, s["x"]),
+                # x_k itself, also after a halving: the next step's momentum
+                # term is then x_best − x_k, as in the reference.
+                x_previous=s["x"],
                 grad=where(halve, grad_best, grad_new),
-                loss=where(halve, loss_best, loss_new),
+                loss_previous=loss_new,
                 step=where(halve, s["step"] / 2.0, s["step"]),
                 x_best=x_best, grad_best=grad_best, loss_best=loss_best,
-                x_fooling=where(newly_fooled, x_new, s["x_fooling"]),
-                fooled=s["fooled"] | newly_fooled,
+                # The reference keeps the last fooling iterate of a run.
+                x_fooling=where(fooled_now, x_new, s["x_fooling"]),
+                fooled=s["fooled"] | fooled_now,
                 increases=where(at_checkpoint, tf.zeros_like(increases), increases),
                 loss_best_at_checkpoint=where(at_checkpoint, loss_best, s["loss_best_at_checkpoint"]),
                 halved_at_checkpoint=where(at_checkpoint, halve, s["halved_at_checkpoint"]),

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.apgd import apgd_body, apgd_targeted_body, misclassified, on_subset, where_examples
-from tfadv.attacks.fab import ALPHA_MAX, BETA, ETA, SEARCH_STEPS, fab_targeted_body
+from tfadv.attacks.fab import ALPHA_MAX, BETA, ETA, fab_targeted_body
 from tfadv.attacks.losses import cross_entropy
 from tfadv.attacks.square import P_INIT, QUERIES, square_body
 
@@ -119,7 +119,7 @@ def _component_bodies(model_call, steps, target_classes, queries):
 
     def fab_t(x, y, eps, seed):
         return fab_targeted_body(model_call, x, y, eps, seed, steps=steps, target_classes=target_classes,
-                                 restarts=1, alpha_max=ALPHA_MAX, eta=ETA, beta=BETA, search_steps=SEARCH_STEPS)
+                                 restarts=1, alpha_max=ALPHA_MAX, eta=ETA, beta=BETA, search_steps=0)
 
     def square(x, y, eps, seed):
         return square_body(model_call, x, y, eps, tf.constant(queries), seed, p_init=P_INIT,

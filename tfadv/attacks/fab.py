@@ -20,7 +20,9 @@ from tfadv.attacks.apgd import misclassified, on_subset, targeted_setup, where_e
 ALPHA_MAX = 0.1
 ETA = 1.05
 BETA = 0.9
-SEARCH_STEPS = 3
+SEARCH_STEPS = 0
+"""No final search by default: AutoAttack's reference FAB (``fra31/auto-attack``, ``autoattack/fab_base.py``)
+has none; the FAB paper's own code (``linear_approximation_search``) uses 3 steps."""
 
 
 def fab_targeted(
@@ -45,8 +47,11 @@ def fab_targeted(
     For each target ``t`` (the ``k``-th most likely class other than ``y``
     by the clean logits, ``k = 1 … min(target_classes, K − 1)``) and each
     restart, on the examples not yet broken, from ``x¹ = x`` (restart 0) or
-    ``x¹ = x + min(r, ε)·u/(2‖u‖∞)``, ``u ~ U(−1, 1)``, where ``r`` is the
-    smallest adversarial distance found so far (later restarts), it
+    ``x¹ = x + ε·u/(2‖u‖∞)``, ``u ~ U(−1, 1)`` (later restarts; the
+    reference scales by ``min(r, ε)`` with ``r`` the best distance of the
+    same run, which is still infinite at a run's start here, since tfadv's
+    restarts are separate runs on the points not yet broken; AutoAttack's
+    standard version makes one restart, so no random start), it
     iterates ``steps`` times:
 
     1. linearize ``g = z_t − z_y`` at ``xᵏ``: the hyperplane
@@ -60,18 +65,20 @@ def fab_targeted(
     4. if ``xᵏ⁺¹`` is misclassified, keep it when it is the closest found
        (L∞), then step back: ``xᵏ⁺¹ ← x + β(xᵏ⁺¹ − x)``.
 
-    Then a final search (the FAB paper's "final search", ``search_steps``
-    steps) moves each found point along the segment toward ``x`` where the
-    linear interpolation of the logit margins says the boundary is, keeping
-    the closest point that is still misclassified. A point counts only if
-    its distance is at most ε; the others return the clean ``x``.
+    A point counts only if its distance is at most ε; the others return the
+    clean ``x``. This is AutoAttack's reference, ``FABAttack_PT`` as
+    ``fra31/auto-attack`` configures it (``autoattack/fab_base.py``,
+    ``attack_single_run`` and ``perturb``): ``steps=100``,
+    ``target_classes=9``, ``restarts=1``, ``alpha_max=0.1``, ``eta=1.05``,
+    ``beta=0.9``, and no final search (``search_steps=0``, the default).
 
-    AutoAttack's standard settings (``FABAttack_PT`` as AutoAttack
-    configures it): ``steps=100``, ``target_classes=9``, ``restarts=1``,
-    ``alpha_max=0.1``, ``eta=1.05``, ``beta=0.9``. The final search is
-    from the FAB paper's code (``linear_approximation_search``, 3 steps);
-    it only brings found points closer to ``x``, so it never changes which
-    points are broken within ε (``search_steps=0`` skips it).
+    ``search_steps > 0`` adds the final search of the FAB paper's own code
+    (``linear_approximation_search``, 3 steps there): each found point moves
+    along the segment toward ``x`` where the linear interpolation of the
+    logit margins puts the boundary, keeping the closest point still
+    misclassified. It only brings found points closer to ``x``, so it can
+    turn a point found outside ε into one inside: it may break *more* points
+    than the reference, never fewer, and so is off in AutoAttack.
 
     Args:
         model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
@@ -85,7 +92,7 @@ def fab_targeted(
         alpha_max: the largest weight of the original point's projection, in [0, 1].
         eta: η >= 1, the overshoot of the projection step.
         beta: β in (0, 1), the backward step toward ``x`` after a success.
-        search_steps: steps of the final search, a Python int >= 0.
+        search_steps: steps of the final search, a Python int >= 0 (0: none, as AutoAttack's reference).
         seed: int seed of the random restarts; ``None`` draws one.
         training: run the model in training mode while crafting.
         jit_compile: XLA: ``None`` (default) means off: the gathers to the examples

@@ -28,7 +28,7 @@ from tfadv.attacks.pgd import check_update
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
-from tfadv.attacks.stadv import check_flow_bound_unit, stadv
+from tfadv.attacks.stadv import check_flow_unit, stadv
 from tfadv.attacks.square import square
 
 PGD_STEP_FRACTION = 0.25
@@ -114,13 +114,14 @@ def _pgd_label(spec):
 
 def _run_stadv(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
     return stadv(model_fn, x, y, tau=spec.tau, steps=spec.steps, learning_rate=spec.learning_rate,
-                 kappa=spec.kappa, flow_bound=spec.flow_bound,
-                 flow_bound_unit=spec.flow_bound_unit or "pixels", jit_compile=jit_compile)
+                 kappa=spec.kappa, flow_bound=spec.flow_bound, flow_unit=spec.flow_unit,
+                 jit_compile=jit_compile)
 
 
 def _stadv_label(spec):
-    bound = "" if spec.flow_bound is None else f" ‖f‖∞≤{spec.flow_bound:.4g} {spec.flow_bound_unit}"
-    return f"stAdv τ={spec.tau:g}{bound}"
+    unit = "" if spec.flow_unit == "pixels" else f" ({spec.flow_unit} units)"
+    bound = "" if spec.flow_bound is None else f" ‖f‖∞≤{spec.flow_bound:.4g}"
+    return f"stAdv τ={spec.tau:g}{bound}{unit}"
 
 
 def _run_apgd(loss):
@@ -168,8 +169,9 @@ ATTACKS = {
         is_linf=True, can_train=True),
     "stadv": AttackKind(
         run=_run_stadv, label=_stadv_label,
-        settings=("steps", "tau", "learning_rate", "kappa", "flow_bound", "flow_bound_unit"),
-        defaults={"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE, "kappa": 0.0},
+        settings=("steps", "tau", "learning_rate", "kappa", "flow_bound", "flow_unit"),
+        defaults={"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE, "kappa": 0.0,
+                  "flow_unit": "pixels"},
         is_linf=False, can_train=True),
     "apgd-ce": AttackKind(
         run=_run_apgd("ce"), label=_steps_label("APGD-CE"),
@@ -233,12 +235,13 @@ class AttackSpec:
             ``"adam"`` (Adam on the perturbation, learning rate ``step_size``,
             best iterate kept; the loss-landscape paper's released code).
         tau, learning_rate, kappa, flow_bound: stAdv's flow-loss weight, Adam
-            step in pixels, Carlini–Wagner confidence and optional L∞ bound on
-            the flow (in ``flow_bound_unit``).
-        flow_bound_unit: ``"pixels"`` (default when ``flow_bound`` is set) or
-            ``"grid"`` (``grid_sample``'s normalized coordinates, one unit =
-            ``(size − 1) / 2`` pixels; see :mod:`tfadv.attacks.stadv`). ``None``
-            when the flow is unbounded, so unbounded attacks compare equal.
+            step, Carlini–Wagner confidence and optional L∞ bound on the
+            flow; τ's flow loss, the step and the bound are in ``flow_unit``.
+        flow_unit: stAdv's flow unit, ``"pixels"`` (default) or ``"grid"``
+            (``grid_sample``'s normalized coordinates, one unit =
+            ``(size − 1) / 2`` pixels, the released loss-landscape code's;
+            see :mod:`tfadv.attacks.stadv`). Formerly ``flow_bound_unit``,
+            which set the bound's unit only.
 
     Example:
         >>> spec = AttackSpec.create({"name": "pgd", "eps": "8/255", "steps": 20})
@@ -260,7 +263,7 @@ class AttackSpec:
     flow_bound: Optional[float] = None
     update: Optional[str] = None
     queries: Optional[int] = None
-    flow_bound_unit: Optional[str] = None
+    flow_unit: Optional[str] = None
 
     def __post_init__(self):
         if self.name not in ATTACKS:
@@ -293,12 +296,8 @@ class AttackSpec:
         for key in ("step_size", "tau", "learning_rate", "kappa", "flow_bound"):
             if key in values:
                 values[key] = _checked_number(key, values[key], strictly_positive=key in positive)
-        if "flow_bound_unit" in used:
-            if values.get("flow_bound") is None:
-                values.pop("flow_bound_unit", None)  # meaningless without a bound
-            else:
-                values.setdefault("flow_bound_unit", "pixels")
-                check_flow_bound_unit(values["flow_bound_unit"])
+        if "flow_unit" in values:
+            check_flow_unit(values["flow_unit"])
         for field in dataclasses.fields(self):
             if field.name != "name":
                 object.__setattr__(self, field.name, values.get(field.name))
@@ -325,6 +324,10 @@ class AttackSpec:
             raise ValueError("attack must be a name, a mapping or an AttackSpec. "
                              f"Received: attack={attack!r}")
         known = {field.name for field in dataclasses.fields(cls)}
+        if "flow_bound_unit" in attack:
+            raise ValueError("flow_bound_unit is now flow_unit, the unit of stAdv's flow bound, of the flow "
+                             "loss τ weights and of Adam's learning rate (write the released values in it). "
+                             f"Received: flow_bound_unit={attack['flow_bound_unit']!r}")
         unknown = sorted(set(attack) - known - {"targeted"})
         if unknown:
             raise ValueError(f"Unknown attack setting(s) {unknown}. Known: {sorted(known)}")
@@ -355,11 +358,14 @@ class AttackSpec:
     def settings(self):
         """The settings that determine the result: the name and the used fields.
 
-        PGD's default ``update="sign"`` is left out, so ids of results stored
-        before the setting existed still match."""
+        PGD's default ``update="sign"`` and stAdv's default
+        ``flow_unit="pixels"`` are left out, so ids of results stored before
+        the settings existed still match."""
         settings = {"name": self.name, **{key: getattr(self, key) for key in self.kind.settings}}
         if settings.get("update") == "sign":
             del settings["update"]
+        if settings.get("flow_unit") == "pixels":
+            del settings["flow_unit"]
         return settings
 
     @property
@@ -419,6 +425,40 @@ class AttackSpec:
                 seed = self.seed * SEED_STRIDE + check_integer("batch_index", batch_index, minimum=0)
         return self.kind.run(self, model_fn, x, y, eps=eps, step_size=step_size, seed=seed,
                              jit_compile=jit_compile)
+
+
+def attack_from_text(text):
+    """An :class:`AttackSpec` from its one-line form ``"name:key=value,key=value"``.
+
+    Example: ``attack_from_text("pgd:eps=8/255,steps=10")`` is
+    ``AttackSpec.create({"name": "pgd", "eps": 8/255, "steps": 10})``;
+    numbers (fractions too) are read by :func:`tfadv.checks.parse_number`,
+    ``true``/``false`` as booleans, anything else stays text.
+
+    Raises:
+        ValueError: naming the text when a setting is not ``key=value`` (and
+            every error of :meth:`AttackSpec.create`).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"attack text must be 'name:key=value,...'. Received: attack={text!r}")
+    name, _, rest = text.strip().partition(":")
+    settings = {"name": name.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"attack settings must be key=value. Received: {item!r} in attack={text!r}")
+        settings[key.strip()] = _text_value(value.strip())
+    return AttackSpec.create(settings)
+
+
+def _text_value(text):
+    """One setting's value from its text: a boolean, an integer, a number (fractions too), or the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    number = parse_number(text)
+    return text if number is None else number
 
 
 def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning

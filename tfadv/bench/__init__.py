@@ -47,7 +47,18 @@ def ratio_rows(result):
             _row("peak memory PGD-7 / clean training", result["pgd7_over_clean_peak_memory"],
                  result["memory_target"],
                  f"{result['pgd7_peak_mb']:.0f} MB vs {result['clean_peak_mb']:.0f} MB"),
-        ]
+        ] + ([
+            _row("RobMask / BN adversarial train step, DenseNet-121",
+                 result["robmask_over_bn_densenet121_step"], result["knob_target"],
+                 f"{result['robmask_densenet121_ms']:.0f} ms vs {result['bn_densenet121_ms']:.0f} ms "
+                 f"(batch {result['knob_batch_size']})"),
+            _row(f"RobMask / BN adversarial train step, converted {result['knob_application']}",
+                 result["robmask_over_bn_converted_step"], result["knob_target"],
+                 f"{result['robmask_converted_ms']:.0f} ms vs {result['bn_converted_ms']:.0f} ms"),
+            _row("validation PGD-10 on 1,000 examples / PGD-7 epoch of 50,000",
+                 result["validation_attack_share"], result["validation_share_target"],
+                 f"{result['validation_batch_ms']:.0f} ms vs {result['bn_converted_ms']:.0f} ms per batch"),
+        ] if "robmask_over_bn_densenet121_step" in result else [])
     if kind == "landscape":
         return [_row("landscape grid point / forward pass", result["ratio"], result["target"],
                      f"{result['point_seconds'] * 1e3:.1f} ms vs {result['forward_seconds'] * 1e3:.1f} ms")]

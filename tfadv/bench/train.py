@@ -25,6 +25,19 @@ one process, every train step the compiled Keras train function
   incomplete and this benchmark runs without XLA by default. The extra
   memory over what was resident before the step is reported too.
 
+The price of the knob, as paper 2 measures it ("one DenseNet-121 epoch at
+870 s with BN and 890 s with RobMask", both adversarially trained), is
+:func:`knob_price`, added to ``run``'s result:
+
+- **RobMask train step / BN adversarial train step on DenseNet-121**
+  (target ≤ 1.05): RobMask (PGD-7 at ε = p·ε_max, conditioned BN) against
+  PGD-7 adversarial training of the plain-BN DenseNet-121, small batch;
+- the same ratio for a converted ``keras.applications`` model
+  (MobileNetV2, ``norm="robmask"`` through :func:`tfadv.models.convert_norm`);
+- **the validation attack's share of an epoch**: PGD-10 on 1,000 validation
+  examples (``train.validation_attack``) against a PGD-7 epoch of 50,000
+  (target ≤ 0.05), from one attacked batch and one train step.
+
 Each repeat times every step once, back to back, so that load from other
 processes on a shared machine falls on all of them alike; the reported
 figures are medians over repeats. Every step is run twice before timing
@@ -42,6 +55,7 @@ import tensorflow as tf
 ADVERSARIAL_TARGET = 3.6
 ROBMASK_TARGET = 1.05
 MEMORY_TARGET = 1.3
+VALIDATION_SHARE_TARGET = 0.05
 EPS, STEP_SIZE, STEPS = 8 / 255, 2 / 255, 7
 DEVICE = "CPU:0"
 
@@ -74,7 +88,68 @@ def _peak_memory(step):
     return tf.config.experimental.get_memory_info(DEVICE)["peak"], resident
 
 
-def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, seed=0):
+def knob_price(batch_size=8, repeats=3, image_size=32, seed=0, densenet="densenet121",
+               application="MobileNetV2"):
+    """RobMask / BN adversarial train-step ratios on DenseNet-121 and a converted application.
+
+    Returns:
+        dict of ``robmask_over_bn_<which>_step`` ratios and their milliseconds
+        (medians), with ``<which>`` ``densenet121`` and ``converted``, and the
+        validation attack's share of an epoch (``validation_attack_share``).
+    """
+    from tfadv import models
+    from tfadv.attacks.spec import attack_from_text
+    from tfadv.training import methods
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    shape = (image_size, image_size, 3)
+    x = tf.constant(rng.uniform(0, 1, (batch_size, *shape)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, batch_size).astype("int64"))
+    pgd7 = methods.AttackSpec("pgd", eps=EPS, step_size=STEP_SIZE, steps=STEPS)
+
+    def compiled(model):
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+        return model
+
+    bn_app = models.build(application, num_classes=10, input_shape=shape, norm="bn")
+    trainers = {
+        "bn_densenet121": compiled(methods.wrap(
+            models.build(densenet, num_classes=10, input_shape=shape, norm="bn"), "adversarial", attack=pgd7)),
+        "robmask_densenet121": compiled(methods.wrap(
+            models.build(densenet, num_classes=10, input_shape=shape, norm="robmask"), "robmask",
+            eps_max=EPS, steps=STEPS)),
+        "bn_converted": compiled(methods.wrap(bn_app, "adversarial", attack=pgd7)),
+        "robmask_converted": compiled(methods.wrap(models.convert_norm(
+            keras.models.clone_model(bn_app), "robmask"), "robmask", eps_max=EPS, steps=STEPS)),
+    }
+    steps = {name: (lambda t=trainer: t.train_on_batch(x, y)) for name, trainer in trainers.items()}
+    pgd10 = attack_from_text("pgd:eps=8/255,steps=10")
+    validation_model = trainers["bn_converted"].inner
+    steps["validation_batch"] = lambda: np.asarray(validation_model(pgd10.run(validation_model, x, y)))
+    for step in steps.values():
+        step()
+        step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(_seconds(step))
+    ms = {f"{name}_ms": float(np.median(values)) * 1e3 for name, values in times.items()}
+    share = (ms["validation_batch_ms"] * 1000) / (ms["bn_converted_ms"] * 50000)
+    return {
+        "knob_batch_size": int(batch_size),
+        "knob_image_size": int(image_size),
+        "knob_application": application,
+        "robmask_over_bn_densenet121_step": ms["robmask_densenet121_ms"] / ms["bn_densenet121_ms"],
+        "robmask_over_bn_converted_step": ms["robmask_converted_ms"] / ms["bn_converted_ms"],
+        "knob_target": ROBMASK_TARGET,
+        "validation_attack_share": share,
+        "validation_share_target": VALIDATION_SHARE_TARGET,
+        **ms,
+    }
+
+
+def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, seed=0, knob=True):
     """Measure the three training ratios.
 
     Args:
@@ -84,6 +159,8 @@ def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, see
         jit_compile: XLA for every train step (memory figures are then
             incomplete, see the module docstring).
         seed: seed of the random images, labels and weights.
+        knob: also measure :func:`knob_price` (DenseNet-121 and a converted
+            ``keras.applications`` model, RobMask / BN).
 
     Returns:
         dict with the ratios, their targets and pass/fail, the milliseconds
@@ -150,6 +227,7 @@ def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, see
         "memory_pass": memory_ratio <= MEMORY_TARGET,
         **{f"{name}_step_ms": value for name, value in ms.items()},
         **megabytes,
+        **(knob_price(seed=seed) if knob else {}),
     }
 
 

@@ -129,6 +129,13 @@ def from_dict(cls, data, source="<config>", prefix=""):
             AttackSpec.create(result)
         except ValueError as error:
             raise ConfigError(f"{source}: {prefix or 'attack'}: {error}") from None
+    if cls.__name__ == "TrainConfig" and result.validation_attack is not None:
+        from tfadv.attacks.spec import attack_from_text
+
+        try:
+            attack_from_text(result.validation_attack)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {prefix}.validation_attack: {error}") from None
     if cls.__name__ == "EvalConfig":  # a list of attack mappings, each validated as an AttackConfig
         result.attacks = [
             from_dict(AttackConfig, a, source, f"{prefix}.attacks[{i}]") for i, a in enumerate(result.attacks)

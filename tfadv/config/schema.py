@@ -7,9 +7,9 @@ The names a config may use are owned by the packages that define them, not
 copied here: attacks by ``tfadv.attacks`` (an attack section is validated by
 building its ``AttackSpec``), normalizations by ``tfadv.models``, data splits
 by ``tfadv.data``, evaluation presets by ``tfadv.evaluation`` and direction
-options by ``tfadv.landscape`` (neither reads configs), training
-methods by ``tfadv.training.methods`` (read when a config is validated:
-``tfadv.training`` reads configs, so it cannot be imported here up front).
+options by ``tfadv.landscape`` (none of them reads configs). The training
+method kinds are declared here (:data:`METHOD_KINDS`) and implemented by
+``tfadv.training.methods``, which imports configs, never the other way.
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from tfadv.evaluation.specs import PRESETS as EVAL_PRESETS
 from tfadv.landscape.directions import IGNORES as LANDSCAPE_IGNORES
 from tfadv.landscape.directions import MODES as LANDSCAPE_MODES
 from tfadv.landscape.directions import NORMS as LANDSCAPE_NORMS
+from tfadv.layers.pixel_preprocessing import PREPROCESS_MODES
 from tfadv.models.norms import NORM_KINDS
 
 
@@ -32,6 +33,9 @@ class DataConfig:
     augment: bool = True  # pad-4 random crop + horizontal flip
     limit_train: Optional[int] = None  # first N training examples (quick runs)
     limit_test: Optional[int] = None  # first N test examples
+    # classes of an .npz without label_names (else max label + 1, with a warning); labels
+    # outside 0..num_classes-1 are refused when the data are loaded
+    num_classes: Optional[int] = None
 
 
 @dataclass
@@ -41,6 +45,9 @@ class ModelConfig:
     norm_options: dict = field(default_factory=dict)  # e.g. {k: 2}
     options: dict = field(default_factory=dict)  # architecture options, e.g. {width: 16}
     init_from: Optional[str] = None  # start from this .keras model or run folder (fine-tuning)
+    # the input range a brought model expects (images stay in [0, 1], ε in [0, 1] units):
+    # unit | 0_255 | -1_1 | torch | caffe; default: a keras.applications model's own, else unit
+    preprocess: Optional[str] = None
 
 
 @dataclass
@@ -61,8 +68,20 @@ class TrainConfig:
     # default | mirrored (local devices) | multi_worker (MultiWorkerMirroredStrategy, one
     # `tfadv train` per machine with TF_CONFIG; data.batch_size is the global batch)
     distribute: str = "default"
+    # multi_worker: seconds a worker waits for the others at a collective before it stops with
+    # "lost worker ..." (None: tfadv.training.distribute.DEFAULT_WORKER_TIMEOUT, 300 s)
+    worker_timeout: Optional[float] = None
     steps_per_epoch: Optional[int] = None
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+    # A stronger validation attack than the training one, "name:key=value,..." (e.g.
+    # "pgd:eps=8/255,steps=10"): val_strong_robust_accuracy on the first
+    # validation_examples test examples every validation_every epochs (and the last).
+    validation_attack: Optional[str] = None
+    validation_examples: int = 1000
+    validation_every: int = 1
+    # robust: also keep model_best.keras, the epoch with the best robust validation accuracy
+    # (validation_attack's, else the method's val_robust_accuracy); best.json names the epoch
+    keep_best: Optional[str] = None
 
 
 def _attack_config_fields():
@@ -103,7 +122,7 @@ class MethodConfig:
 class EvalConfig:
     attacks: list = field(default_factory=list)  # list of AttackConfig mappings; empty: the preset
     preset: str = "paper1_table1"  # a name of tfadv.evaluation.PRESETS
-    eps_sweep: list = field(default_factory=lambda: [0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, 8 / 255])
+    eps_sweep: Optional[list] = None  # None: paper 2's grid, tfadv.evaluation.specs.PAPER2_EPS
     p_grid: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     limit: Optional[int] = None
     batch_size: int = 128
@@ -165,11 +184,10 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-def method_kinds():
-    """The training methods ``tfadv train`` knows, from ``tfadv.training.methods``."""
-    from tfadv.training.methods import METHOD_KINDS
-
-    return METHOD_KINDS
+METHOD_KINDS = ("standard", "adversarial", "finetune", "advprop", "robmask", "bn_finetune")
+"""The vocabulary of ``method.kind``. ``tfadv.training.methods.METHODS_BY_KIND``
+implements each (and refuses to import if the two differ); declared here, at
+the bottom of the layers, so configs never import training."""
 
 
 # Closed vocabularies, checked after types: (section path, key) -> allowed values, or a
@@ -178,12 +196,14 @@ def method_kinds():
 # checked by building its AttackSpec, not here.
 CHOICES = {
     ("model", "norm"): NORM_KINDS,
+    ("model", "preprocess"): PREPROCESS_MODES,
     ("train", "optimizer"): ("sgd", "adam"),
     ("train", "schedule"): ("cosine", "constant", "step"),
     ("train", "mixed_precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "distribute"): ("default", "mirrored", "multi_worker"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
-    ("method", "kind"): method_kinds,
+    ("train", "keep_best"): ("robust",),
+    ("method", "kind"): METHOD_KINDS,
     ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
     ("eval", "preset"): EVAL_PRESETS,  # the names of tfadv.evaluation.specs.PRESETS
@@ -204,7 +224,11 @@ RANGES = {
     ("method", "adversarial_fraction"): (0.0, 1.0),
     ("method", "pgd_steps"): (1, None),
     ("data", "batch_size"): (1, None),
+    ("data", "num_classes"): (2, None),
     ("train", "epochs"): (0, None),
+    ("train", "worker_timeout"): (1e-3, None),
+    ("train", "validation_examples"): (1, None),
+    ("train", "validation_every"): (1, None),
     ("train", "learning_rate"): (1e-12, None),
     ("train", "weight_decay"): (0.0, None),
     ("eval", "batch_size"): (1, None),

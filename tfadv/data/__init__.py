@@ -5,6 +5,7 @@ from tfadv.data.sources import (
     DatasetNotFoundError,
     channel_stats,
     dataset_info,
+    declared_num_classes,
     load_arrays,
 )
 from tfadv.data.validation import InvalidDataError, check_arrays, check_compatible, check_model_data
@@ -19,6 +20,7 @@ __all__ = [
     "check_compatible",
     "check_model_data",
     "dataset_info",
+    "declared_num_classes",
     "load_arrays",
     "load_cifar_archive",
     "make_dataset",

@@ -46,6 +46,7 @@ from tfadv.evaluation.tables import format_report
 from tfadv.metrics import CONVENTIONS as SSIM_CONVENTIONS
 from tfadv.metrics import get_convention, ssim_distance
 from tfadv.models.conditioning import BoundModel, bind, call_model, is_conditioned
+from tfadv.records import resume_note
 
 DEFAULT_TRADEOFF_ATTACK = AttackSpec("pgd", eps=8 / 255, steps=10)
 
@@ -292,8 +293,16 @@ def _start(out_dir, dataset, force, say):
     if results.get("dataset", {}).get("fingerprint") != dataset["fingerprint"]:
         say(f"{out_dir}/eval.json holds results on other data; starting afresh.")
         return new_results(dataset)
+    previous = results.get("environment", {})
+    earlier = list(previous.get("earlier_sources", []))
+    note = resume_note(previous.get("source"), "evaluation")
+    if note:
+        say(f"{out_dir}: {note}")
+        earlier.append(previous.get("source"))  # parts already stored were computed by that code
     results["dataset"] = dataset
     results["environment"] = environment_record()
+    if earlier:
+        results["environment"]["earlier_sources"] = earlier
     return results
 
 

@@ -28,6 +28,11 @@ class Paper1Plan:
             (title, authors, ``tables.table1``/``table2``), or ``None``: the
             report then prints our rows only. The hook for the paper's numbers.
         published_rows: evaluation name → row key of the published tables.
+        ssim_convention: Table 2's SSIM convention; default the
+            ``paper1_table2`` preset's, the released code's
+            (``tfadv.evaluation.specs.PAPER1_SSIM_CONVENTION``). ``"gaussian"``
+            stays a choice; the paper's Table 2 figures are printed only
+            beside the released code's convention.
     """
 
     models: Dict[str, str]
@@ -35,6 +40,13 @@ class Paper1Plan:
     eval_dir: str
     published: Optional[dict] = None
     published_rows: Dict[str, str] = dataclasses.field(default_factory=dict)
+    ssim_convention: str = dataclasses.field(default_factory=lambda: _table2_preset()["ssim_convention"])
+
+
+def _table2_preset():
+    from tfadv.evaluation import preset
+
+    return preset("paper1_table2")
 
 
 def evaluate_paper1(plan, experiment, state, say, common):
@@ -45,7 +57,7 @@ def evaluate_paper1(plan, experiment, state, say, common):
     say(f"paper 1: Tables 1 and 2 on {len(state.y_test)} test images → {plan.eval_dir}")
     models = {name: state.runs[role].run_dir for name, role in plan.models.items()}
     results = evaluate(models, state.x_test, state.y_test, attacks=plan.attacks, out_dir=plan.eval_dir,
-                       **common)
+                       ssim_convention=plan.ssim_convention, **common)
     first = next(iter(plan.models))
     state.perturbation_figure = plot_perturbations(
         results, plan.eval_dir, first, os.path.join(plan.eval_dir, f"perturbations-{first}.png"))

@@ -22,7 +22,7 @@ import os
 import time
 from typing import Callable, Dict, List, Optional
 
-from tfadv.records import write_json
+from tfadv.records import environment_record, write_json
 
 
 @dataclasses.dataclass
@@ -345,6 +345,7 @@ def run_experiment(experiment, stages=STAGES):
     state.seconds = round(time.time() - progress.started, 1)
     write_json(os.path.join(experiment.out_dir, experiment.summary_file), {
         **experiment.summary,
+        "environment": environment_record(),
         "seconds": state.seconds,
         "stage_seconds": state.stage_seconds,
         "runs": {role: run.run_dir for role, run in state.runs.items()},

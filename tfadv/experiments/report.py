@@ -22,7 +22,7 @@ from tfadv.experiments.published import (
     source_line,
     statement_line,
 )
-from tfadv.records import write_text
+from tfadv.records import revision_label, source_revision, write_text
 
 NO_PUBLISHED = ("The papers' published numbers are for CIFAR at the papers' scale; the reproduction "
                 "drivers in tools/ print them beneath their results.")
@@ -92,8 +92,12 @@ def paper1_section(plan, results, root, perturbation_figure=None, data_name=None
     """
     from tfadv.evaluation import accuracy_table, ssim_table
 
+    from tfadv.evaluation.specs import PAPER1_SSIM_CONVENTION
+
     published = plan.published
     table1, table2 = _published_table(published, "table1"), _published_table(published, "table2")
+    convention = (results.get("plan") or {}).get("ssim_convention") or "gaussian"
+    table2_matches = convention == PAPER1_SSIM_CONVENTION  # the paper's figures beside their own measure only
     setting_lines = []
     if published is not None:
         data_name = data_name or results.get("dataset", {}).get("name")
@@ -111,7 +115,7 @@ def paper1_section(plan, results, root, perturbation_figure=None, data_name=None
         rows1.append((name, [None if v is None else 100 * v for v in accuracy[name][: 1 + attacks]],
                       _row(table1, key)))
         # 1 − SSIM over the examples the attack fooled (the "(flipped)" columns of eval.md).
-        rows2.append((name, distance[name][0::2], _row(table2, key)))
+        rows2.append((name, distance[name][0::2], _row(table2, key) if table2_matches else None))
     with_published = published is not None
     eval_md = _link(os.path.join(plan.eval_dir, "eval.md"), root)
     lines = ["## Paper 1: loss-landscape geometry of adversarially fine-tuned models", ""]
@@ -122,13 +126,19 @@ def paper1_section(plan, results, root, perturbation_figure=None, data_name=None
     if with_published:
         lines += [source_line(table1), ""]
     lines += ["### Table 2: mean 1 − SSIM(adversarial, clean)", "",
-              f"Over the test images whose prediction the attack changed; the mean over all images and "
+              f"Over the test images whose prediction the attack changed (the released code's \"successful\" "
+              f"attacks), SSIM convention `{convention}`; the mean over all images and "
               f"the worst case over the attacks are in [{eval_md}]({eval_md}).", "",
-              comparison_table(labels[1:], rows2, "distance", with_published, missing=_missing(table2)), ""]
-    if with_published:
-        lines += [source_line(table2) + " The paper gives one figure per attack, over each fine-tuning's "
-                  "stored adversarial training images against their originals (crafted against the clean "
-                  "model), so it stands beneath our clean model's row.", ""]
+              comparison_table(labels[1:], rows2, "distance", with_published and table2_matches,
+                               missing=_missing(table2)), ""]
+    if with_published and table2_matches:
+        lines += [source_line(table2) + " The paper gives one figure per attack (\"Data Augmented with\"); "
+                  "the released code measures it over the successful attacks of each attack "
+                  "(mister_ed `avg_successful_ssim`, scikit-image `compare_ssim(..., multichannel=True)` on "
+                  "float images), so it stands beneath our clean model's row.", ""]
+    elif with_published:
+        lines += [f"The paper's Table 2 figures are not shown: the released code measures them with "
+                  f"`{PAPER1_SSIM_CONVENTION}`, this table with `{convention}`.", ""]
     if perturbation_figure:
         first = next(iter(plan.models))
         lines += ["### Example perturbations", "",
@@ -188,7 +198,7 @@ def paper2_section(plan, results, root, data_name=None, model=None):
     lines = ["## Paper 2: adversarial masking and the robustness trade-off", ""]
     if plan.published is not None:
         lines += [f"Paper: {paper_citation(plan.published)}.", ""] + setting_lines
-    lines += [f"### {ours.title.split(' — ')[0]} (Tables 5/6 layout)", "",
+    lines += [f"### {ours.title.split(' — ')[0]} (Table 5 layout)", "",
               "Conditioned models (AdvProp, RobMask) at the masking strength in brackets.", "",
               comparison_table(ours.header[1:], rows, "percent", with_published, missing=_missing(table)), ""]
     if with_published:
@@ -254,8 +264,9 @@ def write_report(experiment, state):
     unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in published) else ""
     lines = [f"# {experiment.title}", "",
              " ".join(experiment.intro) + unpublished + tested
-             + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Every run folder "
-             "holds its resolved `config.yaml`.", "",
+             + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Code: "
+             f"{revision_label(source_revision())}. Every run folder holds its resolved `config.yaml` "
+             "and `revision.json` (the code that made it, and any other that resumed it).", "",
              "## Runs", "", runs_table(list(state.runs.values()), root), ""]
     for plan in experiment.plans:  # the papers' sections, as their modules registered them
         lines += section_of(plan).report(plan, experiment, state, root)

@@ -13,11 +13,14 @@ Every signature is a function of named tensors that TensorFlow Serving (or
 
 What p means depends on the model's normalization (see :data:`P_MEANINGS`).
 
-**Validation.** A serving signature does not check the shapes of what it is
-fed: a loaded signature given ``[2, 28, 28, 3]`` images instead of
-``[2, 32, 32, 3]`` runs and, through global average pooling, returns a
-plausible but wrong answer. So the input specs leave the shapes open and
-the graph checks them first; every check raises ``InvalidArgumentError``
+**Validation.** The input specs declare ``images`` as ``[-1, H, W, C]``
+(float32, or uint8 with ``uint8=True``) and ``p`` as a float32 scalar, so
+``saved_model_cli show --all`` and TF Serving's model metadata say what the
+model takes, and a caller of the loaded signature with another shape is
+refused by the signature itself. The graph checks them again (a server
+that does not enforce the declared shapes would otherwise run a
+``[2, 28, 28, 3]`` batch through global average pooling and return a
+plausible but wrong answer); every check raises ``InvalidArgumentError``
 whose message names the input (``images must ...``, ``p must ...``), and the
 model runs only after all checks passed (control dependencies). A wrong
 dtype is rejected by the signature itself (``InvalidArgumentError: ... input
@@ -125,12 +128,14 @@ class ServingFunctions:
 
     # -- input specs -------------------------------------------------------
     def images_spec(self):
-        # Shape left open on purpose: the graph checks it (see the module docstring).
-        return tf.TensorSpec(shape=None, dtype=tf.uint8 if self.uint8 else tf.float32, name="images")
+        # Declared, so `saved_model_cli show` and TF Serving's metadata show what the model
+        # takes; the graph still checks what a caller bypassing the spec sends.
+        return tf.TensorSpec(shape=[None, *self.image_shape],
+                             dtype=tf.uint8 if self.uint8 else tf.float32, name="images")
 
     @staticmethod
     def p_spec():
-        return tf.TensorSpec(shape=None, dtype=tf.float32, name="p")
+        return tf.TensorSpec(shape=[], dtype=tf.float32, name="p")
 
     def endpoints(self):
         """``{signature name: (function, input specs)}`` for ``ExportArchive.add_endpoint``."""
@@ -146,11 +151,12 @@ class ServingFunctions:
         expected = list(self.image_shape)
         height, width, channels = expected
         shape = tf.shape(images)
-        shape_ok = tf.cond(
-            tf.equal(tf.size(shape), 4),
-            lambda: tf.reduce_all(tf.equal(shape[1:], expected)),
-            lambda: tf.constant(False),
-        )
+        # The declared rank is 4, so a rank test would be folded away at trace time; a
+        # caller bypassing the spec can still send another rank. Padding the runtime shape
+        # with -1 compares it whatever its length: [B, H, W, C] gives [H, W, C] then -1.
+        padded = tf.concat([shape, tf.fill([5], -1)], axis=0)
+        shape_ok = tf.logical_and(tf.reduce_all(tf.equal(padded[1:4], expected)),
+                                  tf.equal(padded[4], -1))
         checks = [tf.debugging.Assert(shape_ok, [
             f"images must have shape [batch, {height}, {width}, {channels}] (NHWC). Received shape:",
             shape,

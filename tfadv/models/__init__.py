@@ -20,6 +20,8 @@ from tfadv.models.conditioning import (
     condition_inputs,
     is_conditioned,
 )
+from tfadv.models.applications import application_names, build_application, is_application
+from tfadv.models.convert import CONVERTIBLE_NORMS, convert_norm, from_pretrained, with_preprocessing
 from tfadv.models.io import load_model, model_display_name, resolve_model_path
 from tfadv.models.norms import CONDITIONED_NORMS, NORM_KINDS, NormContext
 from tfadv.models.registry import builder_options, get_builder, list_models, register_model
@@ -39,12 +41,16 @@ def _channel_vector(value, channels, default, name):
 
 
 def build(name, num_classes=10, input_shape=(32, 32, 3), norm="bn", norm_options=None,
-          mean=None, std=None, **options):
-    """Build a registered architecture.
+          mean=None, std=None, preprocess=None, **options):
+    """Build a registered architecture or a ``keras.applications`` one.
 
     Args:
         name: one of ``list_models()``: ``tiny``, ``resnet20/32/44/56``,
-            ``resnet18``, ``preact_resnet18``, ``densenet121``.
+            ``resnet18``, ``preact_resnet18``, ``densenet121``; or a
+            ``keras.applications`` name (``"ResNet50V2"``, ``"DenseNet121"``,
+            ... ``application_names()``), built by :func:`build_application`
+            (``weights=None``, or option ``weights`` a local file; ``mean``
+            and ``std`` do not apply: its own preprocessing does).
         num_classes: size of the logit vector.
         input_shape: ``(H, W, C)`` of the images.
         norm: ``"bn"`` (plain BatchNormalization), ``"dual_bn"`` (AdvProp) or
@@ -53,11 +59,24 @@ def build(name, num_classes=10, input_shape=(32, 32, 3), norm="bn", norm_options
             RobMask or ``{"momentum": 0.9}``.
         mean, std: per-channel input statistics applied inside the model
             (default: CIFAR-10's for 3 channels).
-        **options: architecture options (e.g. ``width`` for CIFAR ResNets).
+        preprocess: a ``keras.applications`` model's input preprocessing
+            (default: its family's); registered architectures take images in
+            [0, 1] and normalize with ``mean`` / ``std`` (None or ``"unit"``).
+        **options: architecture options (e.g. ``width`` for CIFAR ResNets;
+            ``weights`` for a ``keras.applications`` model).
 
     Returns:
         A functional ``keras.Model`` returning float32 logits.
     """
+    if is_application(name) and name not in list_models():
+        unknown = sorted(set(options) - {"weights"})
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown} for model {name!r}. Available: ['weights']")
+        return build_application(name, num_classes, input_shape, norm, norm_options, preprocess,
+                                 options.get("weights"))
+    if preprocess not in (None, "unit"):
+        raise ValueError(f"preprocess applies to keras.applications models; {name!r} takes images in "
+                         f"[0, 1] and normalizes with mean/std. Received: preprocess={preprocess!r}")
     builder = get_builder(name)
     unknown = sorted(set(options) - set(builder_options(name)))
     if unknown:
@@ -89,6 +108,9 @@ __all__ = [
     "IMAGES",
     "CONDITIONED_NORMS",
     "BoundModel",
+    "application_names",
+    "build_application",
+    "CONVERTIBLE_NORMS",
     "NORM_KINDS",
     "bind",
     "bind_condition",
@@ -97,6 +119,10 @@ __all__ = [
     "get_builder",
     "call_model",
     "condition_inputs",
+    "convert_norm",
+    "from_pretrained",
+    "is_application",
+    "with_preprocessing",
     "is_conditioned",
     "list_models",
     "load_model",

@@ -1,4 +1,5 @@
 """Build models by name (as timm's ``create_model``), with the norm as an argument."""
+import functools
 import inspect
 
 _MODELS = {}
@@ -18,8 +19,15 @@ def list_models():
 
 
 def get_builder(name):
+    """The builder of a registered architecture; a ``keras.applications`` name gives
+    :func:`tfadv.models.build_application` bound to it."""
     if name not in _MODELS:
-        raise ValueError(f"Unknown model {name!r}. Available: {', '.join(list_models())}")
+        from tfadv.models.applications import build_application, is_application
+
+        if is_application(name):
+            return functools.partial(build_application, name)
+        raise ValueError(f"Unknown model {name!r}. Available: {', '.join(list_models())} "
+                         "or a keras.applications name (e.g. ResNet50V2, DenseNet121)")
     return _MODELS[name]
 
 

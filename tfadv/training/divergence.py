@@ -9,6 +9,7 @@ damaged weights, and the run folder keeps its last good epoch. ``tfadv
 train`` prints the message and exits with code 3.
 """
 import math
+import sys
 
 import keras
 
@@ -48,6 +49,11 @@ class StopOnDivergence(keras.callbacks.Callback):
         loss = float(loss)
         if math.isfinite(loss):
             return
+        if self.params.get("verbose") == 1:
+            # Keras' progress bar ends its line only at the epoch's end: end it here, so the
+            # message (printed on stderr by the CLI) starts on its own line.
+            sys.stdout.write("\n")
+            sys.stdout.flush()
         saved = None if self.last_good_epoch is None else self.last_good_epoch()
         kept = ("" if saved is None else
                 f"; the run keeps its last good checkpoint (epoch {saved})" if saved else

@@ -2,9 +2,11 @@
 
 A training method is a ``keras.Model`` wrapping an *inner* model (the one that
 is saved, evaluated and exported). Its ``train_step`` composes an attack, the
-inner model and the cross-entropy; ``fit`` compiles the step into one
-``tf.function`` (XLA with ``compile(jit_compile=True)``) under the active
-``tf.distribute`` strategy, and the attacks inline into it.
+inner model and the cross-entropy; ``fit`` (one device) or
+:func:`tfadv.training.loop.fit_distributed` (``strategy.run(train_step)``
+under a ``tf.distribute`` strategy) compiles the step into one
+``tf.function`` (XLA with ``compile(jit_compile=True)``), and the attacks
+inline into it.
 """
 
 from collections.abc import Mapping
