@@ -19,22 +19,9 @@ def _predict(model, x):
 
 
 @pytest.fixture(scope="module")
-def trained_toy():
+def trained_toy(train_toy_mlp):
     """A small MLP trained to ~100 % on 3 linearly separable classes of 6×6 images."""
-    keras.utils.set_random_seed(7)
-    rng = np.random.default_rng(7)
-    x = rng.uniform(0.2, 0.8, size=(48, 6, 6, 1)).astype("float32")
-    directions = rng.normal(size=(3, 36))
-    y = np.argmax((x.reshape(48, -1) - 0.5) @ directions.T, axis=-1).astype("int64")
-    model = keras.Sequential([
-        keras.Input((6, 6, 1)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(3),
-    ])
-    model.compile(keras.optimizers.Adam(0.03), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=60, batch_size=48, verbose=0)
-    return model, x, y
+    return train_toy_mlp(classes=3, count=48, seed=7, epochs=60, directions_per_class=True)
 
 
 def _linear_model(weights, bias, input_shape):
@@ -237,22 +224,9 @@ def test_dlr_needs_three_classes():
 
 
 @pytest.fixture(scope="module")
-def five_class_toy():
+def five_class_toy(train_toy_mlp):
     """A small MLP trained on 5 linearly separable classes of 6×6 images (APGD-T needs K >= 4)."""
-    keras.utils.set_random_seed(11)
-    rng = np.random.default_rng(11)
-    x = rng.uniform(0.2, 0.8, size=(40, 6, 6, 1)).astype("float32")
-    directions = rng.normal(size=(5, 36))
-    y = np.argmax((x.reshape(40, -1) - 0.5) @ directions.T, axis=-1).astype("int64")
-    model = keras.Sequential([
-        keras.Input((6, 6, 1)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(5),
-    ])
-    model.compile(keras.optimizers.Adam(0.03), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=80, batch_size=40, verbose=0)
-    return model, x, y
+    return train_toy_mlp(classes=5, count=40, seed=11, epochs=80, directions_per_class=True)
 
 
 def test_dlr_targeted_loss_matches_numpy_and_is_shift_and_scale_invariant():

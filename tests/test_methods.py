@@ -14,14 +14,6 @@ SHAPE = (8, 8, 3)
 EPS = 8 / 255
 
 
-@pytest.fixture
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(16,) + SHAPE).astype("float32")
-    y = rng.integers(0, 10, size=(16,)).astype("int64")
-    return x, y
-
-
 def _tiny(norm="bn", **norm_options):
     return models.build("tiny", input_shape=SHAPE, norm=norm, norm_options=norm_options or None)
 
