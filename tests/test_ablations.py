@@ -166,14 +166,6 @@ def test_branches_option_builds_through_norm_options_and_is_checked():
 # ------------------------------------------------------------ AdvProp variants
 
 
-@pytest.fixture
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(16,) + SHAPE).astype("float32")
-    y = rng.integers(0, 10, size=(16,)).astype("int64")
-    return x, y
-
-
 def _ce(y, logits):
     return float(np.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)))
 

@@ -68,3 +68,47 @@ def test_the_layer_the_norm_factory_and_the_attacks_share_them():
     with pytest.raises(ValueError, match="update must be one of sign, adam"):
         attacks.pgd(lambda images: images[:, 0, 0, :], x, np.zeros(2, np.int64), 0.1, 0.01, 1,
                     update="nesterov")
+
+
+# ------------------------------------------------------------------ --shard auto
+
+SLURM = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
+
+
+@pytest.mark.parametrize("text, environ, expected", [
+    ("1/3", {}, (1, 3)),
+    ("auto", SLURM, (2, 4)),  # sbatch --array=3-6: task 5 is shard 2 of 4
+    ("auto/4", SLURM, (2, 4)),
+    ("auto", {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"}, (0, 2)),  # no MIN: 0
+    ("auto", {"SLURM_ARRAY_TASK_ID": "8", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "4",
+              "SLURM_ARRAY_TASK_COUNT": "4"}, (2, 4)),  # --array=0-15:4
+    (" auto / 3 ", {"JOB_COMPLETION_INDEX": "2"}, (2, 3)),
+    ("auto", {**SLURM, "JOB_COMPLETION_INDEX": "0"}, (2, 4)),  # Slurm first
+])
+def test_resolve_shard_reads_slurm_arrays_and_kubernetes_indexed_jobs(text, environ, expected):
+    assert checks.resolve_shard(text, "--shard", environ=environ) == expected
+
+
+@pytest.mark.parametrize("text, environ, message", [
+    ("auto", {}, r"--shard=auto reads the shard from a Slurm array job \(SLURM_ARRAY_TASK_ID, "
+                 r"SLURM_ARRAY_TASK_COUNT\) or a Kubernetes Indexed Job \(JOB_COMPLETION_INDEX"),
+    ("auto", {"JOB_COMPLETION_INDEX": "1"}, "JOB_COMPLETION_INDEX=1 gives this pod's index but not the count"),
+    ("auto/2", {"JOB_COMPLETION_INDEX": "2"}, r"shard index 2 read from JOB_COMPLETION_INDEX=2 is not in \[0, 2\)"),
+    ("auto/3", SLURM, "auto/3 disagrees with the Slurm array's SLURM_ARRAY_TASK_COUNT=4"),
+    ("auto", {"SLURM_ARRAY_TASK_ID": "1"}, "SLURM_ARRAY_TASK_COUNT is not"),
+    ("auto", {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"},
+     "SLURM_ARRAY_TASK_ID must be an integer. Received: SLURM_ARRAY_TASK_ID='x'"),
+    ("auto/0", {"JOB_COMPLETION_INDEX": "0"}, "must be an integer >= 1"),
+    ("auto/x", {"JOB_COMPLETION_INDEX": "0"}, "--shard must be I/N, auto or auto/N"),
+    ("automatic", SLURM, "--shard must look like I/N"),
+])
+def test_resolve_shard_errors_name_the_variables(text, environ, message):
+    with pytest.raises(ValueError, match=message):
+        checks.resolve_shard(text, "--shard", environ=environ)
+
+
+def test_resolve_shard_reads_the_process_environment(monkeypatch):
+    for variable in (*SLURM, "SLURM_ARRAY_TASK_STEP", "JOB_COMPLETION_INDEX"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    assert checks.resolve_shard("auto/2") == (1, 2)

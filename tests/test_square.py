@@ -1,5 +1,4 @@
 """Square Attack: the published p schedule, the ε-ball, and breaking a model with no gradient."""
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,16 +14,9 @@ def _predict(model_fn, x):
 
 
 @pytest.fixture(scope="module")
-def quantized_toy():
+def quantized_toy(train_toy_mlp):
     """A trained 5-class MLP behind an input quantizer whose gradient is exactly zero."""
-    keras.utils.set_random_seed(11)
-    rng = np.random.default_rng(11)
-    x = rng.uniform(0.2, 0.8, size=(40, 6, 6, 1)).astype("float32")
-    y = np.argmax((x.reshape(40, -1) - 0.5) @ rng.normal(size=(36, 5)), axis=-1).astype("int64")
-    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(5)])
-    model.compile(keras.optimizers.Adam(0.03), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=80, batch_size=40, verbose=0)
+    model, x, y = train_toy_mlp(classes=5, count=40, seed=11, epochs=80)
 
     def quantized(images):
         # Rounded to quarters with no straight-through path: ∂logits/∂images = 0.

@@ -31,7 +31,17 @@ _CONDITIONING = {
     "ConditionedModelFn": ("tfadv.models.BoundModel",
                            _attribute("tfadv.models.conditioning", "BoundModel")),
 }
+def _attack_table(field):
+    def value():
+        from tfadv.attacks.spec import ATTACKS
+
+        return {name: getattr(kind, field) for name, kind in ATTACKS.items()}
+    return value
+
+
 _LINF = {"LINF_ATTACKS": ("AttackSpec(...).is_linf (or ATTACKS[name].is_linf)", _linf_attacks)}
+_ATTACK_TABLES = {"SETTINGS": ("ATTACKS[name].settings", _attack_table("settings")),
+                  "DEFAULTS": ("ATTACKS[name].defaults", _attack_table("defaults"))}
 _TRAINING = {"TRAINING_ATTACKS": ("AttackSpec(...).can_train (or ATTACKS[name].can_train)",
                                   _training_attacks)}
 _CHECKS = {name: (f"tfadv.checks.{new}", _attribute("tfadv.checks", new)) for name, new in (
@@ -46,7 +56,7 @@ FORMER_NAMES = {
     # module -> {former name: (what to use instead, getter of the value)}
     "tfadv.models": _CONDITIONING,
     "tfadv.models.conditioning": _CONDITIONING,
-    "tfadv.attacks.spec": _LINF,
+    "tfadv.attacks.spec": {**_LINF, **_ATTACK_TABLES},
     "tfadv.attacks._compile": _CHECKS,
     "tfadv.training.methods": {
         "METHODS": ("tfadv.training.methods.METHOD_KINDS",

@@ -172,7 +172,92 @@ def parse_shard(text, name="shard"):
         index, count = int(match.group(1)), int(match.group(2))
         if count >= 1 and 0 <= index < count:
             return index, count
-    raise ValueError(f"{name} must look like I/N with 0 <= I < N (e.g. 0/2). Received: {name}={text!r}")
+    raise ValueError(f"{name} must look like I/N with 0 <= I < N (e.g. 0/2), or auto, auto/N "
+                     f"(from a Slurm array or Kubernetes Indexed Job). Received: {name}={text!r}")
+
+
+SLURM_ARRAY_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
+"""What a Slurm array job sets in each task (with ``SLURM_ARRAY_TASK_MIN`` / ``_STEP``)."""
+KUBERNETES_INDEX_VARIABLE = "JOB_COMPLETION_INDEX"
+"""What a Kubernetes Indexed Job sets in each pod (the count is the Job's ``completions``)."""
+
+
+def _environment_integer(environ, variable):
+    text = environ.get(variable)
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{variable} must be an integer. Received: {variable}={text!r}") from None
+
+
+def shard_from_environment(count=None, name="shard", environ=None):
+    """``(I, N)`` of this job in a Slurm array job or a Kubernetes Indexed Job.
+
+    - Slurm (``sbatch --array=0-3``): I = ``SLURM_ARRAY_TASK_ID`` −
+      ``SLURM_ARRAY_TASK_MIN`` (divided by ``SLURM_ARRAY_TASK_STEP`` for
+      ``--array=0-15:4``), N = ``SLURM_ARRAY_TASK_COUNT``. An array such as
+      ``--array=1-4`` is shards 0..3 of 4.
+    - Kubernetes (``completionMode: Indexed``): I = ``JOB_COMPLETION_INDEX``;
+      the pods are not told the count, so ``count`` (the Job's
+      ``completions``) must be given.
+
+    Slurm is read first when both are set. ``count``, when given, must
+    agree with Slurm's. ``ValueError`` naming the variables when neither is set.
+    """
+    environ = os.environ if environ is None else environ
+    if count is not None:
+        count = check_integer(f"the count N of {name}=auto/N", count)
+    if "SLURM_ARRAY_TASK_ID" in environ:
+        task = _environment_integer(environ, "SLURM_ARRAY_TASK_ID")
+        if "SLURM_ARRAY_TASK_COUNT" not in environ:
+            raise ValueError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not: run "
+                             "under a Slurm array job (sbatch --array=...) or give --shard I/N.")
+        tasks = _environment_integer(environ, "SLURM_ARRAY_TASK_COUNT")
+        first = _environment_integer(environ, "SLURM_ARRAY_TASK_MIN") \
+            if "SLURM_ARRAY_TASK_MIN" in environ else 0
+        step = _environment_integer(environ, "SLURM_ARRAY_TASK_STEP") \
+            if "SLURM_ARRAY_TASK_STEP" in environ else 1
+        if step < 1 or (task - first) % step:
+            raise ValueError(f"SLURM_ARRAY_TASK_ID={task} is not SLURM_ARRAY_TASK_MIN={first} plus a "
+                             f"multiple of SLURM_ARRAY_TASK_STEP={step}; give --shard I/N instead.")
+        index = (task - first) // step
+        if count is not None and count != tasks:
+            raise ValueError(f"{name}=auto/{count} disagrees with the Slurm array's "
+                             f"SLURM_ARRAY_TASK_COUNT={tasks}. Received: {name}=auto/{count}")
+        where = (f"SLURM_ARRAY_TASK_ID={task}, SLURM_ARRAY_TASK_MIN={first}, "
+                 f"SLURM_ARRAY_TASK_COUNT={tasks}")
+        count = tasks
+    elif KUBERNETES_INDEX_VARIABLE in environ:
+        index = _environment_integer(environ, KUBERNETES_INDEX_VARIABLE)
+        if count is None:
+            raise ValueError(
+                f"{KUBERNETES_INDEX_VARIABLE}={environ[KUBERNETES_INDEX_VARIABLE]} gives this pod's "
+                f"index but not the count: use {name}=auto/N with N the Job's completions. "
+                f"Received: {name}=auto")
+        where = f"{KUBERNETES_INDEX_VARIABLE}={index}"
+    else:
+        raise ValueError(
+            f"{name}=auto reads the shard from a Slurm array job (SLURM_ARRAY_TASK_ID, "
+            f"SLURM_ARRAY_TASK_COUNT) or a Kubernetes Indexed Job ({KUBERNETES_INDEX_VARIABLE}, "
+            f"with {name}=auto/N), but none of these variables is set; give {name}=I/N instead.")
+    if not 0 <= index < count:
+        raise ValueError(f"the shard index {index} read from {where} is not in [0, {count}). "
+                         f"Received: {name}=auto")
+    return index, count
+
+
+def resolve_shard(text, name="shard", environ=None):
+    """``(I, N)`` from ``"I/N"``, or from the scheduler for ``"auto"`` / ``"auto/N"``
+    (:func:`shard_from_environment`); ``ValueError`` naming ``name`` otherwise."""
+    match = re.fullmatch(r"\s*auto\s*(?:/\s*(\S+)\s*)?", str(text))
+    if match is None:
+        return parse_shard(text, name)
+    count = match.group(1)
+    if count is not None:
+        if not count.isdigit():
+            raise ValueError(f"{name} must be I/N, auto or auto/N (e.g. auto/4). Received: {name}={text!r}")
+        count = int(count)
+    return shard_from_environment(count, name, environ)
 
 
 def check_image_arrays(x, y):

@@ -268,10 +268,10 @@ def experiment(args):
         data_name=settings["source"],
         eval_limit=settings["eval_limit"],
         eval_batch_size=args.eval_batch_size,
-        paper1=Paper1Plan(
+        plans=[Paper1Plan(
             models={names[role]: role for role in ROLES}, attacks=table1_attacks(settings),
             eval_dir=os.path.join(args.out, "eval"), published=published,
-            published_rows={names[role]: role for role in ROLES}),
+            published_rows={names[role]: role for role in ROLES})],
         landscape=LandscapePlan(
             models={names[role]: role for role in ROLES}, out_dir=os.path.join(args.out, "landscapes"),
             grid=settings["grid"], examples=settings["examples"], hessian_examples=settings["hessian_examples"],

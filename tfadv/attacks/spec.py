@@ -203,10 +203,6 @@ ATTACKS = {
 """Every attack by name. PGD's step size defaults to ``ε / 4`` (:data:`PGD_STEP_FRACTION`)."""
 
 ATTACK_NAMES = tuple(ATTACKS)
-SETTINGS = {name: kind.settings for name, kind in ATTACKS.items()}
-"""The settings each attack uses; the others stay ``None``."""
-DEFAULTS = {name: kind.defaults for name, kind in ATTACKS.items()}
-"""Values of unset settings."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,9 +42,11 @@ def add_parser(subparsers):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
     parser.add_argument("--force", action="store_true", help="recompute finished parts")
-    parser.add_argument("--shard", default=None, metavar="I/N",
+    parser.add_argument("--shard", default=None, metavar="I/N|auto|auto/N",
                         help="evaluate only block I of N of the test examples (contiguous whole "
-                        "batches); combine with 'tfadv eval merge OUT'")
+                        "batches); combine with 'tfadv eval merge OUT'. 'auto' reads I and N from a "
+                        "Slurm array job (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT); 'auto/N' "
+                        "also from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, N = completions)")
     parser.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                         help="XLA for the attacks: auto (default) uses it where an accelerator is "
                         "present; on CPU XLA's convolutions are much slower than TensorFlow's")
@@ -141,9 +143,9 @@ def run(args):
     print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
     jit_compile = {"auto": None, "on": True, "off": False}[args.xla]
     if args.shard is not None:
-        from tfadv.evaluation.shards import evaluate_shard, parse_shard, shard_folder
+        from tfadv.evaluation.shards import evaluate_shard, resolve_shard, shard_folder
 
-        shard = parse_shard(args.shard, "--shard")
+        shard = resolve_shard(args.shard, "--shard")
         batch_size = plan.pop("batch_size")
         folder = shard_folder(args.out, *shard)
         with FolderLock(folder, "tfadv eval"):  # one process per shard folder; shards run side by side

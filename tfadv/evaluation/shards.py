@@ -27,7 +27,7 @@ import shutil
 import numpy as np
 
 from tfadv._files import atomic_write_text
-from tfadv.checks import check_image_arrays, check_integer, parse_shard  # noqa: F401  (parse_shard re-exported: part of this module's API)
+from tfadv.checks import check_image_arrays, check_integer, parse_shard, resolve_shard  # noqa: F401  (re-exported: part of this module's API)
 from tfadv.evaluation.results import (
     REPORT_FILE,
     data_fingerprint,
@@ -74,7 +74,7 @@ def evaluate_shard(models, x, y, shard, out_dir, *, batch_size=128, dataset=None
     """
     from tfadv.evaluation.runner import evaluate
 
-    index, count = parse_shard(shard) if isinstance(shard, str) else parse_shard("{}/{}".format(*shard))
+    index, count = resolve_shard(shard) if isinstance(shard, str) else parse_shard("{}/{}".format(*shard))
     check_integer("batch_size", batch_size)
     x, y = check_image_arrays(x, y)
     start, stop, first_batch = shard_block(len(x), batch_size, index, count)

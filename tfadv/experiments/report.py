@@ -1,6 +1,7 @@
 """``report.md`` of an experiment, laid out like a paper's results section.
 
-One section per paper with its tables (the published numbers beneath ours
+One section per paper plan (each paper's module registers how its plans are
+reported: :mod:`tfadv.experiments.paper1`, :mod:`tfadv.experiments.paper2`) with its tables (the published numbers beneath ours
 when the experiment carries them) and its figures: for paper 1 one composite
 figure of example perturbations per attack; then the loss landscapes and
 their sharpness together; then the export. Every number in a table comes from
@@ -245,24 +246,7 @@ def export_section(plan, export_dir, predictions, labels):
     return lines + [""]
 
 
-def paper2_extra_sections(experiment, state, root):
-    """Paper 2's Table 1 and masking interpolation, its ablations and Figure 3, when planned."""
-    from tfadv.experiments import paper2
-
-    lines = []
-    if "masking" in state.results:
-        lines += paper2.masking_section(experiment.masking, state.results["masking"], state.masking, root)
-    if "ablations" in state.results:
-        lines += paper2.ablation_section(experiment.ablations, state.results["ablations"],
-                                         state.results.get("paper2"), root)
-    if experiment.curves is not None and state.runs:
-        state.curves_figure = paper2.plot_curves(experiment.curves,
-                                                 {role: run.run_dir for role, run in state.runs.items()})
-        lines += paper2.curves_section(experiment.curves, root)
-    return lines
-
-
-def _model_of(experiment, plan):
+def model_of(experiment, plan):
     """The ``model`` section (name, options) of the plan's first run, for the published rows' setting check."""
     role = next(iter(plan.models.values()))
     model = experiment.runs[role].model
@@ -274,20 +258,18 @@ def write_report(experiment, state):
     root = experiment.out_dir
     tested = "" if state.y_test is None else f" Evaluated on the first {len(state.y_test)} test images."
     times = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in state.stage_seconds.items())
-    plans = [plan for plan in (experiment.paper1, experiment.paper2) if plan is not None]
-    unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in plans) else ""
+    from tfadv.experiments.pipeline import section_of
+
+    published = [plan for plan in experiment.plans if hasattr(plan, "published")]
+    unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in published) else ""
     lines = [f"# {experiment.title}", "",
              " ".join(experiment.intro) + unpublished + tested
              + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Code: "
              f"{revision_label(source_revision())}. Every run folder holds its resolved `config.yaml` "
              "and `revision.json` (the code that made it, and any other that resumed it).", "",
              "## Runs", "", runs_table(list(state.runs.values()), root), ""]
-    if "paper1" in state.results:
-        lines += paper1_section(experiment.paper1, state.results["paper1"], root, state.perturbation_figure,
-                                data_name=experiment.data_name, model=_model_of(experiment, experiment.paper1))
-    if "paper2" in state.results:
-        lines += paper2_section(experiment.paper2, state.results["paper2"], root, data_name=experiment.data_name)
-    lines += paper2_extra_sections(experiment, state, root)
+    for plan in experiment.plans:  # the papers' sections, as their modules registered them
+        lines += section_of(plan).report(plan, experiment, state, root)
     if experiment.landscape is not None:
         if state.landscape_figures is None:
             reason = experiment.skipped.get("landscape", "not computed")
@@ -297,7 +279,7 @@ def write_report(experiment, state):
     if state.predictions is not None:
         labels = state.y_test[: experiment.export.query_examples].tolist()
         lines += export_section(experiment.export, state.export_dir, state.predictions, labels)
-    evaluations = [getattr(experiment, paper).eval_dir for paper in state.results]
+    evaluations = [experiment.plan(key).eval_dir for key in state.results]
     if evaluations:
         links = ", ".join(f"[{_link(d, root)}/eval.json]({_link(d, root)}/eval.json)" for d in evaluations)
         lines += [f"Every number with its settings: {links} (and `eval.md` beside each).", ""]
