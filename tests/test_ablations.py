@@ -13,7 +13,7 @@ from tfadv.config import load_config
 from tfadv.layers import DualBatchNormalization
 from tfadv.models.conditioning import bind_condition, condition_inputs
 from tfadv.training import methods
-from tfadv.training.runs import EpochCheckpoint
+from tfadv.training.callbacks import EpochCheckpoint
 
 EPS = 1e-5
 MOMENTUM = 0.9
@@ -112,10 +112,10 @@ def test_moving_statistics_move_only_by_their_branch_share():
     shares = hats.mean(axis=0)
     assert shares[2] == 0.0 and shares[0] > 0 and shares[1] > 0
     mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
-    for name, share in zip(("main", "aux", "aux2"), shares):
+    for index, (name, share) in enumerate(zip(("main", "aux", "aux2"), shares)):
         rate = (1 - MOMENTUM) * share
         for stat, value in (("moving_mean", mean), ("moving_variance", var)):
-            actual = getattr(layer, f"{name}_{stat}").numpy()
+            actual = layer.branch_variables(index)[stat].numpy()
             if share == 0:
                 np.testing.assert_array_equal(actual, w[f"{name}_{stat}"])
             else:
@@ -146,7 +146,8 @@ def test_three_branches_round_trip_through_a_keras_file(tmp_path):
         "main_gamma", "main_beta", "aux_gamma", "aux_beta", "aux2_gamma", "aux2_beta",
         "main_moving_mean", "main_moving_variance", "aux_moving_mean", "aux_moving_variance",
         "aux2_moving_mean", "aux2_moving_variance")]
-    np.testing.assert_array_equal(layer.aux2_gamma.numpy(), model.get_layer("dual3").aux2_gamma.numpy())
+    np.testing.assert_array_equal(layer.gammas[2].numpy(), model.get_layer("dual3").gammas[2].numpy())
+    assert layer.branch_variables(2)["moving_mean"] is layer.moving_means[2]
 
 
 def test_branches_option_builds_through_norm_options_and_is_checked():
@@ -163,14 +164,6 @@ def test_branches_option_builds_through_norm_options_and_is_checked():
 
 
 # ------------------------------------------------------------ AdvProp variants
-
-
-@pytest.fixture
-def data():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(16,) + SHAPE).astype("float32")
-    y = rng.integers(0, 10, size=(16,)).astype("int64")
-    return x, y
 
 
 def _ce(y, logits):
@@ -331,3 +324,21 @@ def test_ablation_configs_load_and_build(file, name):
         assert not wrapped.random_strength
         assert wrapped.aux_eps == pytest.approx((4 / 255, 8 / 255)) and wrapped.aux_conditions == (0.5, 1.0)
         assert {l.branches for l in inner.layers if isinstance(l, DualBatchNormalization)} == {3}
+
+
+def test_every_branch_is_in_tensorflow_checkpoints(tmp_path):
+    """The resume of a run (tf.train.Checkpoint) restores every branch's four variables."""
+    import tensorflow as tf
+
+    x, p = _batch()
+    layer, _ = _layer(x, branches=3)
+    assert [len(v) for v in (layer.gammas, layer.betas, layer.moving_means, layer.moving_variances)] == [3] * 4
+    saved = [w.numpy().copy() for w in layer.weights]
+    path = tf.train.Checkpoint(layer=layer).save(str(tmp_path / "ckpt"))
+    for w in layer.weights:
+        w.assign(np.zeros(w.shape, "float32"))
+    tf.train.Checkpoint(layer=layer).restore(path).assert_consumed()
+    for w, value in zip(layer.weights, saved):
+        np.testing.assert_array_equal(w.numpy(), value)
+    assert DualBatchNormalization().branch_variables(1) == {
+        "gamma": None, "beta": None, "moving_mean": None, "moving_variance": None}  # before build

@@ -77,16 +77,20 @@ def test_table6_layout_over_eps(digits_model):
     grid = [0.0, 2 / 255, 8 / 255]
     attacks = [AttackSpec("autoattack", eps=eps, steps=3, queries=8) for eps in grid]
     results = evaluate({"tiny": model}, x, y, attacks, sweep=pgd_sweep(grid, steps=3), batch_size=16, **FAST)
+    # Two tables, as the paper's Tables 5 (PGD over ε) and 6 (AutoAttack over ε).
     table = robustness_table(results)
-    assert table.header == ["Model", "Attack", "ε=0", "ε=2/255", "ε=8/255"]
-    (pgd_row, aa_row) = table.rows
-    assert pgd_row[:2] == ["tiny", "PGD-3 (step ε/5, random start)"] and aa_row[:2] == ["tiny", "AutoAttack"]
+    assert table.header == ["Model", "ε=0", "ε=2/255", "ε=8/255"]
+    (aa_row,) = table.rows
+    pgd = evaluation.sweep_table(results)
+    assert pgd.header == ["Model", "ε=0", "ε=2/255", "ε=8/255"] and "Table 5 layout" in pgd.title
+    (pgd_row,) = pgd.rows
     clean = _accuracy(model, x, y)
-    assert pgd_row[2] == pytest.approx(clean) and aa_row[2] == pytest.approx(clean)
-    for eps, value in zip(grid[1:], aa_row[3:]):  # an independent run of the attack, same seed
+    assert pgd_row[1] == pytest.approx(clean) and aa_row[1] == pytest.approx(clean)
+    for eps, value in zip(grid[1:], aa_row[2:]):  # an independent run of the attack, same seed
         x_adv = autoattack(model, x, y, eps, steps=3, queries=8, seed=0, jit_compile=False)
         assert value == pytest.approx(_accuracy(model, x_adv, y))
-    assert "Table 6 layout" in evaluation.format_report(results)
+    report = evaluation.format_report(results)
+    assert "under AutoAttack over ε — paper 2, Table 6 layout" in report and "Table 5 layout" in report
 
 
 def test_eval_command_reports_autoattack_accuracy(digits_model, tmp_path):

@@ -13,12 +13,7 @@ SHAPE = (8, 8, 3)
 FGSM = {"name": "fgsm", "eps": 8 / 255}
 
 
-@pytest.fixture
-def data():
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 1, size=(14,) + SHAPE).astype("float32")
-    y = rng.integers(0, 10, size=(14,)).astype("int64")
-    return x, y
+DATA = {"count": 14, "seed": 1, "shape": SHAPE}  # the conftest data fixture
 
 
 def _batch_norms(model):

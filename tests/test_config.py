@@ -28,6 +28,12 @@ def test_defaults_fractions_and_overrides(tmp_path):
         ("eval: {attacks: [{name: pgd, epz: 1}]}", r"unknown key 'eval.attacks\[0\].epz'"),
         ("train: [1, 2]", "train: expected a mapping"),
         ("method: {eps_max: 0}", "method.eps_max: 0.0 is outside"),
+        ("method: {attack: {name: pgd, update: nesterov}}",
+         "method.attack: update must be one of sign, adam. Received: update='nesterov'"),
+        ("eval: {attacks: [{name: stadv, flow_bound: 0.1, flow_unit: cm}]}",
+         r"eval.attacks\[0\]: flow_unit must be one of"),
+        ("eval: {preset: table9}", "eval.preset: 'table9' is not one of paper1_table1"),
+        ("landscape: {norm: l2}", "landscape.norm: 'l2' is not one of"),
     ],
 )
 def test_errors_name_key_value_and_file(tmp_path, text, message):
@@ -291,3 +297,28 @@ def test_unset_attack_settings_take_the_attacks_own_defaults():
     assert AttackSpec.create(attack).settings() == AttackSpec("apgd-ce", eps=4 / 255).settings()
     default = load_config(None).method.attack
     assert AttackSpec.create(default) == AttackSpec("pgd", eps=8 / 255)
+
+
+def test_vocabularies_are_their_owners_own():
+    """The config checks names against the tuples of the packages that define them."""
+    from tfadv.attacks.spec import ATTACK_NAMES
+    from tfadv.config.schema import CHOICES
+    from tfadv.data.sources import SPLITS
+    from tfadv.evaluation.specs import PRESETS
+    from tfadv.landscape import directions
+
+    assert CHOICES[("eval", "preset")] is PRESETS
+    assert CHOICES[("attack", "name")] is ATTACK_NAMES and CHOICES[("landscape", "split")] is SPLITS
+    assert CHOICES[("landscape", "norm")] is directions.NORMS
+    assert CHOICES[("landscape", "ignore")] is directions.IGNORES
+    assert CHOICES[("landscape", "mode")] is directions.MODES
+    assert ("attack", "update") not in CHOICES  # checked once, by tfadv.attacks.pgd.check_update
+
+
+def test_every_evaluation_preset_is_accepted(tmp_path):
+    from tfadv.evaluation.specs import PRESETS
+
+    for name in PRESETS:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"eval: {{preset: {name}}}\n")
+        assert load_config(path).eval.preset == name

@@ -97,3 +97,54 @@ def test_cli_eval_shards_and_merge(tmp_path, capsys):
     merged = json.loads((tmp_path / "sharded" / "eval.json").read_text())
     assert _numbers(merged) == _numbers(whole)
     assert main(["eval", *common, "--out", str(tmp_path / "x"), "--shard", "2/2"]) == 2
+
+
+_SCHEDULER_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
+                        "SLURM_ARRAY_TASK_STEP", "JOB_COMPLETION_INDEX")
+
+
+def test_auto_shards_from_the_scheduler_survive_a_killed_shard(tmp_path, monkeypatch):
+    """Shard 0 from a Slurm array task, shard 1 from a Kubernetes pod that is SIGKILLed while it
+    works and run again: the merge equals the unsharded evaluation."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tfadv.cli.main import main
+
+    for variable in _SCHEDULER_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    model = build("tiny", input_shape=(32, 32, 3))
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    common = [path, "--limit", "24", "--batch-size", "8", "--data", "digits",
+              "--attack", "pgd:eps=2/255,steps=2", "--attack", "pgd:eps=4/255,steps=40,random_start=true"]
+    sharded = tmp_path / "sharded"
+    assert main(["eval", *common, "--out", str(tmp_path / "whole")]) == 0
+    with monkeypatch.context() as slurm:  # sbatch --array=1-2: task 1 is shard 0 of 2
+        for variable, value in (("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_MIN", "1"),
+                                ("SLURM_ARRAY_TASK_COUNT", "2")):
+            slurm.setenv(variable, value)
+        assert main(["eval", *common, "--out", str(sharded), "--shard", "auto"]) == 0
+    assert (sharded / "shard-0-of-2" / "eval.json").exists()
+
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    command = [sys.executable, "-m", "tfadv.cli.main", "eval", *common, "--out", str(sharded), "--shard", "auto/2"]
+    pod = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    stored = sharded / "shard-1-of-2" / "eval.json"
+    deadline = time.time() + 120
+    while not stored.exists() and pod.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # killed once its first part is stored, before the last
+    pod.send_signal(signal.SIGKILL)
+    pod.wait()
+    assert stored.exists()
+    partial = json.loads(stored.read_text())
+    assert len(partial["models"]["tiny"]["parts"]) < 3, "the shard finished before it was killed"
+    assert main(["eval", "merge", str(sharded)]) == 2  # shard 1 is incomplete: refused
+    assert main(["eval", *common, "--out", str(sharded), "--shard", "auto/2"]) == 0  # the pod restarted
+    assert main(["eval", "merge", str(sharded)]) == 0
+    whole = json.loads((tmp_path / "whole" / "eval.json").read_text())
+    merged = json.loads((sharded / "eval.json").read_text())
+    assert _numbers(merged) == _numbers(whole)

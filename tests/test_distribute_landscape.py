@@ -112,8 +112,15 @@ def test_a_shard_that_finds_directions_made_by_another_uses_them(tmp_path, setup
     assert sorted(os.listdir(folder)) == ["directions.h5"]  # no temporary file left
 
 
-def test_cli_shards_and_merge_give_the_unsharded_surface_plots_and_sharpness(tmp_path):
+def test_cli_shards_and_merge_give_the_unsharded_surface_plots_and_sharpness(tmp_path, monkeypatch):
     from tfadv.cli.main import main
+
+    for variable in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
+                     "SLURM_ARRAY_TASK_STEP", "JOB_COMPLETION_INDEX"):
+        monkeypatch.delenv(variable, raising=False)
+    # Shard 0 as task 1 of a Slurm array 1-2, shard 1 as pod 1 of a Kubernetes Indexed Job.
+    schedulers = [({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "2"},
+                   "auto"), ({"JOB_COMPLETION_INDEX": "1"}, "auto/2")]
 
     model = build("tiny", input_shape=(32, 32, 3))
     model_path = str(tmp_path / "tiny.keras")
@@ -121,9 +128,12 @@ def test_cli_shards_and_merge_give_the_unsharded_surface_plots_and_sharpness(tmp
     common = ["--grid", "-1:1:3", "--examples", "24", "--batch-size", "8", "--hessian-top-k", "1",
               "--hutchinson-samples", "0", "--data", "digits"]
     assert main(["landscape", model_path, "--out", str(tmp_path / "whole"), *common]) == 0
-    for index in range(2):
-        assert main(["landscape", model_path, "--out", str(tmp_path / "sharded"), "--shard", f"{index}/2",
-                     *common]) == 0
+    for environ, shard in schedulers:
+        with monkeypatch.context() as scheduler:
+            for variable, value in environ.items():
+                scheduler.setenv(variable, value)
+            assert main(["landscape", model_path, "--out", str(tmp_path / "sharded"), "--shard", shard,
+                         *common]) == 0
     folder = tmp_path / "sharded" / "tiny"
     assert not (folder / "sharpness.json").exists() and not (folder / "loss_2dcontour.png").exists()
     assert main(["landscape", "merge", str(folder)]) == 0
@@ -135,3 +145,4 @@ def test_cli_shards_and_merge_give_the_unsharded_surface_plots_and_sharpness(tmp
     assert merged_sharpness["top_eigenvalues"] == whole_sharpness["top_eigenvalues"]
     os.remove(folder / shard_file_name(1, 2))
     assert main(["landscape", "merge", str(folder)]) == 2  # one line on stderr, exit code 2
+    assert main(["landscape", model_path, "--out", str(tmp_path / "x"), "--shard", "auto", *common]) == 2

@@ -106,7 +106,7 @@ def test_sweep_matches_hand_computed_values_and_eps_zero_is_clean(linear_setup):
     # Ten steps of ε/5 from anywhere in the ball reach the corner v ± ε.
     results = evaluate({"linear": model}, x, y, sweep=pgd_sweep(steps=10), batch_size=8, **FAST)
     table = evaluation.sweep_table(results)
-    assert table.header == ["Model", "ε=0", "ε=1/255", "ε=2/255", "ε=4/255", "ε=6/255", "ε=8/255"]
+    assert table.header == ["Model", "ε=0", "ε=2/255", "ε=4/255", "ε=6/255", "ε=8/255"]  # paper 2, Table 5
     expected = [_by_hand(eps)[0].mean() for eps in SWEEP_EPS]
     np.testing.assert_allclose(table.rows[0][1:], expected)
     assert expected[0] == 7 / 8 and expected[-1] == 5 / 8
@@ -300,10 +300,10 @@ def test_load_model_reads_run_folders_keras_files_and_saved_models(linear_setup,
 
 def test_presets():
     table1 = preset("paper1_table1")["attacks"]
-    assert [spec.label for spec in table1] == ["FGSM ε=8/255", "PGD-10 ε=1/255", "stAdv τ=0.05 ‖f‖∞≤0.004687 grid"]
+    assert [spec.label for spec in table1] == ["FGSM ε=8/255", "PGD-10 ε=1/255", "stAdv τ=0.05 ‖f‖∞≤0.004687 (grid units)"]
     # "stAdv with radius 0.3/64", read in grid_sample's coordinates (tfadv.evaluation.specs).
-    assert table1[2].flow_bound == pytest.approx(0.3 / 64) and table1[2].flow_bound_unit == "grid"
-    assert preset("paper1_table2") == preset("paper1_table1")
+    assert table1[2].flow_bound == pytest.approx(0.3 / 64) and table1[2].flow_unit == "grid"
+    assert preset("paper1_table2") == {**preset("paper1_table1"), "ssim_convention": "skimage_compare_ssim"}
     sweep = preset("paper2_sweep")["sweep"]
     assert [spec.eps for spec in sweep] == list(SWEEP_EPS)
     for spec in sweep:

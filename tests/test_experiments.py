@@ -25,8 +25,8 @@ def test_quickstart_profile_is_both_papers_shortened_with_the_report_in_runs_qui
         config = experiment.runs[attack]
         assert config.method.kind == "finetune" and config.method.attack.name == attack
         assert config.model.init_from == os.path.join(root, "clean")
-    assert list(experiment.paper1.models.values()) == ["clean", "fgsm", "pgd", "stadv"]
-    assert list(experiment.paper2.models.values()) == ["clean", "advprop", "robmask"]
+    assert list(experiment.plan("paper1").models.values()) == ["clean", "fgsm", "pgd", "stadv"]
+    assert list(experiment.plan("paper2").models.values()) == ["clean", "advprop", "robmask"]
     assert experiment.export.role == "robmask" and experiment.eval_limit == 50
     assert [stage.name for stage in STAGES] == ["train", "evaluate", "landscape", "export", "report"]
 
@@ -46,10 +46,10 @@ def tiny_experiment(tmp_path_factory):
     experiment = Experiment(
         tag="tiny", title="Tiny experiment", out_dir=os.path.join(out, "report"), runs=runs, data_name="digits",
         eval_limit=16, eval_batch_size=16,
-        paper2=Paper2Plan(models={"bn": "bn", "robmask": "robmask"},
+        plans=[Paper2Plan(models={"bn": "bn", "robmask": "robmask"},
                           sweep=pgd_sweep(eps_values=["0", "4/255"], steps=2), p_grid=[0.0, 1.0],
                           tradeoff_attack=pgd_sweep(eps_values=["4/255"], steps=2)[0],
-                          eval_dir=os.path.join(out, "report", "eval")),
+                          eval_dir=os.path.join(out, "report", "eval"))],
         export=ExportPlan(role="robmask", out_dir=os.path.join(out, "export"), query_examples=4),
         intro=["A tiny test."], summary={"kind": "test"})
     state = run_experiment(experiment)
@@ -161,11 +161,11 @@ def masking_experiment(tmp_path_factory):
     experiment = Experiment(
         tag="masking", title="Masking", out_dir=os.path.join(out, "report"), runs=runs, data_name="digits",
         eval_limit=24, eval_batch_size=24,
-        masking=MaskingPlan(blocks=[MaskingBlock("Standard", "standard", "standard_ft", "adversarial"),
-                                    MaskingBlock("Robust", "robust", "robust_ft", "clean")],
-                            attack=FGSM_8, p_grid=[0.0, 0.5, 1.0], eval_dir=os.path.join(out, "report", "table1")),
-        curves=CurvesPlan(runs={"standard": "standard", "robust": "robust"},
-                          path=os.path.join(out, "report", "curves.png")))
+        plans=[MaskingPlan(blocks=[MaskingBlock("Standard", "standard", "standard_ft", "adversarial"),
+                                   MaskingBlock("Robust", "robust", "robust_ft", "clean")],
+                           attack=FGSM_8, p_grid=[0.0, 0.5, 1.0], eval_dir=os.path.join(out, "report", "table1")),
+               CurvesPlan(runs={"standard": "standard", "robust": "robust"},
+                          path=os.path.join(out, "report", "curves.png"))])
     state = run_experiment(experiment)
     return experiment, state
 
@@ -177,7 +177,7 @@ def test_table1_rows_and_interpolation_end_points_equal_an_independent_evaluatio
     from tfadv.models.conditioning import condition_inputs
 
     experiment, state = masking_experiment
-    plan, results = experiment.masking, state.results["masking"]
+    plan, results = experiment.plan("masking"), state.results["masking"]
     x, y = load_test_arrays(experiment.runs["standard"].data, 24)
     independent = {role: _fgsm_accuracies(lambda images, m=load_model(state.runs[role].run_dir): m(images, training=False),
                                           x, y)
@@ -215,12 +215,37 @@ def test_masking_report_section_and_training_curves(masking_experiment):
     report = open(experiment.report_path, encoding="utf-8").read()
     section = report.split("### Table 1", 1)[1].split("\n### ", 1)[0]
     results = state.results["masking"]
-    for block in experiment.masking.blocks:
+    for block in experiment.plan("masking").blocks:
         for name in (block.source_name, block.finetuned_name):
             parts = results["models"][name]["parts"]
             clean, robust = (100 * decode_mask(parts[key]["correct"]).mean() for key in
                              ("clean", results["plan"]["attacks"][0]))
             assert f"| {name} | {clean:.2f} | {robust:.2f} |" in section
     assert 'statistics="fold"' in report and "![masking interpolation](table1/tradeoff.png)" in report
-    assert "![training curves](curves.png)" in report and os.path.getsize(experiment.curves.path) > 0
+    assert "![training curves](curves.png)" in report and os.path.getsize(experiment.plan("curves").path) > 0
     assert len(read_history(state.runs["robust"].run_dir)["val_accuracy"]) == 1
+
+
+def test_papers_register_their_sections_and_the_pipeline_names_no_paper():
+    import inspect
+
+    from tfadv.experiments import SECTIONS, AblationPlan, Paper1Plan, pipeline, register_section
+
+    assert {section.key for section in SECTIONS.values()} >= {"paper1", "paper2", "masking", "ablations", "curves"}
+    assert SECTIONS[Paper1Plan].key == "paper1" and SECTIONS[AblationPlan].label == "paper 2 ablations"
+    source = inspect.getsource(pipeline)
+    assert "import paper" not in source and "Paper1Plan(" not in source and "paper2." not in source
+
+    class OtherPaper:  # a third paper: one registration, no change to the pipeline
+        eval_dir = "x"
+
+    with pytest.raises(ValueError, match="No section is registered for OtherPaper"):
+        Experiment(tag="t", title="t", out_dir="o", runs={}, data_name="d", plans=[OtherPaper()])
+    register_section(OtherPaper, "other", "another paper", lambda plan, experiment, state, root: ["## Other"])
+    try:
+        experiment = Experiment(tag="t", title="t", out_dir="o", runs={}, data_name="d", plans=[OtherPaper()])
+        assert experiment.plan("other") is experiment.plans[0] and experiment.plan("paper1") is None
+        with pytest.raises(ValueError, match="key 'paper1' is already registered"):
+            register_section(type("Clash", (), {}), "paper1", "clash", lambda *a: [])
+    finally:
+        del SECTIONS[OtherPaper]

@@ -20,12 +20,7 @@ EPS = 8 / 255
 FGSM = {"name": "fgsm", "eps": EPS}
 
 
-@pytest.fixture
-def data():
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 1, size=(14,) + SHAPE).astype("float32")
-    y = rng.integers(0, 10, size=(14,)).astype("int64")
-    return x, y
+DATA = {"count": 14, "seed": 1, "shape": SHAPE}  # the conftest data fixture
 
 
 def _tiny():
@@ -221,6 +216,50 @@ def test_wrap_from_config_builds_each_method(data, tmp_path):
     config.method.attack.name = "apgd-ce"
     with pytest.raises(ValueError, match="attack='apgd-ce'"):
         methods.wrap_from_config(_tiny(), config)
+
+
+def test_the_finetune_kind_prepares_explicitly_and_a_waiting_worker_reads_the_chiefs_set(data, tmp_path):
+    """MethodKind protocol of offline fine-tuning: prepare writes the set and its 1 − SSIM record,
+    building reads nothing, a non-chief worker waits for the chief's set instead of crafting one."""
+    import os
+
+    import tensorflow as tf
+
+    from tfadv.metrics import ssim_distance
+    from tfadv.training.distribute import WorkerFiles, WorkerLost
+
+    x, y = data
+    config = ExperimentConfig()
+    config.method.kind, config.method.attack.name = "finetune", "fgsm"
+    config.model.init_from = "pretrained.keras"
+    config.data.batch_size = 4
+    kind = methods.method_kind("finetune")
+    inner = _moved(_tiny(), x)
+    files = WorkerFiles(str(tmp_path / "run"), tf.distribute.get_strategy())
+
+    def waited(ready, what):
+        return files.wait_for_chief(ready, what, timeout_seconds=0.5)
+
+    with pytest.raises(WorkerLost, match="stored adversarial set .* no progress for 0.5 s"):
+        kind.prepare(inner, config, (x, y), str(tmp_path / "run"), wait=waited)
+    assert not os.path.exists(tmp_path / "run")  # the waiting worker wrote nothing
+
+    chief = kind.prepare(inner, config, (x, y), str(tmp_path / "run"))
+    with h5py.File(chief.stored_set, "r") as handle:
+        stored = handle["adversarial_images"][...]
+    expected = float(np.mean(ssim_distance(x, stored, convention="gaussian").per_image))
+    (record,) = chief.summary.values()
+    assert record["num_examples"] == len(x)
+    assert record["ssim_distance"]["gaussian"] == pytest.approx(expected, rel=1e-5)
+    before = os.stat(chief.stored_set).st_mtime_ns
+    worker = kind.prepare(inner, config, (x, y), str(tmp_path / "run"), wait=waited)
+    np.testing.assert_array_equal(worker.adversarial_images, stored)
+    assert worker.summary == {} and os.stat(chief.stored_set).st_mtime_ns == before
+
+    method = kind.from_config(inner, config, worker)
+    assert isinstance(method, methods.OfflineFineTuning)
+    assert kind.examples_per_epoch(config, len(x)) == 2 * len(x)
+    assert [kind for kind, entry in methods.METHODS_BY_KIND.items() if entry.tunable] == list(methods.TUNABLE_METHODS)
 
 
 def test_writing_the_stored_set_shows_progress_in_images_per_second(data, tmp_path, capsys):

@@ -100,7 +100,7 @@ def test_bind_gives_every_model_the_same_interface():
     bound = models.bind(plain, 0.7)
     assert bound.model is plain and bound.condition is None  # no strength to bind
     np.testing.assert_array_equal(bound(x), plain(x))
-    assert models.bind(bound) is bound and models.model_fn_for(plain).model is plain
+    assert models.bind(bound) is bound and models.bind(plain).model is plain
     conditioned = models.build("tiny", norm="robmask")
     at = models.bind(conditioned, 0.7)
     assert at.model is conditioned and at.condition == 0.7

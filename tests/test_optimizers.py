@@ -173,3 +173,25 @@ def test_mirrored_strategy_decays_once(two_cpu_strategy):
     mirrored = fit(two_cpu_strategy)
     for a, b in zip(single, mirrored):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def multistep_lr_np(base, milestones, epoch, gamma=0.1):
+    """torch.optim.lr_scheduler.MultiStepLR's rate during epoch ``epoch`` (stepped once per epoch)."""
+    return base * gamma ** sum(1 for m in milestones if m <= epoch)
+
+
+def test_step_schedule_equals_pytorch_multistep_lr_step_by_step():
+    """The clean ResNet-32 recipe (akamaster/pytorch_resnet_cifar10 trainer.py): ÷10 at epochs 100, 150."""
+    steps_per_epoch, milestones = 3, [2, 4]
+    train = SimpleNamespace(optimizer="sgd", learning_rate=0.1, momentum=0.0, nesterov=False, weight_decay=0.0,
+                            weight_decay_mode="coupled", schedule="step", epochs=6, warmup_epochs=0,
+                            step_milestones=milestones)
+    optimizer = make_optimizer(train, steps_per_epoch)
+    variable = keras.Variable(np.zeros(1, "float32"))
+    seen = []
+    for step in range(6 * steps_per_epoch):
+        before = variable.numpy().copy()
+        optimizer.apply_gradients([(tf.constant([-1.0]), variable)])  # plain SGD: moves by the rate
+        seen.append(float(variable.numpy()[0] - before[0]))
+    expected = [multistep_lr_np(0.1, milestones, step // steps_per_epoch) for step in range(6 * steps_per_epoch)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-3)  # float32 differences of the variable

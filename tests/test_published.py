@@ -18,7 +18,7 @@ ATTACKS = [AttackSpec("fgsm", eps=8 / 255), AttackSpec("pgd", eps=1 / 255, steps
 MODELS = ("clean", "fgsm-finetuned", "pgd-finetuned", "stadv-finetuned")
 
 
-def _results(dataset):
+def _results(dataset, convention="skimage_compare_ssim"):
     """An eval.json-shaped record of four models under paper 1's attacks (made-up accuracies)."""
     ids = [spec.id for spec in ATTACKS]
     models = {}
@@ -28,10 +28,12 @@ def _results(dataset):
             parts[part_id(spec.id)] = {
                 "attack_id": spec.id, "label": spec.label, "attack": spec.settings(),
                 "accuracy": 0.1 * column, "ssim_distance_flipped": 0.01 * (column + 1),
-                "ssim_distance_all": 0.005 * (column + 1)}
+                "ssim_distance_all": 0.005 * (column + 1),
+                "ssim_distances": {name: {"flipped": scale * 0.01 * (column + 1), "all": scale * 0.005 * (column + 1)}
+                                   for name, scale in (("gaussian", 1.0), ("skimage_compare_ssim", 0.7))}}
         models[name] = {"parts": parts, "worst_case": {"accuracy": 0.0}, "conditioned": False}
     return {"dataset": {"name": dataset, "num_examples": 10, "fingerprint": "f"},
-            "plan": {"attacks": ids}, "models": models}
+            "plan": {"attacks": ids, "ssim_convention": convention}, "models": models}
 
 
 def test_the_file_loads_safely_and_every_number_says_where_it_was_read():
@@ -135,3 +137,40 @@ def test_paper2_statements_under_the_sweep_with_our_clean_gain():
     assert "Section 5.2" in gain and "Ours: RobMask − BN +2.00" in gain
     others = "\n".join(paper2_statements(published, plan, by_model, "none"))
     assert "870" in others and "890" in others and "20-epochs training using RobMask" in others
+
+
+def test_table2_published_figures_stand_only_beside_the_released_codes_measure():
+    """The paper's 1 − SSIM figures are the released code's (skimage compare_ssim over the flipped images):
+    under the Gaussian convention neither eval.md nor the report prints them, and each says why."""
+    gaussian = _results("cifar10[test][:10]", "gaussian")
+    markdown = format_report(gaussian)
+    assert "0.049344" not in markdown and "92.64" in markdown  # Table 1's rows stay
+    assert "released code measures them with `skimage_compare_ssim` (--ssim-convention), this table with " \
+           "`gaussian`" in markdown
+    text = "\n".join(paper1_section(_plan(), gaussian, "/r", data_name="cifar10", model={"name": "resnet32"}))
+    assert "0.049344" not in text and "| | paper | 92.64 |" in text
+    assert "measures them with `skimage_compare_ssim`, this table with `gaussian`" in text
+    # Under the released convention our flipped-image values (0.7 × the Gaussian ones here) are shown.
+    released = "\n".join(paper1_section(_plan(), _results("cifar10"), "/r", data_name="cifar10",
+                                         model={"name": "resnet32"}))
+    assert "| clean | ours | 0.0070 | 0.0140 | 0.0210 |" in released
+    assert "| | paper | 0.049344 | 0.008206 | 0.002801 |" in released
+
+
+def test_paper1_table2_preset_and_plan_default_to_the_released_measure():
+    from tfadv.cli.main import build_parser
+    from tfadv.cli.eval_cmd import plan_from_args
+    from tfadv.evaluation import preset
+
+    assert preset("paper1_table2")["ssim_convention"] == "skimage_compare_ssim"
+    assert preset("paper1_table2")["attacks"] == preset("paper1_table1")["attacks"]
+    assert "ssim_convention" not in preset("paper1_table1")
+    assert _plan().ssim_convention == "skimage_compare_ssim"
+    parser = build_parser()
+    plan, _ = plan_from_args(parser.parse_args(["eval", "m", "--preset", "paper1_table2"]))
+    assert plan["ssim_convention"] == "skimage_compare_ssim"
+    plan, _ = plan_from_args(parser.parse_args(["eval", "m", "--preset", "paper1_table2", "--ssim-convention",
+                                                "gaussian"]))
+    assert plan["ssim_convention"] == "gaussian"  # the Gaussian convention stays a choice
+    plan, _ = plan_from_args(parser.parse_args(["eval", "m"]))
+    assert plan["ssim_convention"] == "gaussian"

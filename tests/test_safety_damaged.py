@@ -49,7 +49,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one_and_retrains(tmp_path
 
 
 def test_no_readable_checkpoint_is_an_error_naming_them_and_what_to_do(tmp_path):
-    from tfadv.training.runs import EpochCheckpoint
+    from tfadv.training.callbacks import EpochCheckpoint
 
     weights = tf.Variable(np.arange(1000, dtype=np.float32))
     saver = EpochCheckpoint(str(tmp_path), {"weights": weights})

@@ -20,7 +20,8 @@ DRIVER = textwrap.dedent(r'''
     from tfadv.evaluation.results import load_results, new_results, save_results
     from tfadv.landscape.directions import Directions, load_directions, save_directions
     from tfadv.landscape.surface import _open_surface, _write_point, read_surface
-    from tfadv.training.runs import HistoryCSV, read_history, write_json
+    from tfadv.records import write_json
+    from tfadv.training.callbacks import HistoryCSV, read_history
     from tfadv.tuning.report import write_summary
 
     folder, kills = sys.argv[1], int(sys.argv[2])

@@ -38,28 +38,39 @@ def test_paper1_configs_are_the_papers_protocol_with_fine_tunings_starting_in_ou
         config = configs[attack]
         assert config.model.init_from == clean_dir and config.output_dir == str(tmp_path)
         assert config.method.kind == "finetune" and config.method.attack.name == attack
-        # "The base model is then fine-tuned for 200 epochs on the augmented dataset" (Section 2.2).
-        assert config.train.optimizer == "sgd" and config.train.epochs == 200
-    assert configs["pgd"].method.attack.eps == pytest.approx(1 / 255)
+        # The released scripts: 200 epochs, Adam 1e-3, online 1:1 on crop + flip batches.
+        assert config.train.optimizer == "adam" and config.train.epochs == 200 and config.method.online
+        assert config.data.augment and config.train.learning_rate == pytest.approx(1e-3)
+    pgd = configs["pgd"].method.attack
+    assert pgd.eps == pytest.approx(8 / 255) and (pgd.steps, pgd.update, pgd.step_size) == (100, "adam", 0.01)
     assert configs["fgsm"].method.attack.eps == pytest.approx(8 / 255)
+    stadv = configs["stadv"].method.attack
+    assert (stadv.flow_unit, stadv.flow_bound, stadv.tau, stadv.learning_rate, stadv.steps) == (
+        "grid", 0.05, 0.05, 0.001, 100)
+    # The clean model: akamaster/pytorch_resnet_cifar10's recipe (the checkpoint the loader names).
+    clean = configs["clean"].train
+    assert (clean.schedule, clean.step_milestones, clean.weight_decay) == ("step", [100, 150], 1e-4)
 
 
-def test_paper1_code_settings_scale_and_set_overrides(tmp_path):
+def test_paper1_paper_settings_scale_and_set_overrides(tmp_path):
     args = paper1.build_parser().parse_args(
-        ["--out", str(tmp_path), "--settings", "code", "--epochs-scale", "0.01", "--limit-train", "500",
+        ["--out", str(tmp_path), "--settings", "paper", "--epochs-scale", "0.01", "--limit-train", "500",
          "--set", "train.distribute=mirrored"])
     configs = paper1.experiment_configs(args, "cifar10")
     assert configs["clean"].train.epochs == 2  # 200 · 0.01
-    with open(os.path.join(common.CONFIGS, "paper1", "resnet32_cifar10_finetune_pgd_code.yaml"), encoding="utf-8") as handle:
-        code_epochs = yaml.safe_load(handle)["train"]["epochs"]
-    assert configs["pgd"].train.epochs == common.scaled_epochs(code_epochs, 0.01)  # at least one
-    assert configs["pgd"].name.endswith("-code") and configs["pgd"].train.optimizer == "adam"
-    assert configs["pgd"].method.attack.eps == pytest.approx(8 / 255) and configs["pgd"].method.attack.steps == 100
+    assert configs["clean"].train.step_milestones == [1, 2]  # 100 and 150 of 200, scaled with the epochs
+    path = os.path.join(common.CONFIGS, "paper1", "_finetune_evalsettings.yaml")
+    with open(path, encoding="utf-8") as handle:
+        paper_epochs = yaml.safe_load(handle)["train"]["epochs"]
+    assert configs["pgd"].train.epochs == common.scaled_epochs(paper_epochs, 0.01)  # at least one
+    assert configs["pgd"].name.endswith("-evalsettings") and configs["pgd"].train.optimizer == "sgd"
+    assert configs["pgd"].method.attack.eps == pytest.approx(1 / 255) and configs["pgd"].method.attack.steps == 10
+    assert not configs["pgd"].method.online and not configs["pgd"].data.augment
     assert all(c.data.limit_train == 500 and c.train.distribute == "mirrored" for c in configs.values())
     # One --out holds both settings: the clean model is shared, the fine-tuned ones are named apart.
-    assert paper1.model_names("code") == {"clean": "clean", "fgsm": "fgsm-finetuned-code",
-                                          "pgd": "pgd-finetuned-code", "stadv": "stadv-finetuned-code"}
-    assert paper1.settings_from(args)["report"] == "report-code.md"
+    assert paper1.model_names("paper") == {"clean": "clean", "fgsm": "fgsm-finetuned-paper",
+                                           "pgd": "pgd-finetuned-paper", "stadv": "stadv-finetuned-paper"}
+    assert paper1.settings_from(args)["report"] == "report-paper.md"
 
 
 def test_paper1_small_profile_is_the_protocol_shortened(tmp_path):
@@ -75,14 +86,16 @@ def test_paper1_small_profile_is_the_protocol_shortened(tmp_path):
     clean = configs["clean"]
     assert (clean.model.name, clean.model.options, clean.train.epochs) == ("resnet32", {"width": 8}, 15)
     assert clean.data.augment is True and clean.data.source == data and clean.data.limit_test == 256
+    assert clean.train.step_milestones == [8, 11]  # the recipe's 100, 150 of 200, scaled to 15
     for attack in ("fgsm", "pgd", "stadv"):
         config = configs[attack]
         assert (config.model.name, config.model.options, config.train.epochs) == ("resnet32", {"width": 8}, 3)
         assert config.model.init_from == os.path.join("runs/paper1-small", clean.name)
-        assert config.method.kind == "finetune" and config.data.augment is False
-    # The corrected settings stay the configs': coupled weight decay, SGD 0.01, the paper's attacks.
-    assert all(c.train.weight_decay_mode == "coupled" and c.train.weight_decay == 1e-4 for c in configs.values())
-    assert configs["pgd"].method.attack.eps == pytest.approx(1 / 255) and configs["pgd"].method.attack.steps == 10
+        assert config.method.kind == "finetune" and config.method.online and config.data.augment is True
+        assert config.train.optimizer == "adam" and config.train.weight_decay == 0.0
+    # The settings stay the configs' but for the named shortenings: PGD 10 Adam steps, stAdv 30.
+    assert clean.train.weight_decay_mode == "coupled" and clean.train.weight_decay == 1e-4
+    assert configs["pgd"].method.attack.eps == pytest.approx(8 / 255) and configs["pgd"].method.attack.steps == 10
     assert configs["fgsm"].method.attack.eps == pytest.approx(8 / 255)
     assert configs["stadv"].method.attack.steps == 30
     # --smoke shrinks further; --epochs-scale and --set still apply on top of the profile.
@@ -210,7 +223,7 @@ def test_paper1_smoke_writes_tables_beside_the_published_column(paper1_smoke):
     results = json.load(open(os.path.join(paper1_smoke, "eval", "eval.json"), encoding="utf-8"))
     table1 = _ours_rows(report, "### Table 1")
     table2 = _ours_rows(report, "### Table 2")
-    assert set(table1) == set(table2) == set(paper1.model_names("paper").values())
+    assert set(table1) == set(table2) == set(paper1.model_names(paper1.DEFAULT_SETTINGS).values())
     for name, record in results["models"].items():
         # Columns in the paper's order: clean, FGSM, PGD, stAdv, each from its own part's per-example record.
         parts = [p for p in record["parts"] if p.startswith("clean")]
@@ -223,14 +236,14 @@ def test_paper1_smoke_writes_tables_beside_the_published_column(paper1_smoke):
     assert "| | paper |" not in report
     assert "Published numbers are for CIFAR-10 ResNet-32; not shown for digits with tiny." in report
     assert "comparison_contour.png" in report and "| clean |" in report.split("Sharpness", 1)[1]
-    for name in paper1.model_names("paper").values():
+    for name in paper1.model_names(paper1.DEFAULT_SETTINGS).values():
         assert os.path.exists(os.path.join(paper1_smoke, "landscapes", name, "surface.h5"))
 
 
 def test_paper1_second_run_resumes_without_recomputing(paper1_smoke, capsys):
     runs = [os.path.join(paper1_smoke, d) for d in os.listdir(paper1_smoke) if d.startswith("paper1-")]
     files = [os.path.join(r, f) for r in runs for f in ("history.csv", "model.keras")]
-    files += [os.path.join(paper1_smoke, "landscapes", n, f) for n in paper1.model_names("paper").values()
+    files += [os.path.join(paper1_smoke, "landscapes", n, f) for n in paper1.model_names(paper1.DEFAULT_SETTINGS).values()
               for f in ("surface.h5", "sharpness.json")]
     before = _snapshot(files)
     parts_before = json.load(open(os.path.join(paper1_smoke, "eval", "eval.json"), encoding="utf-8"))["models"]
@@ -275,8 +288,8 @@ def test_paper2_smoke_end_to_end_then_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert paper2.main(["--smoke", "--out", out]) == 0
     printed = capsys.readouterr().out
-    # Stored parts: the sweep (7 + 9 + 9) and Table 1 (4 models × 2, 2 interpolations × 4).
-    assert printed.count("finished, reused") == 6 and printed.count("stored, skipped") == 7 + 9 + 9 + 8 + 8
+    # Stored parts: the sweep over paper 2's 5 ε (6 + 8 + 8) and Table 1 (4 models × 2, 2 interpolations × 4).
+    assert printed.count("finished, reused") == 6 and printed.count("stored, skipped") == 6 + 8 + 8 + 8 + 8
     assert _snapshot(histories) == before
     again = json.load(open(os.path.join(out, "eval", "eval.json"), encoding="utf-8"))
     assert again["models"] == results["models"]
@@ -323,7 +336,9 @@ def test_paper2_small_profile_configs(tmp_path):
         if role in ("advprop", "adversarial", "bn_ft_adversarial", "adversarial_ft_clean"):
             attack = config.method.attack
             assert (attack.steps, attack.eps, attack.step_size) == (7, pytest.approx(8 / 255), pytest.approx(1.6 / 255))
-    assert configs["robmask"].method.pgd_steps == 7 and configs["robmask"].method.attack.step_size is None  # ε/5
+    robmask = configs["robmask"].method
+    # base.yaml's step ε/5, which RobMask keeps as step/ε at every drawn ε = p·ε_max.
+    assert robmask.pgd_steps == 7 and robmask.attack.step_size / robmask.attack.eps == pytest.approx(1 / 5)
     assert configs["bn_ft_adversarial"].method.train_on == "adversarial"
     assert configs["bn_ft_adversarial"].model.init_from == os.path.join(str(tmp_path), configs["bn"].name)
     assert configs["adversarial_ft_clean"].model.init_from == os.path.join(str(tmp_path), configs["adversarial"].name)

@@ -161,7 +161,7 @@ def test_precision_policy_is_restored_even_when_training_fails(tmp_path, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("data went away")
 
-    monkeypatch.setattr(runner, "wrap_for_method", broken)
+    monkeypatch.setattr(runner, "assemble", broken)
     config = _config(tmp_path, "mp", mixed_precision="mixed_bfloat16")
     with pytest.raises(RuntimeError, match="data went away"):
         train_from_config(config)

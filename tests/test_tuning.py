@@ -139,6 +139,7 @@ def test_mixed_precision_policy_survives_the_session_reset(tmp_path):
     keras.backend.clear_session()  # what the tuner does before every build
     assert keras.mixed_precision.global_policy().name == "float32"
     model = hypermodel.build(_hp(eps_max=8.0))
+    assert keras.mixed_precision.global_policy().name == "float32"  # the build's policy is scoped to it
     convolutions = [l for l in model.inner.layers if isinstance(l, keras.layers.Conv2D)]
     assert convolutions and all(l.dtype_policy.name == "mixed_bfloat16" for l in convolutions)
     assert all(w.dtype == "float32" for l in convolutions for w in l.weights)  # float32 master weights

@@ -14,6 +14,7 @@ import os
 from tfadv.experiments.published import (  # noqa: F401  (re-exported for the drivers and tests)
     NOT_FOUND,
     PUBLISHED_FILE,
+    load_published,
     comparison_table,
     paper_citation,
     published_row,
@@ -96,21 +97,23 @@ def scaled_epochs(epochs, scale):
 def load_run_config(path, overrides, epochs_scale=1.0, user_overrides=()):
     """A config from ``path`` with ``overrides``, its epochs scaled, then the user's ``--set``s.
 
-    Overrides go through ``tfadv.config.load_config``, so every value is
-    validated and the run folder's ``config.yaml`` records the result.
+    A step schedule's milestones, unless overridden, scale from the file's
+    epochs to the run's (the same fractions of the run: 100 and 150 of 200
+    epochs are 8 and 11 of 15). Overrides go
+    through ``tfadv.config.load_config``, so every value is validated and the
+    run folder's ``config.yaml`` records the result.
     """
     from tfadv.config import load_config
 
     config = load_config(path, list(overrides))
     epochs = scaled_epochs(config.train.epochs, epochs_scale)
-    return load_config(path, list(overrides) + [f"train.epochs={epochs}"] + list(user_overrides))
-
-
-def load_published(paper):
-    """The ``paper1`` or ``paper2`` entry of ``tfadv/evaluation/published_numbers.yaml``."""
-    from tfadv.experiments.published import load_published as load
-
-    return load(PUBLISHED_FILE, paper)
+    scaled = [f"train.epochs={epochs}"]
+    written = load_config(path).train
+    if config.train.step_milestones and config.train.step_milestones == written.step_milestones \
+            and epochs != written.epochs:
+        milestones = [max(1, int(round(m * epochs / written.epochs))) for m in written.step_milestones]
+        scaled.append(f"train.step_milestones=[{', '.join(map(str, milestones))}]")
+    return load_config(path, list(overrides) + scaled + list(user_overrides))
 
 
 # ------------------------------------------------------------------ report helpers

@@ -270,7 +270,7 @@ def masking_plan(args, settings, tradeoff_attack):
 def experiment(args):
     """The paper-2 profile of the experiment pipeline: runs, ε sweep and trade-off evaluation, Table 1,
     the ablations, Figure 3, report."""
-    from tfadv.experiments import CurvesPlan, Experiment, Paper2Plan
+    from tfadv.experiments import AblationPlan, CurvesPlan, Experiment, Paper2Plan
 
     check_profile(args)
     settings = settings_from(args)
@@ -281,7 +281,7 @@ def experiment(args):
     published = None if args.profile == "small" else _common.load_published("paper2")
     ablations = None
     if args.ablations:
-        ablations = Paper2Plan(
+        ablations = AblationPlan(
             models={name: name for name in ABLATIONS}, sweep=sweep, p_grid=settings["p_grid"],
             tradeoff_attack=tradeoff_attack, p=args.p, eval_dir=os.path.join(args.out, "eval-ablations"))
     curve_roles = list(METHODS) + (list(ABLATIONS) if args.ablations else [])
@@ -306,16 +306,18 @@ def experiment(args):
         data_name=settings["source"],
         eval_limit=settings["eval_limit"],
         eval_batch_size=args.eval_batch_size,
-        paper2=Paper2Plan(
-            models={method: method for method in METHODS}, sweep=sweep, p_grid=settings["p_grid"],
-            tradeoff_attack=tradeoff_attack, p=args.p, eval_dir=os.path.join(args.out, "eval"),
-            published=published,
-            published_rows={m: f"{args.dataset}/{args.arch}/{args.epochs}ep/{m}" for m in METHODS}),
-        masking=masking_plan(args, settings, tradeoff_attack),
-        ablations=ablations,
-        curves=CurvesPlan(runs={role: role for role in curve_roles},
-                          path=os.path.join(args.out, "training_curves.png"),
-                          title=f"Validation accuracy per epoch ({arch}, {dataset})"),
+        plans=[plan for plan in (
+            Paper2Plan(
+                models={method: method for method in METHODS}, sweep=sweep, p_grid=settings["p_grid"],
+                tradeoff_attack=tradeoff_attack, p=args.p, eval_dir=os.path.join(args.out, "eval"),
+                published=published,
+                published_rows={m: f"{args.dataset}/{args.arch}/{args.epochs}ep/{m}" for m in METHODS}),
+            masking_plan(args, settings, tradeoff_attack),
+            ablations,
+            CurvesPlan(runs={role: role for role in curve_roles},
+                       path=os.path.join(args.out, "training_curves.png"),
+                       title=f"Validation accuracy per epoch ({arch}, {dataset})"),
+        ) if plan is not None],
         intro=[f"Data `{settings['source']}`; model `{model_note}`; epochs: {epochs}. Scale: {scale}."],
         summary={"paper": "Adversarial Masking (OpenReview LNtTXJ9XXr)", "profile": args.profile,
                  "arch": arch, "dataset": dataset, "epochs": args.epochs if args.profile == "paper" else SMALL["epochs"],

@@ -84,6 +84,7 @@ def main(argv=None):
 
     from tfadv import models
     from tfadv.attacks import AttackSpec
+    from tfadv.evaluation.specs import paper1_stadv
     from tfadv.metrics import CONVENTIONS, ssim_distance
 
     with np.load(args.data) as data:
@@ -108,8 +109,8 @@ def main(argv=None):
         attacks = {
             "FGSM 8/255": AttackSpec("fgsm", eps=8 / 255),
             "stAdv unbounded (τ 0.05)": AttackSpec("stadv"),
-            "stAdv ≤ 0.05 grid (released code)": AttackSpec("stadv", flow_bound=0.05, flow_bound_unit="grid"),
-            "stAdv ≤ 0.3/64 grid (paper)": AttackSpec("stadv", flow_bound=0.3 / 64, flow_bound_unit="grid"),
+            "stAdv ≤ 0.05 grid (released code)": paper1_stadv(flow_bound=0.05),
+            "stAdv ≤ 0.3/64 grid (paper)": paper1_stadv(),
         }
         for name, spec in attacks.items():
             perturbed[name] = np.concatenate([

@@ -22,6 +22,7 @@ linearly, as the layer does in inference; ``ConditionedBatchNormalization``
 import numpy as np
 
 from tfadv._files import save_figure
+from tfadv.checks import check_strength
 
 PARAMETERS = ("mean", "variance", "gamma", "beta")
 BRANCHES = {"main": 0.0, "aux": 1.0}
@@ -54,10 +55,7 @@ def masking_strength(value):
             raise ValueError(
                 f"A masking is 'main', 'aux' or a number p in [0, 1]. Received: {value!r}"
             ) from None
-    p = float(value)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"The masking strength p must be in [0, 1]. Received: p={value!r}")
-    return p
+    return check_strength("p", value)
 
 
 def _numpy(variable):

@@ -1,4 +1,4 @@
-"""Shared machinery of the attacks: validation, model calls, input gradients,
+"""Shared machinery of the attacks: model calls, input gradients,
 and the per-model cache of compiled attack graphs.
 
 An attack is written once as a *graph body*: a plain Python function
@@ -31,9 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# The shared checks, re-exported: the attacks call them as ``_compile.check_...``.
-from tfadv.checks import check_count, check_in_unit_interval, check_integer, check_non_negative  # noqa: F401
-from tfadv.checks import check_positive, known_value  # noqa: F401
+from tfadv import checks
 from tfadv.models.conditioning import BoundModel, call_model, is_conditioned
 
 TRACE_COUNTS = collections.Counter()
@@ -44,82 +42,7 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------
-# Validation: the shared checks (tfadv.checks), and the attacks' own of
-# images, labels and per-example values. Only values known now are checked;
-# a symbolic tensor inside a tf.function passes through unchecked.
-
-def _shape(value):
-    shape = getattr(value, "shape", None)
-    return tf.TensorShape(np.shape(value) if shape is None else shape)
-
-
-def _dtype(value):
-    dtype = getattr(value, "dtype", None)
-    return tf.as_dtype(np.asarray(value).dtype if dtype is None else dtype)
-
-
-def check_static_count(name, value, minimum=1):
-    """:func:`tfadv.checks.check_integer` for settings that must be Python ints."""
-    check_integer(name, value, minimum)
-
-
-def check_images(x, name="x"):
-    """``ValueError`` unless ``x`` is a float batch ``[B, H, W, C]`` in [0, 1]."""
-    shape = _shape(x)
-    if shape.rank is not None and shape.rank != 4:
-        raise ValueError(f"{name} must be a batch of images [B, H, W, C]. Received: {name}.shape={shape}")
-    dtype = _dtype(x)
-    if not dtype.is_floating:
-        raise ValueError(f"{name} must be floating point in [0, 1]. Received: {name}.dtype={dtype.name}")
-    array = known_value(x)
-    if array is not None and array.size and not (np.all(array >= 0) and np.all(array <= 1)):
-        raise ValueError(
-            f"{name} must be images in [0, 1]. Received: {name} with values in "
-            f"[{np.nanmin(array):.4g}, {np.nanmax(array):.4g}]"
-            + (" and NaN" if np.isnan(array).any() else "")
-        )
-
-
-def check_labels(x, y, name="y"):
-    """``ValueError`` unless ``y`` is an integer vector with one label per image of ``x``."""
-    shape = _shape(y)
-    dtype = _dtype(y)
-    if not dtype.is_integer:
-        raise ValueError(f"{name} must hold integer class labels. Received: {name}.dtype={dtype.name}")
-    if shape.rank is not None and shape.rank != 1:
-        raise ValueError(f"{name} must be a vector [B] of labels. Received: {name}.shape={shape}")
-    batch = _shape(x)[0]
-    if batch is not None and shape[0] is not None and batch != shape[0]:
-        raise ValueError(
-            f"x and {name} must have the same batch size. "
-            f"Received: x.shape[0]={batch}, {name}.shape[0]={shape[0]}"
-        )
-
-
-def check_per_example(name, value, x):
-    """``ValueError`` unless ``value`` is a scalar or a vector [B] matching ``x``."""
-    shape = _shape(value)
-    batch = _shape(x)[0]
-    if shape.rank is None or shape.rank == 0:
-        return
-    if shape.rank != 1 or (batch is not None and shape[0] is not None and shape[0] != batch):
-        raise ValueError(
-            f"{name} must be a scalar or a vector with one value per image. "
-            f"Received: {name}.shape={shape}, x.shape[0]={batch}"
-        )
-
-
-# --------------------------------------------------------------------------
-# Tensors handed to graph bodies.
-
-
-
-def check_linf_inputs(x, y, eps):
-    """The checks every L∞ attack starts with: images, labels, ε in [0, 1] (scalar or per example)."""
-    check_images(x)
-    check_labels(x, y)
-    check_in_unit_interval("eps", eps)
-    check_per_example("eps", eps, x)
+# Tensors handed to graph bodies (the checks before them are tfadv.checks').
 
 def as_float(value):
     return tf.cast(tf.convert_to_tensor(value), tf.float32)
@@ -147,7 +70,7 @@ def seed_tensor(seed):
     if tf.is_tensor(seed):  # a counter from a compiled training step: fresh yet reproducible starts
         seed = tf.cast(seed, tf.int64)
         return seed if seed.shape.rank == 1 else tf.stack([seed, tf.constant(0, tf.int64)])
-    check_static_count("seed", seed, minimum=0)
+    checks.check_integer("seed", seed, minimum=0)
     return tf.constant([seed, 0], tf.int64)
 
 
@@ -322,3 +245,9 @@ def _compiled_function(owner, key, jit_compile):
     function = tf.function(traced, jit_compile=jit_compile, autograph=False)
     _store(owner, key + (jit_compile,), function)
     return function
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

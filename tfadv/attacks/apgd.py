@@ -11,6 +11,7 @@ because their cross-entropy saturates (gradient masking).
 import numpy as np
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.losses import cross_entropy_objective, margin
 
@@ -22,25 +23,31 @@ _DLR_EPSILON = 1e-12
 
 
 def checkpoints(steps):
-    """Iterations after which APGD may halve its step: ``w_j = ⌈p_j · steps⌉``.
+    """Iterations after which APGD may halve its step, as the reference code counts them.
 
-    ``p_0 = 0``, ``p_1 = 0.22`` and ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03,
-    0.06)``: the intervals shrink from 22 % of the budget to 6 %. The
-    fractions are kept in integer hundredths so that 0.22 · 100 is exactly 22.
+    The paper writes ``w_j = ⌈p_j · steps⌉`` with ``p_0 = 0``, ``p_1 = 0.22``
+    and ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)``. The reference
+    implementation (``fra31/auto-attack``, ``autoattack/autopgd_base.py``,
+    ``n_iter_2``, ``size_decr``, ``n_iter_min``) counts in whole iterations
+    instead: the first interval is ``max(⌊0.22 · steps⌋, 1)``, and each next
+    one is the previous minus ``max(⌊0.03 · steps⌋, 1)``, but at least
+    ``max(⌊0.06 · steps⌋, 1)``. tfadv follows the code, so that results equal
+    the reference's. Both give ``[22, 41, 57, 70, 80, 87, 93, 99]`` for 100
+    steps; they differ for some other budgets (10 steps: the code checks after
+    2, 3, 4, … 10).
 
     Returns:
-        The increasing list of distinct checkpoint iterations in [1, steps];
-        for 100 steps ``[22, 41, 57, 70, 80, 87, 93, 99]``.
+        The increasing list of checkpoint iterations in [1, steps].
     """
-    _compile.check_static_count("steps", steps)
-    points, p_previous, p = [], 0, 22
-    while True:
-        w = -(-p * steps // 100)  # ⌈p · steps / 100⌉ in integers
-        if w > steps:
-            return points
-        if not points or w > points[-1]:
-            points.append(w)
-        p_previous, p = p, p + max(p - p_previous - 3, 6)
+    checks.check_integer("steps", steps)
+    interval = max(int(0.22 * steps), 1)
+    decrease, minimum = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    points, done = [], interval
+    while done <= steps:
+        points.append(done)
+        interval = max(interval - decrease, minimum)
+        done += interval
+    return points
 
 
 def dlr_loss(logits, labels):
@@ -121,26 +128,37 @@ def apgd(
 ):
     """APGD (Croce & Hein 2020), L∞: Auto-PGD on the CE or the DLR loss.
 
-    Each run starts at a uniform random point of the ε-ball (clipped to
-    [0, 1]) and iterates, with P the projection onto the ε-ball ∩ [0, 1]^d
-    and L the loss (or −L of the target when ``targeted``)::
+    Each run starts at ``x + ε · t / max|t|`` with ``t ~ U(−1, 1)^d``
+    (clipped to [0, 1]; the largest coordinate of the start lies on the
+    ball, as in the reference code) and iterates, with P the projection
+    onto the ε-ball ∩ [0, 1]^d and L the loss (or −L of the target when
+    ``targeted``)::
 
         z     = P(x_k + η_k · sign(∇ₓ L(x_k)))
         x_k+1 = P(x_k + α (z − x_k) + (1 − α)(x_k − x_k−1)),   α = 0.75
 
     (α = 1 on the first step), from η = 2ε. At the checkpoints
-    ``w_j = ⌈p_j · steps⌉`` (:func:`checkpoints`) an example halves its step
-    and jumps back to its best point when
+    (:func:`checkpoints`, after 22, 41, 57, 70, 80, 87, 93 and 99 of 100
+    steps) an example halves its step and jumps back to its best point when
 
-    1. its loss rose in fewer than a fraction ``rho`` of the steps since the
-       previous checkpoint, or
+    1. its loss rose (against the previous iterate's) in at most a fraction
+       ``rho`` of the steps since the previous checkpoint (≤, as the
+       reference's ``check_oscillation``), or
     2. its step was not halved at the previous checkpoint and its best loss
-       has not improved since.
+       has not improved since; this condition is off at the first
+       checkpoint (the reference's ``reduced_last_check`` starts true).
 
-    The jump drops the momentum. With ``restarts > 1`` further runs start
+    After a jump the momentum is kept: the next step's ``x_k − x_k−1`` is
+    ``x_best − x_k`` (the reference overwrites ``x_adv`` but not
+    ``x_adv_old``). The first step is counted as an increase when its loss
+    is positive: the reference compares it with a still-zero entry of its
+    loss history. With ``restarts > 1`` further runs start
     from new random points; they only matter for examples not yet fooled,
     and stop early once every example is. Everything, restarts included, is
     one compiled graph with per-example state in ``tf.while_loop``\\ s.
+    Reference: ``fra31/auto-attack``, ``autoattack/autopgd_base.py``
+    (``APGDAttack.attack_single_run``); the random numbers are TensorFlow's,
+    so single points differ from a PyTorch run, not the algorithm.
 
     Args:
         model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
@@ -170,7 +188,8 @@ def apgd(
 
     Returns:
         The adversarial images, same shape and dtype as ``x``: per example
-        the first point found that fools the model (misclassified, or
+        the last iterate that fools the model in the first run that fools it (as the reference's
+        ``x_best_adv``) (misclassified, or
         classified as the target when ``targeted``; ``x`` itself if the
         model already does), otherwise the point of highest loss.
 
@@ -181,19 +200,19 @@ def apgd(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}. Received: loss={loss!r}")
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
+    checks.check_images(x)
+    checks.check_labels(x, y)
     needs_true_labels = loss == "dlr" and bool(targeted)
     if needs_true_labels:
         if true_labels is None:
             raise ValueError(
                 "Targeted APGD-DLR needs true_labels: its loss −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2) "
                 "uses the true class y as well as the target t. Received: true_labels=None")
-        _compile.check_labels(x, true_labels, name="true_labels")
-    _compile.check_in_unit_interval("eps", eps)
-    _compile.check_per_example("eps", eps, x)
-    _compile.check_static_count("steps", steps)
-    _compile.check_static_count("restarts", restarts)
+        checks.check_labels(x, true_labels, name="true_labels")
+    checks.check_in_unit_interval("eps", eps)
+    checks.check_per_example("eps", eps, x)
+    checks.check_integer("steps", steps)
+    checks.check_integer("restarts", restarts)
     _check_rho(rho)
     images = _compile.as_float(x)
     labels = tf.cast(y, tf.int64)
@@ -227,10 +246,12 @@ def apgd_targeted(
     of one APGD run (:func:`apgd` with ``loss="dlr", targeted=True``,
     ``restarts`` random starts) on the examples not yet misclassified, which
     climbs ``−(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2)``. Success is
-    misclassification, into ``t`` or any other class: per example the first
-    point found that the model misclassifies is kept. Every target's run
-    gathers the examples still robust and scatters its results back, all in
-    one compiled graph.
+    misclassification, into ``t`` or any other class: per example the point
+    of the first target that breaks it is kept. Target 1 runs on every
+    example not misclassified; targets 2 … k then run together as one
+    stacked batch on the examples target 1 left (:func:`targets_as_batches`):
+    the same points as the reference's one-target-after-another loop, in two
+    loops instead of k, all in one compiled graph.
 
     AutoAttack's standard version: ``steps=100``, ``target_classes=9``,
     ``restarts=1``, ``rho=0.75`` (``APGDAttack_targeted(n_restarts=1,
@@ -261,10 +282,10 @@ def apgd_targeted(
         Croce & Hein, ICML 2020 (arXiv:2003.01690), Sec. 4 and its
         AutoAttack code.
     """
-    _compile.check_linf_inputs(x, y, eps)
-    _compile.check_static_count("steps", steps)
-    _compile.check_static_count("target_classes", target_classes)
-    _compile.check_static_count("restarts", restarts)
+    checks.check_linf_inputs(x, y, eps)
+    checks.check_integer("steps", steps)
+    checks.check_integer("target_classes", target_classes)
+    checks.check_integer("restarts", restarts)
     _check_rho(rho)
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))
@@ -348,42 +369,94 @@ def targeted_setup(model_call, x, y, eps, target_classes, attack_name):
     return labels, eps, targets, misclassified(labels)(clean_logits)
 
 
-def apgd_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
-    """APGD-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified at ``x_adv``."""
-    labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "APGD-T")
-    count = targets.shape[-1]
+def targets_as_batches(x, fooled0, count, run):
+    """Run a targeted attack's ``count`` targets: the first alone, the others as one batch.
 
-    def one_target(k, x_adv, fooled):
-        def attack(x_sub, y_sub, targets_sub, eps_sub):
-            target = targets_sub[:, k]
-            objective = lambda logits: dlr_targeted_loss(logits, y_sub, target)  # noqa: E731
-            return apgd_body(model_call, x_sub, eps_sub, seed + tf.cast([0, 1000 * (k + 1)], tf.int64),
-                             objective, misclassified(y_sub), steps=steps, restarts=restarts, rho=rho)
+    ``run(indices [n, 1], first, number) -> (x_adv [n, ...], fooled [n])``
+    attacks the examples at ``indices`` with targets ``first … first +
+    number − 1`` and returns, per example, the point of the first target (in
+    order) that broke it. Target 1 runs on every example not yet fooled; the
+    other ``count − 1`` targets run together, stacked into one batch of
+    ``(count − 1) · n`` copies, on the examples target 1 left unbroken.
 
-        indices, (x_sub, fooled_sub) = on_subset(~fooled, (x, labels, targets, eps), attack)
-        x_sub = where_examples(fooled_sub, x_sub, tf.gather_nd(x_adv, indices))
-        return (k + 1, tf.tensor_scatter_nd_update(x_adv, indices, x_sub),
-                tf.tensor_scatter_nd_update(fooled, indices, fooled_sub))
+    Every run depends only on its own example, target and random numbers
+    (drawn per example of the full batch, then gathered), so this gives the
+    same points as running the targets one after another on the examples the
+    earlier ones left, as the reference code does; it makes 2 loops instead
+    of ``count``, with larger batches, at the price of running targets
+    3 … count on an example that target 2 already broke.
+    """
 
-    _, x_adv, fooled = tf.while_loop(
-        lambda k, x_adv, fooled: (k < count) & ~tf.reduce_all(fooled),
-        one_target,
-        (tf.constant(0), x, fooled0),
-    )
-    # APGD's best-loss points of unfooled examples are not kept: they are
-    # not adversarial, and x is the honest answer there.
+    def stage(x_adv, fooled, first, number):
+        def attack():
+            indices = tf.where(~fooled)
+            x_sub, fooled_sub = run(indices, first, number)
+            x_sub = where_examples(fooled_sub, x_sub, tf.gather_nd(x_adv, indices))
+            return (tf.tensor_scatter_nd_update(x_adv, indices, x_sub),
+                    tf.tensor_scatter_nd_update(fooled, indices, fooled_sub))
+
+        return tf.cond(tf.reduce_all(fooled), lambda: (x_adv, fooled), attack)
+
+    x_adv, fooled = stage(x, fooled0, 0, 1)
+    if count > 1:
+        x_adv, fooled = stage(x_adv, fooled, 1, count - 1)
     return x_adv, fooled
 
 
-def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, rho):
+def stacked_first_success(x_runs, fooled_runs, number):
+    """``[number · n, ...]`` runs, target-major, to the first successful run per example: ``(x [n, ...], fooled [n])``."""
+    fooled_runs = tf.reshape(fooled_runs, [number, -1])
+    x_runs = tf.reshape(x_runs, tf.concat([[number, -1], tf.shape(x_runs)[1:]], 0))
+    first = tf.argmax(tf.cast(fooled_runs, tf.int32), axis=0, output_type=tf.int32)
+    x_first = tf.gather(tf.transpose(x_runs, [1, 0] + list(range(2, x_runs.shape.rank))), first, batch_dims=1)
+    return x_first, tf.reduce_any(fooled_runs, axis=0)
+
+
+def apgd_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
+    """APGD-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified at ``x_adv``.
+
+    Target ``k`` (from 0), restart ``r`` starts from noise drawn for the whole
+    batch from ``seed + [0, 1000 (k + 1) + r]``; see :func:`targets_as_batches`.
+    """
+    labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "APGD-T")
+    count = targets.shape[-1]
+    shape = tf.shape(x)
+
+    def run(indices, first, number):
+        x_sub = tf.tile(tf.gather_nd(x, indices), [number, 1, 1, 1])
+        y_sub = tf.tile(tf.gather_nd(labels, indices), [number])
+        eps_sub = tf.tile(tf.gather_nd(eps, indices), [number])
+        target = tf.reshape(tf.transpose(tf.gather_nd(targets, indices)[:, first:first + number]), [-1])
+
+        def start_noise(r):
+            return tf.concat([
+                tf.gather_nd(tf.random.stateless_uniform(
+                    shape, seed + tf.stack([tf.constant(0, tf.int64),
+                                            tf.cast(1000 * (first + j + 1) + r, tf.int64)]),
+                    -1.0, 1.0), indices)
+                for j in range(number)], 0)
+
+        objective = lambda logits: dlr_targeted_loss(logits, y_sub, target)  # noqa: E731
+        x_runs, fooled_runs = apgd_body(model_call, x_sub, eps_sub, seed, objective, misclassified(y_sub),
+                                        steps=steps, restarts=restarts, rho=rho, start_noise=start_noise)
+        return stacked_first_success(x_runs, fooled_runs, number)
+
+    # APGD's best-loss points of unfooled examples are not kept: they are
+    # not adversarial, and x is the honest answer there.
+    return targets_as_batches(x, fooled0, count, run)
+
+
+def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, rho, start_noise=None):
     """APGD as graph code on any per-example objective.
 
     Args:
         objective: ``logits -> [B]``, climbed.
         fooled: ``logits -> [B] bool``, the success criterion.
+        start_noise: ``r -> [B, ...]`` uniform noise in [−1, 1] of restart
+            ``r`` (an int32 scalar tensor); by default drawn from ``seed + [0, r]``.
 
     Returns:
-        ``(x_adv, fooled [B])``: per example the first point found that is
+        ``(x_adv, fooled [B])``: per example the last iterate of the first fooling run that is
         a success (``x`` if the clean point already is), else the point of
         highest objective, and whether it is a success.
     """
@@ -416,19 +489,28 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
         interval[current - 1] = current - previous
     interval = tf.constant(interval)
 
-    def single_run(run_seed):
-        noise = tf.random.stateless_uniform(tf.shape(x), run_seed, -1.0, 1.0)
-        x0 = project(x + eps_images * noise)
+    def single_run(noise):
+        # The reference's start: x + ε · t / max|t|, t ~ U(−1, 1)^d, clipped to
+        # [0, 1]: the largest coordinate of the perturbation sits on the ball.
+        largest = tf.reduce_max(tf.abs(tf.reshape(noise, [batch, -1])), axis=1)
+        x0 = project(x + eps_images * noise / _compile.per_example(largest + 1e-12))
         loss0, grad0, logits0 = evaluate(x0)
         fooled0 = fooled(logits0)
         state = dict(
-            x=x0, x_previous=x0, grad=grad0, loss=loss0,
+            x=x0, x_previous=x0, grad=grad0,
+            # The loss the first step is compared with when counting increases:
+            # the reference compares its first iterate's loss with an unwritten
+            # (zero) entry of its loss history, so that step counts as an
+            # increase exactly when its loss is positive.
+            loss_previous=tf.zeros([batch]) if steps > 1 else tf.fill([batch], np.inf),
             step=tf.broadcast_to(2.0 * eps, [batch]),
             x_best=x0, grad_best=grad0, loss_best=loss0,
             x_fooling=where(fooled0, x0, x), fooled=fooled0,
             increases=tf.zeros([batch]),
             loss_best_at_checkpoint=loss0,
-            halved_at_checkpoint=tf.zeros([batch], tf.bool),
+            # True at the start: condition 2 is off at the first checkpoint
+            # (the reference's reduced_last_check starts at ones).
+            halved_at_checkpoint=tf.ones([batch], tf.bool),
         )
 
         def iteration(i, s):
@@ -437,26 +519,29 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
             x_new = project(s["x"] + alpha * (z - s["x"]) + (1.0 - alpha) * (s["x"] - s["x_previous"]))
             loss_new, grad_new, logits = evaluate(x_new)
 
-            newly_fooled = fooled(logits) & ~s["fooled"]
-            increases = s["increases"] + tf.cast(loss_new > s["loss"], tf.float32)
+            fooled_now = fooled(logits)
+            increases = s["increases"] + tf.cast(loss_new > s["loss_previous"], tf.float32)
             improved = loss_new > s["loss_best"]
             x_best = where(improved, x_new, s["x_best"])
             grad_best = where(improved, grad_new, s["grad_best"])
             loss_best = where(improved, loss_new, s["loss_best"])
 
             at_checkpoint = is_checkpoint[i]
-            oscillating = increases < rho * interval[i]  # condition 1
+            oscillating = increases <= rho * interval[i]  # condition 1, ≤ as in the reference
             stalled = ~s["halved_at_checkpoint"] & (loss_best <= s["loss_best_at_checkpoint"])  # condition 2
             halve = at_checkpoint & (oscillating | stalled)
             return i + 1, dict(
                 x=where(halve, x_best, x_new),
-                x_previous=where(halve, x_best, s["x"]),
+                # x_k itself, also after a halving: the next step's momentum
+                # term is then x_best − x_k, as in the reference.
+                x_previous=s["x"],
                 grad=where(halve, grad_best, grad_new),
-                loss=where(halve, loss_best, loss_new),
+                loss_previous=loss_new,
                 step=where(halve, s["step"] / 2.0, s["step"]),
                 x_best=x_best, grad_best=grad_best, loss_best=loss_best,
-                x_fooling=where(newly_fooled, x_new, s["x_fooling"]),
-                fooled=s["fooled"] | newly_fooled,
+                # The reference keeps the last fooling iterate of a run.
+                x_fooling=where(fooled_now, x_new, s["x_fooling"]),
+                fooled=s["fooled"] | fooled_now,
                 increases=where(at_checkpoint, tf.zeros_like(increases), increases),
                 loss_best_at_checkpoint=where(at_checkpoint, loss_best, s["loss_best_at_checkpoint"]),
                 halved_at_checkpoint=where(at_checkpoint, halve, s["halved_at_checkpoint"]),
@@ -472,8 +557,13 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
         x_best=x, loss_best=tf.fill([batch], -np.inf),
     )
 
+    if start_noise is None:
+        def start_noise(r):
+            run_seed = seed + tf.stack([tf.constant(0, tf.int64), tf.cast(r, tf.int64)])
+            return tf.random.stateless_uniform(tf.shape(x), run_seed, -1.0, 1.0)
+
     def restart(r, best):
-        x_fooling, run_fooled, x_best, loss_best = single_run(seed + tf.cast([0, r], tf.int64))
+        x_fooling, run_fooled, x_best, loss_best = single_run(start_noise(r))
         newly_fooled = run_fooled & ~best["fooled"]
         improved = loss_best > best["loss_best"]
         return r + 1, dict(

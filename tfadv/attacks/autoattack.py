@@ -8,9 +8,10 @@ Most points fall to APGD-CE, so the expensive targeted attacks and the
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.apgd import apgd_body, apgd_targeted_body, misclassified, on_subset, where_examples
-from tfadv.attacks.fab import ALPHA_MAX, BETA, ETA, SEARCH_STEPS, fab_targeted_body
+from tfadv.attacks.fab import ALPHA_MAX, BETA, ETA, fab_targeted_body
 from tfadv.attacks.losses import cross_entropy
 from tfadv.attacks.square import P_INIT, QUERIES, square_body
 
@@ -89,10 +90,10 @@ def autoattack(
             "(APGD-CE, APGD-T, FAB-T, Square).")
     if version != "standard":
         raise ValueError(f"version must be 'standard'. Received: version={version!r}")
-    _compile.check_linf_inputs(x, y, eps)
-    _compile.check_static_count("steps", steps)
-    _compile.check_static_count("target_classes", target_classes)
-    _compile.check_static_count("queries", queries)
+    checks.check_linf_inputs(x, y, eps)
+    checks.check_integer("steps", steps)
+    checks.check_integer("target_classes", target_classes)
+    checks.check_integer("queries", queries)
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))
     static = {"steps": steps, "target_classes": target_classes, "queries": queries}
@@ -118,7 +119,7 @@ def _component_bodies(model_call, steps, target_classes, queries):
 
     def fab_t(x, y, eps, seed):
         return fab_targeted_body(model_call, x, y, eps, seed, steps=steps, target_classes=target_classes,
-                                 restarts=1, alpha_max=ALPHA_MAX, eta=ETA, beta=BETA, search_steps=SEARCH_STEPS)
+                                 restarts=1, alpha_max=ALPHA_MAX, eta=ETA, beta=BETA, search_steps=0)
 
     def square(x, y, eps, seed):
         return square_body(model_call, x, y, eps, tf.constant(queries), seed, p_init=P_INIT,

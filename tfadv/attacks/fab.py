@@ -13,13 +13,16 @@ classes, and counts only points inside the ε-ball.
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
-from tfadv.attacks.apgd import misclassified, on_subset, targeted_setup, where_examples
+from tfadv.attacks.apgd import misclassified, stacked_first_success, targeted_setup, targets_as_batches, where_examples
 
 ALPHA_MAX = 0.1
 ETA = 1.05
 BETA = 0.9
-SEARCH_STEPS = 3
+SEARCH_STEPS = 0
+"""No final search by default: AutoAttack's reference FAB (``fra31/auto-attack``, ``autoattack/fab_base.py``)
+has none; the FAB paper's own code (``linear_approximation_search``) uses 3 steps."""
 
 
 def fab_targeted(
@@ -44,8 +47,11 @@ def fab_targeted(
     For each target ``t`` (the ``k``-th most likely class other than ``y``
     by the clean logits, ``k = 1 … min(target_classes, K − 1)``) and each
     restart, on the examples not yet broken, from ``x¹ = x`` (restart 0) or
-    ``x¹ = x + min(r, ε)·u/(2‖u‖∞)``, ``u ~ U(−1, 1)``, where ``r`` is the
-    smallest adversarial distance found so far (later restarts), it
+    ``x¹ = x + ε·u/(2‖u‖∞)``, ``u ~ U(−1, 1)`` (later restarts; the
+    reference scales by ``min(r, ε)`` with ``r`` the best distance of the
+    same run, which is still infinite at a run's start here, since tfadv's
+    restarts are separate runs on the points not yet broken; AutoAttack's
+    standard version makes one restart, so no random start), it
     iterates ``steps`` times:
 
     1. linearize ``g = z_t − z_y`` at ``xᵏ``: the hyperplane
@@ -59,18 +65,20 @@ def fab_targeted(
     4. if ``xᵏ⁺¹`` is misclassified, keep it when it is the closest found
        (L∞), then step back: ``xᵏ⁺¹ ← x + β(xᵏ⁺¹ − x)``.
 
-    Then a final search (the FAB paper's "final search", ``search_steps``
-    steps) moves each found point along the segment toward ``x`` where the
-    linear interpolation of the logit margins says the boundary is, keeping
-    the closest point that is still misclassified. A point counts only if
-    its distance is at most ε; the others return the clean ``x``.
+    A point counts only if its distance is at most ε; the others return the
+    clean ``x``. This is AutoAttack's reference, ``FABAttack_PT`` as
+    ``fra31/auto-attack`` configures it (``autoattack/fab_base.py``,
+    ``attack_single_run`` and ``perturb``): ``steps=100``,
+    ``target_classes=9``, ``restarts=1``, ``alpha_max=0.1``, ``eta=1.05``,
+    ``beta=0.9``, and no final search (``search_steps=0``, the default).
 
-    AutoAttack's standard settings (``FABAttack_PT`` as AutoAttack
-    configures it): ``steps=100``, ``target_classes=9``, ``restarts=1``,
-    ``alpha_max=0.1``, ``eta=1.05``, ``beta=0.9``. The final search is
-    from the FAB paper's code (``linear_approximation_search``, 3 steps);
-    it only brings found points closer to ``x``, so it never changes which
-    points are broken within ε (``search_steps=0`` skips it).
+    ``search_steps > 0`` adds the final search of the FAB paper's own code
+    (``linear_approximation_search``, 3 steps there): each found point moves
+    along the segment toward ``x`` where the linear interpolation of the
+    logit margins puts the boundary, keeping the closest point still
+    misclassified. It only brings found points closer to ``x``, so it can
+    turn a point found outside ε into one inside: it may break *more* points
+    than the reference, never fewer, and so is off in AutoAttack.
 
     Args:
         model_fn: a Keras model, a ``BoundModel`` (``tfadv.models.bind``) or any callable
@@ -84,7 +92,7 @@ def fab_targeted(
         alpha_max: the largest weight of the original point's projection, in [0, 1].
         eta: η >= 1, the overshoot of the projection step.
         beta: β in (0, 1), the backward step toward ``x`` after a success.
-        search_steps: steps of the final search, a Python int >= 0.
+        search_steps: steps of the final search, a Python int >= 0 (0: none, as AutoAttack's reference).
         seed: int seed of the random restarts; ``None`` draws one.
         training: run the model in training mode while crafting.
         jit_compile: XLA: ``None`` (default) means off: the gathers to the examples
@@ -99,11 +107,11 @@ def fab_targeted(
         Croce & Hein, "Minimally distorted adversarial examples with a fast
         adaptive boundary attack", ICML 2020 (arXiv:1907.02044).
     """
-    _compile.check_linf_inputs(x, y, eps)
-    _compile.check_static_count("steps", steps)
-    _compile.check_static_count("target_classes", target_classes)
-    _compile.check_static_count("restarts", restarts)
-    _compile.check_static_count("search_steps", search_steps, minimum=0)
+    checks.check_linf_inputs(x, y, eps)
+    checks.check_integer("steps", steps)
+    checks.check_integer("target_classes", target_classes)
+    checks.check_integer("restarts", restarts)
+    checks.check_integer("search_steps", search_steps, minimum=0)
     settings = _checked_settings(alpha_max, eta, beta)
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps), _compile.seed_tensor(seed))
@@ -176,39 +184,49 @@ def linf_projection_to_hyperplane(points, w, b):
 
 def fab_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, alpha_max, eta, beta,
                       search_steps):
-    """FAB-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified within ε."""
+    """FAB-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified within ε.
+
+    Runs are numbered ``q = k · restarts + r`` (target ``k`` from 0, restart
+    ``r``), the reference's order; run ``q > 0`` with ``r > 0`` starts from
+    noise drawn for the whole batch from ``seed + [1, q]``. Run 0 goes alone,
+    the others as one stacked batch (:func:`tfadv.attacks.apgd.targets_as_batches`).
+    """
     labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "FAB-T")
     count = targets.shape[-1]
+    shape = tf.shape(x)
 
-    def one_run(k, x_adv, fooled):
-        target_index, restart = k // restarts, k % restarts
+    def run(indices, first, number):
+        x_one = tf.gather_nd(x, indices)
+        targets_one = tf.gather_nd(targets, indices)
+        eps_one = tf.gather_nd(eps, indices)
+        starts, target = [], []
+        for q in range(first, first + number):
+            k, r = q // restarts, q % restarts
+            target.append(targets_one[:, k])
+            if r == 0:
+                starts.append(x_one)
+            else:
+                # Later restarts start at a random point of half the ε-ball around x.
+                noise = tf.gather_nd(tf.random.stateless_uniform(
+                    shape, seed + tf.constant([1, q], tf.int64), -1.0, 1.0), indices)
+                norm = tf.reshape(_linf_distance(noise, tf.zeros_like(noise)), [-1, 1, 1, 1])
+                radius = tf.reshape(eps_one, [-1, 1, 1, 1])
+                starts.append(tf.clip_by_value(x_one + 0.5 * radius * noise / tf.maximum(norm, 1e-12), 0.0, 1.0))
+        x_runs, fooled_runs = _single_run(
+            model_call, tf.tile(x_one, [number, 1, 1, 1]), tf.tile(tf.gather_nd(labels, indices), [number]),
+            tf.concat(target, 0), tf.tile(eps_one, [number]), tf.concat(starts, 0), steps=steps,
+            alpha_max=alpha_max, eta=eta, beta=beta, search_steps=search_steps)
+        return stacked_first_success(x_runs, fooled_runs, number)
 
-        def attack(x_sub, y_sub, targets_sub, eps_sub):
-            run_seed = seed + tf.stack([tf.constant(1, tf.int64), tf.cast(k, tf.int64)])
-            return _single_run(model_call, x_sub, y_sub, targets_sub[:, target_index], eps_sub, run_seed,
-                               restart > 0, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
-                               search_steps=search_steps)
-
-        indices, (x_sub, fooled_sub) = on_subset(~fooled, (x, labels, targets, eps), attack)
-        x_sub = where_examples(fooled_sub, x_sub, tf.gather_nd(x_adv, indices))
-        return (k + 1, tf.tensor_scatter_nd_update(x_adv, indices, x_sub),
-                tf.tensor_scatter_nd_update(fooled, indices, fooled_sub))
-
-    _, x_adv, fooled = tf.while_loop(
-        lambda k, x_adv, fooled: (k < count * restarts) & ~tf.reduce_all(fooled),
-        one_run,
-        (tf.constant(0), x, fooled0),
-    )
-    return x_adv, fooled
+    return targets_as_batches(x, fooled0, count * restarts, run)
 
 
 def _linf_distance(a, b):
     return tf.reduce_max(tf.abs(tf.reshape(a - b, [tf.shape(a)[0], -1])), axis=1)
 
 
-def _single_run(model_call, x, y, target, eps, seed, random_start, *, steps, alpha_max, eta, beta,
-                search_steps):
-    """One FAB run toward ``target`` on examples the model classifies as ``y``: ``(x_adv, found within ε)``."""
+def _single_run(model_call, x, y, target, eps, start, *, steps, alpha_max, eta, beta, search_steps):
+    """One FAB run toward ``target`` from ``start`` on examples classified as ``y``: ``(x_adv, found within ε)``."""
     batch = tf.shape(x)[0]
     flat_shape = tf.stack([batch, -1])
     x_flat = tf.reshape(x, flat_shape)
@@ -220,14 +238,6 @@ def _single_run(model_call, x, y, target, eps, seed, random_start, *, steps, alp
                 - tf.gather(logits, y, axis=1, batch_dims=1))
 
     no_distance = tf.fill([batch], float("inf"))
-    start = x
-    if random_start is not None:
-        # Later restarts start at half the best distance so far (or ε) around x.
-        noise = tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0)
-        noise_norm = tf.reshape(_linf_distance(noise, tf.zeros_like(noise)), [-1, 1, 1, 1])
-        radius = tf.reshape(eps, [-1, 1, 1, 1])
-        random_point = tf.clip_by_value(x + 0.5 * radius * noise / tf.maximum(noise_norm, 1e-12), 0.0, 1.0)
-        start = tf.where(random_start, random_point, x)
 
     def iteration(i, x1, adv, distance):
         gap, grad = _compile.loss_and_input_gradient(model_call, x1, boundary_gap)

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.losses import cross_entropy_objective
 
@@ -41,7 +42,7 @@ def fgsm(model_fn, x, y, eps, targeted=False, *, training=False, jit_compile=Non
         Goodfellow, Shlens & Szegedy, "Explaining and Harnessing Adversarial
         Examples", ICLR 2015 (arXiv:1412.6572).
     """
-    _compile.check_linf_inputs(x, y, eps)
+    checks.check_linf_inputs(x, y, eps)
     images = _compile.as_float(x)
     tensors = (images, tf.cast(y, tf.int64), _compile.as_float(eps))
     x_adv = _compile.run_compiled(

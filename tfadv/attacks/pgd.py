@@ -7,11 +7,18 @@ or Adam on the perturbation with the best iterate kept per example
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.losses import cross_entropy_objective
 
 UPDATES = ("sign", "adam")
 """PGD's update rules: Madry et al.'s signed step, or Adam on the perturbation."""
+
+
+def check_update(update):
+    """``ValueError`` unless ``update`` is one of :data:`UPDATES` (the one check of the rule)."""
+    checks.check_choice("update", update, UPDATES)
+
 
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
@@ -98,13 +105,12 @@ def pgd(
         Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning
         Models Resistant to Adversarial Attacks", ICLR 2018 (arXiv:1706.06083).
     """
-    _compile.check_linf_inputs(x, y, eps)
-    _compile.check_positive("step_size", step_size)
-    _compile.check_per_example("step_size", step_size, x)
-    _compile.check_count("steps", steps)
-    _compile.check_static_count("restarts", restarts)
-    if update not in UPDATES:
-        raise ValueError(f"update must be one of {UPDATES}. Received: update={update!r}")
+    checks.check_linf_inputs(x, y, eps)
+    checks.check_positive("step_size", step_size)
+    checks.check_per_example("step_size", step_size, x)
+    checks.check_count("steps", steps)
+    checks.check_integer("restarts", restarts)
+    check_update(update)
     images = _compile.as_float(x)
     tensors = (
         images,

@@ -13,24 +13,22 @@ row there (plus its ``_run_...`` adapter beside it).
 """
 
 import dataclasses
-import fractions
-import math
 from collections.abc import Mapping
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tfadv.checks import check_in_unit_interval, check_integer
+from tfadv.checks import check_in_unit_interval, check_integer, parse_number
 from tfadv.attacks.apgd import apgd, apgd_targeted
 from tfadv.attacks.autoattack import autoattack
 from tfadv.attacks.fab import fab_targeted
 from tfadv.attacks.fgsm import fgsm
-from tfadv.attacks.pgd import UPDATES as PGD_UPDATES
+from tfadv.attacks.pgd import check_update
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.stadv import DEFAULT_LEARNING_RATE as STADV_LEARNING_RATE
 from tfadv.attacks.stadv import DEFAULT_STEPS as STADV_STEPS
-from tfadv.attacks.stadv import check_flow_bound_unit, stadv
+from tfadv.attacks.stadv import check_flow_unit, stadv
 from tfadv.attacks.square import square
 
 PGD_STEP_FRACTION = 0.25
@@ -40,32 +38,13 @@ SEED_STRIDE = 1_000_003
 """Batch ``b`` of a seeded run draws its random starts from ``seed · SEED_STRIDE + b``."""
 
 
-def _as_number(value):
-    """``value`` as a finite float (strings as fractions: ``"8/255"``), or None if not a number."""
-    if isinstance(value, str):
-        try:
-            return float(fractions.Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            pass
-        # Fraction refuses a decimal numerator such as the paper's "0.3/64".
-        numerator, slash, denominator = value.partition("/")
-        try:
-            number = float(numerator) / float(denominator) if slash else None
-        except (ValueError, ZeroDivisionError):
-            return None
-        return number if number is not None and math.isfinite(number) else None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def parse_eps(value, name="eps"):
     """ε from a number or a string such as ``"8/255"`` or ``"0.03"``.
 
     Raises:
         ValueError: naming ``name`` and the value, if it is not a number in [0, 1].
     """
-    number = _as_number(value)
+    number = parse_number(value)
     if number is None:
         raise ValueError(
             f"{name} must be a number in [0, 1] such as 8/255. Received: {name}={value!r}")
@@ -82,7 +61,7 @@ def format_eps(eps):
 
 
 def _checked_number(name, value, strictly_positive):
-    number = _as_number(value)
+    number = parse_number(value)
     if number is None or (number <= 0 if strictly_positive else number < 0):
         bound = "> 0" if strictly_positive else ">= 0"
         raise ValueError(f"{name} must be a number {bound} (a fraction such as 2/255 is fine). "
@@ -135,13 +114,14 @@ def _pgd_label(spec):
 
 def _run_stadv(spec, model_fn, x, y, eps, step_size, seed, jit_compile):
     return stadv(model_fn, x, y, tau=spec.tau, steps=spec.steps, learning_rate=spec.learning_rate,
-                 kappa=spec.kappa, flow_bound=spec.flow_bound,
-                 flow_bound_unit=spec.flow_bound_unit or "pixels", jit_compile=jit_compile)
+                 kappa=spec.kappa, flow_bound=spec.flow_bound, flow_unit=spec.flow_unit,
+                 jit_compile=jit_compile)
 
 
 def _stadv_label(spec):
-    bound = "" if spec.flow_bound is None else f" ‖f‖∞≤{spec.flow_bound:.4g} {spec.flow_bound_unit}"
-    return f"stAdv τ={spec.tau:g}{bound}"
+    unit = "" if spec.flow_unit == "pixels" else f" ({spec.flow_unit} units)"
+    bound = "" if spec.flow_bound is None else f" ‖f‖∞≤{spec.flow_bound:.4g}"
+    return f"stAdv τ={spec.tau:g}{bound}{unit}"
 
 
 def _run_apgd(loss):
@@ -189,8 +169,9 @@ ATTACKS = {
         is_linf=True, can_train=True),
     "stadv": AttackKind(
         run=_run_stadv, label=_stadv_label,
-        settings=("steps", "tau", "learning_rate", "kappa", "flow_bound", "flow_bound_unit"),
-        defaults={"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE, "kappa": 0.0},
+        settings=("steps", "tau", "learning_rate", "kappa", "flow_bound", "flow_unit"),
+        defaults={"steps": STADV_STEPS, "tau": 0.05, "learning_rate": STADV_LEARNING_RATE, "kappa": 0.0,
+                  "flow_unit": "pixels"},
         is_linf=False, can_train=True),
     "apgd-ce": AttackKind(
         run=_run_apgd("ce"), label=_steps_label("APGD-CE"),
@@ -222,12 +203,6 @@ ATTACKS = {
 """Every attack by name. PGD's step size defaults to ``ε / 4`` (:data:`PGD_STEP_FRACTION`)."""
 
 ATTACK_NAMES = tuple(ATTACKS)
-SETTINGS = {name: kind.settings for name, kind in ATTACKS.items()}
-"""The settings each attack uses; the others stay ``None``."""
-DEFAULTS = {name: kind.defaults for name, kind in ATTACKS.items()}
-"""Values of unset settings."""
-LINF_ATTACKS = tuple(name for name, kind in ATTACKS.items() if kind.is_linf)
-"""Former list of the L∞ attacks; ask ``spec.is_linf``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,12 +235,13 @@ class AttackSpec:
             ``"adam"`` (Adam on the perturbation, learning rate ``step_size``,
             best iterate kept; the loss-landscape paper's released code).
         tau, learning_rate, kappa, flow_bound: stAdv's flow-loss weight, Adam
-            step in pixels, Carlini–Wagner confidence and optional L∞ bound on
-            the flow (in ``flow_bound_unit``).
-        flow_bound_unit: ``"pixels"`` (default when ``flow_bound`` is set) or
-            ``"grid"`` (``grid_sample``'s normalized coordinates, one unit =
-            ``(size − 1) / 2`` pixels; see :mod:`tfadv.attacks.stadv`). ``None``
-            when the flow is unbounded, so unbounded attacks compare equal.
+            step, Carlini–Wagner confidence and optional L∞ bound on the
+            flow; τ's flow loss, the step and the bound are in ``flow_unit``.
+        flow_unit: stAdv's flow unit, ``"pixels"`` (default) or ``"grid"``
+            (``grid_sample``'s normalized coordinates, one unit =
+            ``(size − 1) / 2`` pixels, the released loss-landscape code's;
+            see :mod:`tfadv.attacks.stadv`). Formerly ``flow_bound_unit``,
+            which set the bound's unit only.
 
     Example:
         >>> spec = AttackSpec.create({"name": "pgd", "eps": "8/255", "steps": 20})
@@ -287,7 +263,7 @@ class AttackSpec:
     flow_bound: Optional[float] = None
     update: Optional[str] = None
     queries: Optional[int] = None
-    flow_bound_unit: Optional[str] = None
+    flow_unit: Optional[str] = None
 
     def __post_init__(self):
         if self.name not in ATTACKS:
@@ -311,9 +287,8 @@ class AttackSpec:
         if "random_start" in values and not isinstance(values["random_start"], (bool, np.bool_)):
             raise ValueError("random_start must be True or False. "
                              f"Received: random_start={values['random_start']!r}")
-        if "update" in values and values["update"] not in PGD_UPDATES:
-            raise ValueError(f"update must be one of {', '.join(PGD_UPDATES)}. "
-                             f"Received: update={values['update']!r}")
+        if "update" in values:
+            check_update(values["update"])
         # A PGD step may be 0 only at ε = 0, where the attack does not run.
         positive = ("learning_rate", "flow_bound")
         if values.get("eps") != 0.0:
@@ -321,12 +296,8 @@ class AttackSpec:
         for key in ("step_size", "tau", "learning_rate", "kappa", "flow_bound"):
             if key in values:
                 values[key] = _checked_number(key, values[key], strictly_positive=key in positive)
-        if "flow_bound_unit" in used:
-            if values.get("flow_bound") is None:
-                values.pop("flow_bound_unit", None)  # meaningless without a bound
-            else:
-                values.setdefault("flow_bound_unit", "pixels")
-                check_flow_bound_unit(values["flow_bound_unit"])
+        if "flow_unit" in values:
+            check_flow_unit(values["flow_unit"])
         for field in dataclasses.fields(self):
             if field.name != "name":
                 object.__setattr__(self, field.name, values.get(field.name))
@@ -353,6 +324,10 @@ class AttackSpec:
             raise ValueError("attack must be a name, a mapping or an AttackSpec. "
                              f"Received: attack={attack!r}")
         known = {field.name for field in dataclasses.fields(cls)}
+        if "flow_bound_unit" in attack:
+            raise ValueError("flow_bound_unit is now flow_unit, the unit of stAdv's flow bound, of the flow "
+                             "loss τ weights and of Adam's learning rate (write the released values in it). "
+                             f"Received: flow_bound_unit={attack['flow_bound_unit']!r}")
         unknown = sorted(set(attack) - known - {"targeted"})
         if unknown:
             raise ValueError(f"Unknown attack setting(s) {unknown}. Known: {sorted(known)}")
@@ -383,11 +358,14 @@ class AttackSpec:
     def settings(self):
         """The settings that determine the result: the name and the used fields.
 
-        PGD's default ``update="sign"`` is left out, so ids of results stored
-        before the setting existed still match."""
+        PGD's default ``update="sign"`` and stAdv's default
+        ``flow_unit="pixels"`` are left out, so ids of results stored before
+        the settings existed still match."""
         settings = {"name": self.name, **{key: getattr(self, key) for key in self.kind.settings}}
         if settings.get("update") == "sign":
             del settings["update"]
+        if settings.get("flow_unit") == "pixels":
+            del settings["flow_unit"]
         return settings
 
     @property
@@ -449,32 +427,13 @@ class AttackSpec:
                              jit_compile=jit_compile)
 
 
-def _text_value(text):
-    """``"10"`` → 10, ``"0.5"`` → 0.5, ``"8/255"`` → 8/255, ``"true"`` → True, else the text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    if "/" in text:
-        numerator, _, denominator = text.partition("/")
-        try:
-            return float(numerator) / float(denominator)
-        except (ValueError, ZeroDivisionError):
-            pass
-    return text.strip()
-
-
 def attack_from_text(text):
     """An :class:`AttackSpec` from its one-line form ``"name:key=value,key=value"``.
 
     Example: ``attack_from_text("pgd:eps=8/255,steps=10")`` is
     ``AttackSpec.create({"name": "pgd", "eps": 8/255, "steps": 10})``;
-    fractions, integers, floats and ``true``/``false`` are read as numbers
-    and booleans.
+    numbers (fractions too) are read by :func:`tfadv.checks.parse_number`,
+    ``true``/``false`` as booleans, anything else stays text.
 
     Raises:
         ValueError: naming the text when a setting is not ``key=value`` (and
@@ -488,5 +447,21 @@ def attack_from_text(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"attack settings must be key=value. Received: {item!r} in attack={text!r}")
-        settings[key.strip()] = _text_value(value)
+        settings[key.strip()] = _text_value(value.strip())
     return AttackSpec.create(settings)
+
+
+def _text_value(text):
+    """One setting's value from its text: a boolean, an integer, a number (fractions too), or the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    number = parse_number(text)
+    return text if number is None else number
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

@@ -7,23 +7,38 @@ channel 1 is ``Δv`` (along the columns). The adversarial pixel is read from
 the input at ``(u + Δu, v + Δv)`` by bilinear interpolation, the sampling
 position clamped to the image (edge pixels extend outwards).
 
-**Flow bound units.** ``flow_bound`` is an L∞ bound on the flow, in one of
-:data:`FLOW_BOUND_UNITS`:
+**Flow units.** The attack optimizes the flow in one of :data:`FLOW_UNITS`,
+``flow_unit``, and every setting that acts on the flow is in that unit: the
+L∞ bound ``flow_bound``, the flow loss that τ weights (computed on the flow
+in that unit) and Adam's ``learning_rate`` (Adam moves each component by
+about that much per step). So settings written for one unit are written as
+they are:
 
-- ``"pixels"``: every component ``|Δu|, |Δv| <= flow_bound``.
+- ``"pixels"``: the flow is in pixels; ``|Δu|, |Δv| <= flow_bound``.
 - ``"grid"``: the normalized coordinates of PyTorch's ``grid_sample``, in
-  which the authors' released code (mister_ed's ``FullSpatial``, an L∞
-  ``lp_bound`` on the sampling grid) bounds the flow. That code predates
+  which the authors' released code of the loss-landscape paper (mister_ed's
+  ``FullSpatial``: its parameters *are* the sampling grid) bounds the flow,
+  computes the stAdv norm τ weights and takes Adam's steps
+  (``scripts/advtrain_resnet32_stadv.py``: ``FLOW_LINF_BOUND = 0.05``,
+  ``'st': 0.05``, ``lr 0.001``). That code predates
   PyTorch 1.3's ``align_corners`` argument and so samples as
   ``align_corners=True``: −1 and +1 are the *centres* of the first and last
   pixels, so one grid unit is ``(size − 1) / 2`` pixels along an axis of
   ``size`` pixels (15.5 px on CIFAR's 32; ``align_corners=False`` would make
-  it ``size / 2``). A grid bound ``b`` is then ``b·(H − 1)/2`` pixels on rows
-  and ``b·(W − 1)/2`` on columns (:func:`grid_to_pixels`).
+  it ``size / 2``). A grid flow ``f`` moves ``f·(H − 1)/2`` pixels on rows
+  and ``f·(W − 1)/2`` on columns (:func:`grid_to_pixels`). Since the flow
+  loss grows linearly with the flow, the same τ is 2/(size − 1) times as
+  strong in grid units as in pixels (about 15× weaker on CIFAR's 32 px).
+
+The objective (:func:`stadv_objective`) equals the released code's per
+example: ``CWLossF6`` plus τ times ``FullSpatial.stAdv_norm`` (mister_ed
+``loss_functions.py``, ``spatial_transformers.py``), with its δ = 1e-10
+and its border convention (see :func:`flow_loss`).
 """
 
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks import _compile
 from tfadv.attacks.losses import carlini_wagner
 
@@ -36,12 +51,16 @@ DEFAULT_LEARNING_RATE = 0.01
 """Adam learning rate of :func:`stadv`, in pixels: Adam's steps are about this
 long per flow component, whatever the scale of the loss."""
 
-FLOW_LOSS_DELTA = 1e-8
+FLOW_LOSS_DELTA = 1e-10
 """δ under the square root of the flow loss: keeps its gradient finite at
-zero flow, where every neighbour difference vanishes."""
+zero flow, where every neighbour difference vanishes. 1e-10 as the released
+code (mister_ed ``spatial_transformers.py``, ``FullSpatial.stAdv_norm``)."""
 
-FLOW_BOUND_UNITS = ("pixels", "grid")
-"""Units of ``flow_bound``: pixels, or ``grid_sample``'s normalized coordinates."""
+FLOW_UNITS = ("pixels", "grid")
+"""Units of the flow (its bound, the flow loss τ weights, Adam's step): pixels, or ``grid_sample``'s normalized coordinates."""
+
+FLOW_BOUND_UNITS = FLOW_UNITS
+"""Former name of :data:`FLOW_UNITS` (the unit then governed the bound only)."""
 
 _ADAM_BETA_1 = 0.9
 _ADAM_BETA_2 = 0.999
@@ -61,23 +80,30 @@ def pixels_to_grid(value, size):
     return value * 2 / (size - 1)
 
 
-def check_flow_bound_unit(flow_bound_unit):
-    """``ValueError`` unless ``flow_bound_unit`` is one of :data:`FLOW_BOUND_UNITS`."""
-    if flow_bound_unit not in FLOW_BOUND_UNITS:
-        raise ValueError(f"flow_bound_unit must be one of {', '.join(FLOW_BOUND_UNITS)}. "
-                         f"Received: flow_bound_unit={flow_bound_unit!r}")
+def check_flow_unit(flow_unit, name="flow_unit"):
+    """``ValueError`` unless ``flow_unit`` is one of :data:`FLOW_UNITS`."""
+    checks.check_choice(name, flow_unit, FLOW_UNITS)
 
 
-def flow_bound_in_pixels(flow_bound, flow_bound_unit, height, width):
-    """The per-axis bound ``[rows, columns]`` in pixels of ``flow_bound`` given in ``flow_bound_unit``.
+check_flow_bound_unit = check_flow_unit
+"""Former name of :func:`check_flow_unit`."""
+
+
+def pixels_per_unit(flow_unit, height, width):
+    """``[rows, columns]``: how many pixels one unit of ``flow_unit`` moves along each axis.
 
     Works on Python numbers and on tensors (``height``/``width`` may be
     dynamic sizes inside a graph).
     """
-    check_flow_bound_unit(flow_bound_unit)
-    if flow_bound_unit == "pixels":
-        return tf.stack([flow_bound, flow_bound])
-    return tf.stack([grid_to_pixels(flow_bound, height), grid_to_pixels(flow_bound, width)])
+    check_flow_unit(flow_unit)
+    if flow_unit == "pixels":
+        return tf.ones([2])
+    return tf.cast(tf.stack([grid_to_pixels(1.0, height), grid_to_pixels(1.0, width)]), tf.float32)
+
+
+def flow_bound_in_pixels(flow_bound, flow_unit, height, width):
+    """The per-axis bound ``[rows, columns]`` in pixels of ``flow_bound`` given in ``flow_unit``."""
+    return tf.cast(flow_bound, tf.float32) * pixels_per_unit(flow_unit, height, width)
 
 
 def flow_warp(images, flow):
@@ -130,10 +156,15 @@ def flow_loss(flow, delta=FLOW_LOSS_DELTA):
 
     ``L_flow(f) = Σ_p Σ_{q∈N(p)} sqrt(‖Δu_p − Δu_q‖² + ‖Δv_p − Δv_q‖² + δ)``
 
-    with ``N(p)`` the 4-connected neighbours of ``p`` inside the image (no
-    padding: border pixels have fewer neighbours). The double sum visits
-    every unordered pair of adjacent pixels twice, once from each end, so
-    this is twice the sum over horizontal and vertical adjacent pairs.
+    with ``N(p)`` the 4 neighbours of ``p`` (up, down, left, right). As in
+    the released code (mister_ed's ``FullSpatial.stAdv_norm``), a neighbour
+    beyond the border is the pixel itself: each of the ``2·(H + W)`` such
+    terms adds ``sqrt(δ)``, a constant that leaves the gradient that of
+    eq. 4 over the neighbours inside the image. Inside, the double sum
+    visits every unordered pair of adjacent pixels twice, once from each
+    end, so this is twice the sum over horizontal and vertical adjacent
+    pairs plus the border constant. The flow is taken in whatever unit it
+    is given (:data:`FLOW_UNITS`); the loss scales with it.
 
     Args:
         flow: float ``[B, H, W, 2]``.
@@ -149,7 +180,26 @@ def flow_loss(flow, delta=FLOW_LOSS_DELTA):
 
     vertical = pair_distances(flow[:, 1:] - flow[:, :-1])
     horizontal = pair_distances(flow[:, :, 1:] - flow[:, :, :-1])
-    return 2.0 * (vertical + horizontal)
+    size = tf.cast(tf.shape(flow)[1] + tf.shape(flow)[2], tf.float32)
+    return 2.0 * (vertical + horizontal) + 2.0 * size * tf.sqrt(tf.cast(delta, tf.float32))
+
+
+def stadv_objective(model_fn, x, y, flow, tau=0.05, kappa=0.0, flow_unit="pixels", targeted=False):
+    """What :func:`stadv` minimises, per example: ``L_adv(x_f) + τ · L_flow(f)``.
+
+    ``f`` is ``flow`` in ``flow_unit`` (``[B, H, W, 2]``, channel 0 rows,
+    channel 1 columns); ``x_f = flow_warp(x, f · pixels_per_unit)``;
+    ``L_adv`` is the Carlini–Wagner margin (``f_6``) with confidence κ and
+    ``L_flow`` :func:`flow_loss` of ``f`` in its own unit. In ``"grid"``
+    units this is the released code's loss per example (``CWLossF6`` +
+    τ·``stAdv_norm``, whose batch sum Adam minimises there).
+    """
+    images = tf.convert_to_tensor(x, tf.float32)
+    flow = tf.convert_to_tensor(flow, tf.float32)
+    shape = tf.shape(images)
+    scale = pixels_per_unit(flow_unit, tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32))
+    logits = model_fn(flow_warp(images, flow * scale))
+    return carlini_wagner(logits, tf.cast(y, tf.int64), kappa, targeted) + tau * flow_loss(flow)
 
 
 def stadv(
@@ -162,10 +212,11 @@ def stadv(
     kappa=0.0,
     flow_bound=None,
     targeted=False,
-    flow_bound_unit="pixels",
+    flow_unit="pixels",
     *,
     training=False,
     jit_compile=None,
+    flow_bound_unit=None,
 ):
     """Spatially transformed adversarial examples: a smooth flow that fools the model.
 
@@ -176,10 +227,12 @@ def stadv(
     with ``L_adv`` the Carlini–Wagner margin with confidence κ
     (:func:`tfadv.attacks.losses.carlini_wagner`: ``max(z_y − max_{i≠y} z_i,
     −κ)``, or for targets ``max(max_{i≠t} z_i − z_t, −κ)``) and ``L_flow``
-    the smoothness loss (:func:`flow_loss`). Adam's moments are tensors of
-    the compiled loop, not a Keras optimizer. With ``flow_bound`` every flow
-    component is clipped to ``[−flow_bound, flow_bound]`` (in
-    ``flow_bound_unit``, converted to pixels per axis) after each step.
+    the smoothness loss (:func:`flow_loss`); :func:`stadv_objective`. The
+    flow ``f`` lives in ``flow_unit``: Adam steps it by about
+    ``learning_rate`` of that unit, ``L_flow`` is measured in it, and with
+    ``flow_bound`` every component is clipped to ``[−flow_bound,
+    flow_bound]`` of it after each step. Adam's moments are tensors of the
+    compiled loop, not a Keras optimizer.
     The result is the warp by the last flow, clipped to [0, 1] against
     rounding (a bilinear mix of pixels in [0, 1] stays in [0, 1]).
 
@@ -188,20 +241,24 @@ def stadv(
             mapping images in [0, 1] to logits.
         x: images ``[B, H, W, C]`` in [0, 1].
         y: int labels ``[B]``: true labels, or the targets if ``targeted``.
-        tau: τ >= 0, the weight of the flow loss.
+        tau: τ >= 0, the weight of the flow loss (measured in ``flow_unit``).
         steps: Adam steps, >= 1 (a tensor is fine).
-        learning_rate: Adam's learning rate, in pixels, > 0.
+        learning_rate: Adam's learning rate, in ``flow_unit``, > 0.
         kappa: κ >= 0, the logit margin beyond which an example stops being
             pushed.
         flow_bound: ``None``, or the largest displacement of any flow
-            component (L∞ bound on f), > 0, in ``flow_bound_unit``.
+            component (L∞ bound on f), > 0, in ``flow_unit``.
         targeted: move towards the class ``y``.
-        flow_bound_unit: ``"pixels"`` (default) or ``"grid"``, the
-            ``[-1, 1]`` coordinates of ``grid_sample`` with
-            ``align_corners=True``, one unit = ``(size − 1) / 2`` pixels (module
-            docstring). The released code of the loss-landscape paper bounds
-            its flows by 0.05 grid units (0.775 px on 32 px).
+        flow_unit: ``"pixels"`` (default) or ``"grid"``, the ``[-1, 1]``
+            coordinates of ``grid_sample`` with ``align_corners=True``, one
+            unit = ``(size − 1) / 2`` pixels (module docstring): the unit of
+            ``flow_bound``, ``tau``'s flow loss and ``learning_rate``. The
+            released code of the loss-landscape paper trains with
+            ``flow_unit="grid"``, ``flow_bound=0.05`` (0.775 px on 32 px),
+            ``tau=0.05``, ``learning_rate=0.001``, 100 steps.
         training: run the model in training mode while crafting.
+        flow_bound_unit: refused with a ``ValueError``: it was the bound's
+            unit alone; ``flow_unit`` now sets the unit of all three.
         jit_compile: compile with XLA: ``True``, ``False``, or ``None``
             (default) for XLA on GPU/TPU only, where it pays (on CPU it
             makes these attacks slower; see ``_compile.use_xla``). If XLA
@@ -214,15 +271,19 @@ def stadv(
         Xiao, Zhu, Li, He, Liu & Song, "Spatially Transformed Adversarial
         Examples", ICLR 2018 (arXiv:1801.02612).
     """
-    _compile.check_images(x)
-    _compile.check_labels(x, y)
-    _compile.check_non_negative("tau", tau)
-    _compile.check_count("steps", steps)
-    _compile.check_positive("learning_rate", learning_rate)
-    _compile.check_non_negative("kappa", kappa)
+    checks.check_images(x)
+    checks.check_labels(x, y)
+    checks.check_non_negative("tau", tau)
+    checks.check_count("steps", steps)
+    checks.check_positive("learning_rate", learning_rate)
+    checks.check_non_negative("kappa", kappa)
     if flow_bound is not None:
-        _compile.check_positive("flow_bound", flow_bound)
-    check_flow_bound_unit(flow_bound_unit)
+        checks.check_positive("flow_bound", flow_bound)
+    if flow_bound_unit is not None:
+        raise ValueError("flow_bound_unit is now flow_unit, the unit of the flow bound, of the flow loss tau "
+                         "weights and of Adam's learning_rate (give those in it too). "
+                         f"Received: flow_bound_unit={flow_bound_unit!r}")
+    check_flow_unit(flow_unit)
     images = _compile.as_float(x)
     tensors = (
         images,
@@ -233,23 +294,23 @@ def stadv(
         _compile.as_float(kappa),
         _compile.as_float(0.0 if flow_bound is None else flow_bound),
     )
-    static = {"targeted": bool(targeted), "bound_unit": None if flow_bound is None else flow_bound_unit}
+    static = {"targeted": bool(targeted), "bounded": flow_bound is not None, "flow_unit": flow_unit}
     x_adv = _compile.run_compiled("stadv", _stadv_graph, model_fn, tensors, static, training, jit_compile)
     return _compile.restore_dtype(x_adv, x)
 
 
-def _stadv_graph(model_call, x, y, tau, steps, learning_rate, kappa, flow_bound, *, targeted, bound_unit):
+def _stadv_graph(model_call, x, y, tau, steps, learning_rate, kappa, flow_bound, *, targeted, bounded,
+                 flow_unit):
     def adversarial_loss(logits):
         return carlini_wagner(logits, y, kappa, targeted)
 
-    if bound_unit is not None:
-        size = tf.cast(tf.shape(x)[1:3], tf.float32)
-        bound = flow_bound_in_pixels(flow_bound, bound_unit, size[0], size[1])  # [rows, cols]
+    size = tf.cast(tf.shape(x)[1:3], tf.float32)
+    scale = pixels_per_unit(flow_unit, size[0], size[1])  # [rows, cols] pixels per unit of the flow
 
     def adam_step(step, flow, first_moment, second_moment):
         with tf.GradientTape() as tape:
             tape.watch(flow)
-            x_flow = flow_warp(x, flow)
+            x_flow = flow_warp(x, flow * scale)
             smoothness = flow_loss(flow)
         # The model's part goes through the mixed-precision-safe input gradient.
         _, image_grad = _compile.loss_and_input_gradient(model_call, x_flow, adversarial_loss)
@@ -262,12 +323,12 @@ def _stadv_graph(model_call, x, y, tau, steps, learning_rate, kappa, flow_bound,
         unbiased_first = first_moment / (1.0 - _ADAM_BETA_1**t)
         unbiased_second = second_moment / (1.0 - _ADAM_BETA_2**t)
         flow = flow - learning_rate * unbiased_first / (tf.sqrt(unbiased_second) + _ADAM_EPSILON)
-        if bound_unit is not None:
-            flow = tf.clip_by_value(flow, -bound, bound)
+        if bounded:
+            flow = tf.clip_by_value(flow, -flow_bound, flow_bound)
         return step + 1, flow, first_moment, second_moment
 
     zeros = tf.zeros(tf.concat([tf.shape(x)[:3], [2]], axis=0))
     _, flow, _, _ = tf.while_loop(
         lambda step, *_: step <= steps, adam_step, (tf.constant(1), zeros, zeros, zeros)
     )
-    return tf.clip_by_value(flow_warp(x, flow), 0.0, 1.0)
+    return tf.clip_by_value(flow_warp(x, flow * scale), 0.0, 1.0)

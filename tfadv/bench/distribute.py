@@ -115,7 +115,9 @@ def _train_child(model_name, batch_size, steps, warmup, seed):
         def on_train_batch_end(self, batch, logs=None):
             stamps.append(time.perf_counter())
 
-    trained.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Stamps()])
+    from tfadv.training.loop import fit_distributed
+
+    fit_distributed(trained, strategy, dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[Stamps()])
     seconds = float(np.median(np.diff(stamps[warmup - 1 :])))
     return {"step_seconds": seconds, "replicas": int(strategy.num_replicas_in_sync)}
 

@@ -20,7 +20,7 @@ def add_parser(subparsers):
 def run(args):
     from tfadv import bench
     from tfadv.bench import BENCHMARKS, format_table, ratio_rows
-    from tfadv.training.runs import environment_record
+    from tfadv.records import environment_record
 
     names = list(BENCHMARKS) if "all" in args.which else list(dict.fromkeys(args.which))
     for name in names:

@@ -34,17 +34,19 @@ def add_parser(subparsers):
     parser.add_argument("--p-grid", default=DEFAULT_P_GRID,
                         help=f"masking strengths of the trade-off curve (default {DEFAULT_P_GRID})")
     parser.add_argument("--config", default=None, help="take attacks, preset, sweep, p grid from this config's eval section")
-    parser.add_argument("--ssim-convention", default="gaussian", choices=("gaussian", "skimage_compare_ssim"),
-                        help="SSIM of the 1 − SSIM table: gaussian (default; 11×11 Gaussian, L = 1) or "
-                        "skimage_compare_ssim (the released code's likely call: 7×7 uniform, L = 2); "
-                        "eval.json stores both, see docs/ssim_conventions.md")
+    parser.add_argument("--ssim-convention", default=None, choices=("gaussian", "skimage_compare_ssim"),
+                        help="SSIM of the 1 − SSIM table: gaussian (11×11 Gaussian, L = 1; the default) or "
+                        "skimage_compare_ssim (the released paper-1 code's: 7×7 uniform, L = 2; the default of "
+                        "--preset paper1_table2); eval.json stores both, see docs/ssim_conventions.md")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N test images")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
     parser.add_argument("--force", action="store_true", help="recompute finished parts")
-    parser.add_argument("--shard", default=None, metavar="I/N",
+    parser.add_argument("--shard", default=None, metavar="I/N|auto|auto/N",
                         help="evaluate only block I of N of the test examples (contiguous whole "
-                        "batches); combine with 'tfadv eval merge OUT'")
+                        "batches); combine with 'tfadv eval merge OUT'. 'auto' reads I and N from a "
+                        "Slurm array job (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT); 'auto/N' "
+                        "also from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, N = completions)")
     parser.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                         help="XLA for the attacks: auto (default) uses it where an accelerator is "
                         "present; on CPU XLA's convolutions are much slower than TensorFlow's")
@@ -97,15 +99,17 @@ def plan_from_args(args):
         batch_size = section.batch_size
     if not presets and not args.attack and not attacks and not args.eps_sweep and not sweep:
         presets = ["paper1_table1"]
+    convention = None
     for name in dict.fromkeys(presets):
         plan = preset(name)
         attacks += [a for a in plan.get("attacks", []) if a not in attacks]
         sweep = sweep or plan.get("sweep", [])
+        convention = convention or plan.get("ssim_convention")
     attacks += [parse_attack(text) for text in args.attack]
     if args.eps_sweep:
         sweep = pgd_sweep(_numbers(args.eps_sweep, "eps_sweep"))
     plan = {"attacks": attacks, "sweep": sweep, "p_grid": p_grid, "batch_size": batch_size,
-            "ssim_convention": getattr(args, "ssim_convention", "gaussian")}
+            "ssim_convention": getattr(args, "ssim_convention", None) or convention or "gaussian"}
     return plan, limit
 
 
@@ -139,9 +143,9 @@ def run(args):
     print(f"[eval] {len(models)} model(s) on {len(x)} test images of {source!r} -> {args.out}")
     jit_compile = {"auto": None, "on": True, "off": False}[args.xla]
     if args.shard is not None:
-        from tfadv.evaluation.shards import evaluate_shard, parse_shard, shard_folder
+        from tfadv.evaluation.shards import evaluate_shard, resolve_shard, shard_folder
 
-        shard = parse_shard(args.shard, "--shard")
+        shard = resolve_shard(args.shard, "--shard")
         batch_size = plan.pop("batch_size")
         folder = shard_folder(args.out, *shard)
         with FolderLock(folder, "tfadv eval"):  # one process per shard folder; shards run side by side

@@ -42,9 +42,11 @@ def add_parser(subparsers):
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--out", default="runs/landscapes")
-    parser.add_argument("--shard", default=None, metavar="I/N",
+    parser.add_argument("--shard", default=None, metavar="I/N|auto|auto/N",
                         help="compute only the grid points whose flat index %% N == I (one job of N; "
-                        "merge with 'tfadv landscape merge OUT/<model>')")
+                        "merge with 'tfadv landscape merge OUT/<model>'). 'auto' reads I and N from a "
+                        "Slurm array job (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT); 'auto/N' also "
+                        "from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, N = completions)")
     add_data_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -104,14 +106,14 @@ def run(args, folder_names=None):
     from tfadv import landscape
     from tfadv._files import FolderLock
     from tfadv.data import check_model_data, load_arrays
-    from tfadv.landscape.shards import parse_shard
+    from tfadv.landscape.shards import resolve_shard
     from tfadv.models import load_model
 
     if args.models[0] == "merge":
         if len(args.models) != 2:
             raise ValueError(f"merge takes one landscape folder, OUT/<model>. Received: {args.models[1:]}")
         return merge(args.models[1])
-    shard = None if args.shard is None else parse_shard(args.shard, "--shard")
+    shard = None if args.shard is None else resolve_shard(args.shard, "--shard")
     source, data_dir = resolve_data_source(args, args.models)
     x, y = load_arrays(source, args.split, data_dir)
     attack = None if args.attack is None else {"name": args.attack, "eps": args.eps}

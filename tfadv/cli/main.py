@@ -4,7 +4,8 @@ plot-history.
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args)``. User errors (bad config, bad value, missing data, a folder in use)
 print one line and exit with code 2; numerical failures (training diverged, a
-model returning NaN logits) print one line and exit with code 3; nothing
+model returning NaN logits) print one line and exit with code 3; a lost worker of a
+multi-worker run prints one line naming it and exits with code 4; nothing
 imports this package.
 """
 import argparse
@@ -41,11 +42,21 @@ NUMERICAL_ERROR_EXIT = 3
 """Exit code when numbers went bad: training diverged (NaN/inf loss), a model gave NaN logits."""
 
 
+LOST_WORKER_EXIT = 4
+"""Exit code when another worker of a multi-worker run was lost (killed, crashed, unreachable)."""
+
+
 def _numerical_error_types():
     from tfadv.evaluation.runner import NonFiniteLogitsError
     from tfadv.training.divergence import TrainingDiverged
 
     return (TrainingDiverged, NonFiniteLogitsError)
+
+
+def _lost_worker_types():
+    from tfadv.training.distribute import WorkerLost
+
+    return (WorkerLost,)
 
 
 def _join_negative_values(argv):
@@ -85,6 +96,9 @@ def main(argv=None):
     except _numerical_error_types() as err:
         print(f"tfadv {args.command}: error: {err}", file=sys.stderr)
         return NUMERICAL_ERROR_EXIT
+    except _lost_worker_types() as err:
+        print(f"tfadv {args.command}: error: {err}", file=sys.stderr)
+        return LOST_WORKER_EXIT
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from tfadv.config.loader import ConfigError, from_dict, load_config, parse_override, save_config, to_dict
 from tfadv.config.schema import (
     ATTACK_NAMES,
+    METHOD_KINDS,
     AttackConfig,
     DataConfig,
     EvalConfig,
@@ -21,10 +22,3 @@ __all__ = [
     "to_dict",
 ]
 
-
-def __getattr__(name):
-    if name == "METHOD_KINDS":  # owned by tfadv.training.methods, which reads configs
-        from tfadv.training.methods import METHOD_KINDS
-
-        return METHOD_KINDS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,26 +29,18 @@ import yaml
 from tfadv._files import atomic_write_text
 
 from tfadv.attacks.spec import AttackSpec
+from tfadv.checks import parse_number
 from tfadv.config.schema import CHOICES, RANGES, AttackConfig, ExperimentConfig
-
-_FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
-
 
 class ConfigError(ValueError):
     """An invalid configuration: the message names key, value and file."""
 
 
 def _parse_float(value):
-    if isinstance(value, bool):
-        raise TypeError
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        match = _FRACTION.match(value)
-        if match:
-            return float(match.group(1)) / float(match.group(2))
-        return float(value)
-    raise TypeError
+    number = parse_number(value)  # tfadv.checks': "8/255" is parsed in one place
+    if number is None:
+        raise ValueError(f"not a number: {value!r}")
+    return number
 
 
 def _coerce(value, annotation, where, source):

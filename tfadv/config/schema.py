@@ -5,15 +5,22 @@ write them as fractions, ``eps: 8/255``, which is how papers state them.
 
 The names a config may use are owned by the packages that define them, not
 copied here: attacks by ``tfadv.attacks`` (an attack section is validated by
-building its ``AttackSpec``), normalizations by ``tfadv.models``, training
-methods by ``tfadv.training.methods`` (read when a config is validated:
-``tfadv.training`` reads configs, so it cannot be imported here up front).
+building its ``AttackSpec``), normalizations by ``tfadv.models``, data splits
+by ``tfadv.data``, evaluation presets by ``tfadv.evaluation`` and direction
+options by ``tfadv.landscape`` (none of them reads configs). The training
+method kinds are declared here (:data:`METHOD_KINDS`) and implemented by
+``tfadv.training.methods``, which imports configs, never the other way.
 """
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
 from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec
+from tfadv.data.sources import SPLITS
+from tfadv.evaluation.specs import PRESETS as EVAL_PRESETS
+from tfadv.landscape.directions import IGNORES as LANDSCAPE_IGNORES
+from tfadv.landscape.directions import MODES as LANDSCAPE_MODES
+from tfadv.landscape.directions import NORMS as LANDSCAPE_NORMS
 from tfadv.layers.pixel_preprocessing import PREPROCESS_MODES
 from tfadv.models.norms import NORM_KINDS
 
@@ -61,6 +68,9 @@ class TrainConfig:
     # default | mirrored (local devices) | multi_worker (MultiWorkerMirroredStrategy, one
     # `tfadv train` per machine with TF_CONFIG; data.batch_size is the global batch)
     distribute: str = "default"
+    # multi_worker: seconds a worker waits for the others at a collective before it stops with
+    # "lost worker ..." (None: tfadv.training.distribute.DEFAULT_WORKER_TIMEOUT, 300 s)
+    worker_timeout: Optional[float] = None
     steps_per_epoch: Optional[int] = None
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     # A stronger validation attack than the training one, "name:key=value,..." (e.g.
@@ -111,8 +121,8 @@ class MethodConfig:
 @dataclass
 class EvalConfig:
     attacks: list = field(default_factory=list)  # list of AttackConfig mappings; empty: the preset
-    preset: str = "paper1_table1"  # paper1_table1 | paper1_table2 | paper2_sweep | strong
-    eps_sweep: list = field(default_factory=lambda: [0, 1 / 255, 2 / 255, 4 / 255, 6 / 255, 8 / 255])
+    preset: str = "paper1_table1"  # a name of tfadv.evaluation.PRESETS
+    eps_sweep: Optional[list] = None  # None: paper 2's grid, tfadv.evaluation.specs.PAPER2_EPS
     p_grid: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     limit: Optional[int] = None
     batch_size: int = 128
@@ -174,15 +184,16 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-def method_kinds():
-    """The training methods ``tfadv train`` knows, from ``tfadv.training.methods``."""
-    from tfadv.training.methods import METHOD_KINDS
-
-    return METHOD_KINDS
+METHOD_KINDS = ("standard", "adversarial", "finetune", "advprop", "robmask", "bn_finetune")
+"""The vocabulary of ``method.kind``. ``tfadv.training.methods.METHODS_BY_KIND``
+implements each (and refuses to import if the two differ); declared here, at
+the bottom of the layers, so configs never import training."""
 
 
 # Closed vocabularies, checked after types: (section path, key) -> allowed values, or a
-# function returning them (read when a config is validated).
+# function returning them (read when a config is validated). Each is its owner's
+# own tuple; an attack's settings (update rule, stAdv's flow-bound unit, ...) are
+# checked by building its AttackSpec, not here.
 CHOICES = {
     ("model", "norm"): NORM_KINDS,
     ("model", "preprocess"): PREPROCESS_MODES,
@@ -192,16 +203,14 @@ CHOICES = {
     ("train", "distribute"): ("default", "mirrored", "multi_worker"),
     ("train", "weight_decay_mode"): ("coupled", "decoupled"),
     ("train", "keep_best"): ("robust",),
-    ("attack", "update"): ("sign", "adam"),
-    ("method", "kind"): method_kinds,
+    ("method", "kind"): METHOD_KINDS,
     ("method", "train_on"): ("clean", "adversarial"),
     ("attack", "name"): ATTACK_NAMES,
-    ("attack", "flow_bound_unit"): ("pixels", "grid"),
-    ("eval", "preset"): ("paper1_table1", "paper1_table2", "paper2_sweep", "strong"),
-    ("landscape", "norm"): ("filter", "layer", "none"),
-    ("landscape", "ignore"): ("biasbn", "none"),
-    ("landscape", "mode"): ("weights", "states"),
-    ("landscape", "split"): ("train", "test"),
+    ("eval", "preset"): EVAL_PRESETS,  # the names of tfadv.evaluation.specs.PRESETS
+    ("landscape", "norm"): LANDSCAPE_NORMS,
+    ("landscape", "ignore"): LANDSCAPE_IGNORES,
+    ("landscape", "mode"): LANDSCAPE_MODES,
+    ("landscape", "split"): SPLITS,
     ("tune", "tuner"): ("random", "bayesian", "hyperband"),
     ("tune", "objective"): ("val_accuracy", "val_robust_accuracy", "weighted"),
 }
@@ -217,6 +226,7 @@ RANGES = {
     ("data", "batch_size"): (1, None),
     ("data", "num_classes"): (2, None),
     ("train", "epochs"): (0, None),
+    ("train", "worker_timeout"): (1e-3, None),
     ("train", "validation_examples"): (1, None),
     ("train", "validation_every"): (1, None),
     ("train", "learning_rate"): (1e-12, None),

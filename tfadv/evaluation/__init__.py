@@ -14,7 +14,7 @@ from tfadv.attacks.spec import ATTACK_NAMES, AttackSpec, format_eps, parse_eps
 from tfadv.evaluation.loading import SavedModelFunction, load_model
 from tfadv.evaluation.results import load_results, save_results
 from tfadv.evaluation.runner import DEFAULT_TRADEOFF_ATTACK, NonFiniteLogitsError, evaluate
-from tfadv.evaluation.specs import PRESETS, SWEEP_EPS, pgd_sweep, preset
+from tfadv.evaluation.specs import PAPER2_EPS, PRESETS, SWEEP_EPS, pgd_sweep, preset
 from tfadv.evaluation.tables import (
     Table,
     accuracy_table,
@@ -34,6 +34,7 @@ __all__ = [
     "NonFiniteLogitsError",
     "PRESETS",
     "SWEEP_EPS",
+    "PAPER2_EPS",
     "SavedModelFunction",
     "Table",
     "accuracy_table",

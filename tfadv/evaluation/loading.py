@@ -7,13 +7,13 @@ them as on the Keras model; only exports with uint8 inputs cannot be
 attacked (no gradient reaches integer pixels).
 """
 
-import hashlib
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv import fingerprints
 from tfadv.models.conditioning import bind
 from tfadv.models.io import load_model as load_keras_model
 from tfadv.models.io import resolve_model_path
@@ -129,20 +129,15 @@ def load_model(path):
     return load_keras_model(path)
 
 
+def _shape_header(array):
+    return str(array.shape)  # what eval.json part keys have been computed with
+
+
 def weights_fingerprint(model):
-    """SHA-256 of a model's weight values (in order), or ``None`` if it has none we can see.
+    """16 hex digits of :func:`tfadv.fingerprints.weights_fingerprint`, or ``None`` if the model
+    has no weights we can see.
 
     Identifies the trained weights, so results stored for a model are reused
     only for the very same weights.
     """
-    variables = getattr(model, "weights", None)
-    if variables is None:
-        variables = getattr(model, "variables", None)
-    if not variables:
-        return None
-    digest = hashlib.sha256()
-    for variable in variables:
-        value = np.asarray(keras.ops.convert_to_numpy(variable))
-        digest.update(str(value.shape).encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()[:16]
+    return fingerprints.weights_fingerprint(model, length=16, header=_shape_header)

@@ -119,12 +119,18 @@ def paper1_published_lines(results, table_key, published=None):
             label = "none (clean model)" if row_key == "clean" else row_key
             lines.append(f"| {label} | " + " | ".join(published_cell(v, units) for v in cells) + " |")
     else:
+        from tfadv.evaluation.specs import PAPER1_SSIM_CONVENTION
+
+        convention = (results.get("plan") or {}).get("ssim_convention") or "gaussian"
+        if convention != PAPER1_SSIM_CONVENTION:
+            return [f"The paper's Table 2 figures are not shown: the released code measures them with "
+                    f"`{PAPER1_SSIM_CONVENTION}` (--ssim-convention), this table with `{convention}`."]
         header = ["Paper: data augmented with"] + ["1 − SSIM"]
         lines += ["| " + " | ".join(header) + " |", "| --- | ---: |"]
         values = dict(zip(columns, table["rows"]["clean"]))
         for key in columns:
             lines.append(f"| {key} | {published_cell(values[key], units)} |")
-        lines += ["", "The paper's figure is one per attack, over each fine-tuning's stored adversarial training "
-                  "images against their originals (crafted against the clean model); compare it with the clean "
-                  "model's row above."]
+        lines += ["", "The paper's figure is one per attack; the released code measures it over the successful "
+                  "attacks (the prediction changed), as the \"(test, flipped)\" columns above: compare it with "
+                  "the clean model's row there."]
     return lines

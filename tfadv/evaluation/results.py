@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from tfadv import fingerprints
 from tfadv.records import environment_record, write_json
 
 FORMAT = "tfadv-eval/1"
@@ -38,16 +39,12 @@ RESULTS_FILE = "eval.json"
 REPORT_FILE = "eval.md"
 CLEAN = "clean"
 
-environment = environment_record  # the old name; one record for training and evaluation
 
 
 def data_fingerprint(x, y):
-    """SHA-256 of the images and labels: a rerun on other data never reuses results."""
-    digest = hashlib.sha256()
-    for array in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
+    """16 hex digits of :func:`tfadv.fingerprints.fingerprint` of images and labels: a rerun on
+    other data never reuses results."""
+    return fingerprints.data_fingerprint(x, y, length=16)
 
 
 def part_id(attack_id, p=None):
@@ -108,3 +105,9 @@ def save_results(results, path):
     path = results_path(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_json(path, results, indent=1, default=None, allow_nan=False)
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

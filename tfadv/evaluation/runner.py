@@ -24,18 +24,18 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv.attacks import AttackSpec
-from tfadv.checks import check_integer, check_strength
+from tfadv.checks import check_image_arrays, check_integer, check_strength
 from tfadv._files import atomic_path, atomic_write_text
 from tfadv.data.validation import check_model_data
 from tfadv.evaluation.plots import plot_accuracy_vs_eps, plot_image_grid, plot_tradeoff
 from tfadv.evaluation.loading import SavedModelFunction, load_model, weights_fingerprint
 from tfadv.models.io import model_display_name
+from tfadv.records import environment_record
 from tfadv.evaluation.results import (
     REPORT_FILE,
     data_fingerprint,
     decode_mask,
     encode_mask,
-    environment,
     load_results,
     new_results,
     part_id,
@@ -46,6 +46,7 @@ from tfadv.evaluation.tables import format_report
 from tfadv.metrics import CONVENTIONS as SSIM_CONVENTIONS
 from tfadv.metrics import get_convention, ssim_distance
 from tfadv.models.conditioning import BoundModel, bind, call_model, is_conditioned
+from tfadv.records import resume_note
 
 DEFAULT_TRADEOFF_ATTACK = AttackSpec("pgd", eps=8 / 255, steps=10)
 
@@ -134,20 +135,6 @@ def _model_entries(models):
             raise ValueError(f"models[{name!r}] must be a model, a path or a callable. Received: {model!r}")
         entries.append(_Model(str(name), source, model, fingerprint, conditioned))
     return entries
-
-
-def _checked_data(x, y):
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"x must be float images [N, H, W, C] in [0, 1]. Received: x.shape={x.shape}, dtype={x.dtype}")
-    if len(x) == 0:
-        raise ValueError("x is empty: nothing to evaluate.")
-    if x.min() < 0 or x.max() > 1:
-        raise ValueError(f"x must be in [0, 1]. Received: x in [{x.min():.4g}, {x.max():.4g}]")
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must hold one integer label per image. Received: y.shape={y.shape}, x.shape={x.shape}")
-    return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
 
 
 def _specs(attacks, name):
@@ -306,8 +293,16 @@ def _start(out_dir, dataset, force, say):
     if results.get("dataset", {}).get("fingerprint") != dataset["fingerprint"]:
         say(f"{out_dir}/eval.json holds results on other data; starting afresh.")
         return new_results(dataset)
+    previous = results.get("environment", {})
+    earlier = list(previous.get("earlier_sources", []))
+    note = resume_note(previous.get("source"), "evaluation")
+    if note:
+        say(f"{out_dir}: {note}")
+        earlier.append(previous.get("source"))  # parts already stored were computed by that code
     results["dataset"] = dataset
-    results["environment"] = environment()
+    results["environment"] = environment_record()
+    if earlier:
+        results["environment"]["earlier_sources"] = earlier
     return results
 
 
@@ -386,7 +381,7 @@ def evaluate(
         ValueError: bad data, models, attacks (unknown name, ε outside
             [0, 1], ...), strengths or batch size; a path that is no model.
     """
-    x, y = _checked_data(x, y)
+    x, y = check_image_arrays(x, y)
     attacks, sweep = _specs(attacks, "attacks"), _specs(sweep, "sweep")
     p = check_strength("p", p)
     ssim_convention = get_convention(ssim_convention).name

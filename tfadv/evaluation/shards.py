@@ -27,7 +27,7 @@ import shutil
 import numpy as np
 
 from tfadv._files import atomic_write_text
-from tfadv.checks import parse_shard  # noqa: F401  (re-exported: part of this module's API)
+from tfadv.checks import check_image_arrays, check_integer, parse_shard, resolve_shard  # noqa: F401  (re-exported: part of this module's API)
 from tfadv.evaluation.results import (
     REPORT_FILE,
     data_fingerprint,
@@ -72,12 +72,11 @@ def evaluate_shard(models, x, y, shard, out_dir, *, batch_size=128, dataset=None
     Returns:
         The shard's results (what its ``eval.json`` holds).
     """
-    from tfadv.evaluation.runner import _checked_data, evaluate
+    from tfadv.evaluation.runner import evaluate
 
-    index, count = parse_shard(shard) if isinstance(shard, str) else parse_shard("{}/{}".format(*shard))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
-    x, y = _checked_data(x, y)
+    index, count = resolve_shard(shard) if isinstance(shard, str) else parse_shard("{}/{}".format(*shard))
+    check_integer("batch_size", batch_size)
+    x, y = check_image_arrays(x, y)
     start, stop, first_batch = shard_block(len(x), batch_size, index, count)
     if start == stop:
         raise ValueError(f"shard {index}/{count} is empty: {len(x)} examples make only "

@@ -8,16 +8,34 @@ keyword arguments of :func:`tfadv.evaluation.evaluate` that a preset returns.
 
 from tfadv.attacks.spec import AttackSpec, parse_eps
 
-SWEEP_EPS = tuple(k / 255 for k in (0, 1, 2, 4, 6, 8))
-"""The ε grid of the loss-landscape paper's Tables 5/6."""
+PAPER2_EPS = tuple(k / 255 for k in (0, 2, 4, 6, 8))
+"""The ε grid of the masking paper's (paper 2's) Tables 5 and 6: ε ∈ {0, 2, 4, 6, 8}/255.
+
+The tables' columns (flattened out of the paper's text; read from the PDF in
+``../shared/papers/README.md``: "robust accuracy under PGD-100 (step ε/5,
+random start) and AutoAttack at ε ∈ {0, 2, 4, 6, 8}/255"). The text says
+"when ε = 0, robust accuracy is reduced to the test accuracy of unperturbed
+(natural) test samples" and discusses "ε >= 6/255" and "ε = 8/255". The one
+definition of the grid: the PGD sweep, Table 6's AutoAttack and configs'
+``eval.eps_sweep`` (unset) all take it."""
+
+SWEEP_EPS = PAPER2_EPS
+"""Former name of :data:`PAPER2_EPS` (which once added 1/255, a point of neither paper)."""
+
+PAPER2_STEP_FRACTION = 0.2
+"""Every paper-2 PGD steps ε/5. Training: "We set the PGD attack strength ε = 8/255 with
+cross-entropy (CE) loss and the step-size to ε/5." Evaluation: "we use 100-step PGD with step
+size ε/5) that is equipped with random start." (paper 2, Section 4)."""
 
 
-def pgd_sweep(eps_values=SWEEP_EPS, steps=100, step_fraction=0.2, random_start=True, restarts=1, seed=0):
+def pgd_sweep(eps_values=None, steps=100, step_fraction=PAPER2_STEP_FRACTION, random_start=True, restarts=1,
+              seed=0):
     """L∞ PGD at every ε of ``eps_values``, step ``step_fraction · ε``.
 
-    The defaults are the loss-landscape paper's Tables 5/6: PGD-100, step
-    ε/5, random start, ε ∈ {0, 1, 2, 4, 6, 8}/255.
+    The defaults are the masking paper's (paper 2's) Tables 5/6: PGD-100,
+    step ε/5, random start, ε ∈ :data:`PAPER2_EPS` (``eps_values=None``).
     """
+    eps_values = PAPER2_EPS if eps_values is None else eps_values
     if not step_fraction > 0:
         raise ValueError(f"step_fraction must be > 0. Received: step_fraction={step_fraction!r}")
     specs = []
@@ -47,11 +65,28 @@ its neighbour (≈ 0.1/255 on typical CIFAR edges), which could not bring the
 base model to the 0.0 % stAdv accuracy of Table 1; 0.073 px (changes of a
 few /255 at edges, the scale of the PGD 1/255 column that also reaches
 0.0 %) can. Either reading is a guess the paper leaves open: pass another
-``flow_bound``/``flow_bound_unit`` to compare.
+``flow_bound``/``flow_unit`` to compare.
 """
 
 PAPER1_STADV_UNIT = "grid"
-"""The unit :data:`PAPER1_STADV_RADIUS` is read in (see there)."""
+"""The unit :data:`PAPER1_STADV_RADIUS` is read in (see there), and with it τ and Adam's step."""
+
+PAPER1_STADV_TAU = 0.05
+"""stAdv's τ in the paper-1 presets, in grid units: the released code's
+(``scripts/advtrain_resnet32_stadv.py``: ``{'adv': 1.0, 'st': 0.05}``); the paper gives none."""
+
+PAPER1_STADV_LEARNING_RATE = 0.001
+"""stAdv's Adam learning rate in the paper-1 presets, in grid units: the released code's
+(``scripts/advtrain_resnet32_stadv.py``: ``pgd_kwargs['optimizer_kwargs']['lr'] = 0.001``)."""
+
+PAPER1_STADV_STEPS = 100
+"""stAdv's Adam steps in the paper-1 presets: the released code's (``GLOBAL_ATK_KWARGS['num_iterations']``)."""
+
+
+def paper1_stadv(flow_bound=PAPER1_STADV_RADIUS, steps=PAPER1_STADV_STEPS):
+    """stAdv with the released code's loss and optimizer (grid units: τ 0.05, Adam 0.001), bounded by ``flow_bound`` grid units."""
+    return AttackSpec("stadv", flow_bound=flow_bound, flow_unit=PAPER1_STADV_UNIT, tau=PAPER1_STADV_TAU,
+                      learning_rate=PAPER1_STADV_LEARNING_RATE, steps=steps)
 
 
 def paper1_attacks():
@@ -60,14 +95,33 @@ def paper1_attacks():
     "We use FGSM with the ℓ∞ radius of 8/255, PGD with radius 1/255 for 10
     iters, and stAdv with radius 0.3/64" (Section 3). The stAdv radius is an
     L∞ bound on the flow in ``grid_sample``'s coordinates
-    (:data:`PAPER1_STADV_RADIUS`); its other settings are tfadv's defaults
-    (τ 0.05, 100 Adam steps of 0.01 px), the paper gives none.
+    (:data:`PAPER1_STADV_RADIUS`); the paper gives no other stAdv setting,
+    so they are the released code's, in the same units (:func:`paper1_stadv`:
+    CW f6 + 0.05 × the flow loss, 100 Adam steps of 0.001).
     """
     return [
         AttackSpec("fgsm", eps=8 / 255),
         AttackSpec("pgd", eps=1 / 255, steps=10),
-        AttackSpec("stadv", flow_bound=PAPER1_STADV_RADIUS, flow_bound_unit=PAPER1_STADV_UNIT),
+        paper1_stadv(),
     ]
+
+
+PAPER1_SSIM_CONVENTION = "skimage_compare_ssim"
+"""How paper 1's Table 2 is measured, as the released code measures it.
+
+The authors' evaluation (mister_ed ``adversarial_evaluation.py``,
+``EvaluationResult.avg_successful_ssim``) averages scikit-image's
+``ssim(original, adversarial, multichannel=True)`` over the *successful*
+attacks of each batch and reports one minus that mean, on float images in
+[0, 1] (so scikit-image's defaults: 7×7 uniform window, sample covariance,
+``data_range`` 2 from the float dtype range; :mod:`tfadv.metrics.ssim`,
+``docs/ssim_conventions.md``). "Successful" is ``collect_successful`` in
+``adversarial_perturbations.py``: "SUCCESSFUL here means that the
+adversarial is different", the prediction on the adversarial image differs
+from that on the original: tfadv's ``flipped`` population."""
+
+PAPER1_SSIM_POPULATION = "flipped"
+"""The images paper 1's Table 2 averages over: those whose prediction the attack changed (see above)."""
 
 
 def strong_attacks(eps=8 / 255, steps=100, restarts=1):
@@ -78,31 +132,35 @@ def strong_attacks(eps=8 / 255, steps=100, restarts=1):
     ]
 
 
-TABLE6_EPS = tuple(k / 255 for k in (0, 2, 4, 6, 8))
-"""The ε grid of the masking paper's Table 6 (PGD-100 and AutoAttack)."""
+TABLE6_EPS = PAPER2_EPS
+"""Former name of :data:`PAPER2_EPS` for Table 6 (the same grid)."""
 
 
-def autoattack_sweep(eps_values=TABLE6_EPS, seed=0):
+def autoattack_sweep(eps_values=PAPER2_EPS, seed=0):
     """AutoAttack (standard version) at every ε of ``eps_values``."""
     return [AttackSpec("autoattack", eps=parse_eps(value), seed=seed) for value in eps_values]
 
 
 def paper2_table6():
-    """The masking paper's Table 6: PGD-100 (step ε/5, random start) and AutoAttack over ε.
+    """The masking paper's Tables 5 and 6: PGD-100 (step ε/5, random start) and AutoAttack over ε.
 
     The paper: "we use 100-step PGD with step size ε/5) that is equipped with
     random start. Moreover, to further verify the robust accuracy achieved,
     we use the Autoattack (Croce & Hein, 2020) to evaluate the performance."
-    ε ∈ {0, 2, 4, 6, 8}/255; at ε = 0 both are clean accuracy.
+    ε ∈ :data:`PAPER2_EPS`; at ε = 0 both are clean accuracy. ``eval.md``
+    shows them as two tables, as the paper does: PGD-100 over ε (Table 5
+    layout, :func:`tfadv.evaluation.sweep_table`) and AutoAttack over ε
+    (Table 6 layout, :func:`tfadv.evaluation.robustness_table`).
     """
-    return {"sweep": pgd_sweep(TABLE6_EPS), "attacks": autoattack_sweep(TABLE6_EPS)}
+    return {"sweep": pgd_sweep(PAPER2_EPS), "attacks": autoattack_sweep(PAPER2_EPS)}
 
 
 PRESETS = {
     "paper1_table1": lambda: {"attacks": paper1_attacks()},
     # Table 2 reports 1 − SSIM of Table 1's attacks: the same runs, so a
-    # shared output folder computes them once.
-    "paper1_table2": lambda: {"attacks": paper1_attacks()},
+    # shared output folder computes them once; measured as the released code
+    # measures it (PAPER1_SSIM_CONVENTION, over the flipped images).
+    "paper1_table2": lambda: {"attacks": paper1_attacks(), "ssim_convention": PAPER1_SSIM_CONVENTION},
     "paper2_sweep": lambda: {"sweep": pgd_sweep()},
     "strong": lambda: {"attacks": strong_attacks()},
     "autoattack": lambda: {"attacks": [AttackSpec("autoattack", eps=8 / 255)]},
@@ -115,12 +173,13 @@ def preset(name):
 
     - ``paper1_table1`` / ``paper1_table2``: clean, FGSM 8/255, PGD-10 1/255
       and stAdv with flow bound 0.3/64 grid units; accuracy (Table 1) and
-      mean 1 − SSIM (Table 2).
-    - ``paper2_sweep``: PGD-100, step ε/5, ε ∈ {0, 1, 2, 4, 6, 8}/255.
+      mean 1 − SSIM (Table 2, with ``ssim_convention`` the released code's,
+      :data:`PAPER1_SSIM_CONVENTION`, over the images the attack flipped).
+    - ``paper2_sweep``: PGD-100, step ε/5, ε ∈ {0, 2, 4, 6, 8}/255 (paper 2's Table 5).
     - ``strong``: APGD-CE and APGD-DLR at 8/255 and their worst case.
     - ``autoattack``: AutoAttack, standard version, at 8/255.
     - ``paper2_table6``: PGD-100 (step ε/5) and AutoAttack at ε ∈ {0, 2, 4, 6, 8}/255,
-      laid out as the masking paper's Table 6.
+      as two tables like the masking paper's Tables 5 and 6.
     """
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}. Received: preset={name!r}")

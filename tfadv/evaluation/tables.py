@@ -10,13 +10,13 @@
 - :func:`stored_set_table` — Table 2 on the population the paper's rows
   name ("Data Augmented with"): the stored training set of each offline
   fine-tuning run, every image against its stored adversarial version.
-- :func:`sweep_table` — the layout of Tables 5/6 of the second paper:
+- :func:`sweep_table` — the layout of Table 5 of the second paper:
   accuracy under L∞ PGD for each ε of the sweep.
 - :func:`tradeoff_tables` — clean and robust accuracy over the masking
   strength p of conditioned models.
 - :func:`robustness_table` — Table 6 of the second paper: accuracy under
-  PGD (the sweep) and under AutoAttack, one row per model and attack, one
-  column per ε.
+  AutoAttack, one row per model, one column per ε (PGD over ε is Table 5,
+  :func:`sweep_table`).
 
 Every function returns :class:`Table` objects holding raw numbers (fractions
 and distances); :func:`format_report` renders them as the ``eval.md``
@@ -28,7 +28,7 @@ from typing import List
 
 from tfadv.attacks.spec import format_eps
 from tfadv.evaluation.results import part_id
-from tfadv.records import VERSION_KEYS
+from tfadv.records import VERSION_KEYS, revision_label
 
 MISSING = "–"
 
@@ -193,7 +193,7 @@ def sweep_table(results):
         p = _model_p(results, record)
         rows.append([_row_name(name, record, p)] + [_value(record, i, p, "accuracy") for i in sweep_ids])
     attack = _plan(results).get("sweep_label") or "attack"
-    return Table(f"Accuracy (%) under {attack} over ε — paper 2, Tables 5/6 layout", header, rows)
+    return Table(f"Accuracy (%) under {attack} over ε — paper 2, Table 5 layout", header, rows)
 
 
 def _autoattack_eps(results):
@@ -209,25 +209,21 @@ def _autoattack_eps(results):
 
 
 def robustness_table(results):
-    """Paper 2, Table 6 layout: rows model × {PGD sweep, AutoAttack}, columns ε (None if no AutoAttack)."""
-    plan = _plan(results)
+    """Paper 2, Table 6 layout: robust accuracy under AutoAttack, rows models, columns ε (None if no AutoAttack).
+
+    PGD over ε is the paper's Table 5, :func:`sweep_table`: two tables, as the paper has.
+    """
     autoattack_ids = _autoattack_eps(results)
     if not autoattack_ids:
         return None
-    pgd_ids = dict(zip(plan.get("sweep_eps", []), plan.get("sweep", [])))
-    epsilons = sorted(set(pgd_ids) | set(autoattack_ids))
-    header = ["Model", "Attack"] + [f"ε={format_eps(eps)}" for eps in epsilons]
+    epsilons = sorted(autoattack_ids)
+    header = ["Model"] + [f"ε={format_eps(eps)}" for eps in epsilons]
     rows = []
     for name, record in results.get("models", {}).items():
         p = _model_p(results, record)
-        for attack, ids in (("PGD" if pgd_ids else None, pgd_ids), ("AutoAttack", autoattack_ids)):
-            if attack is None:
-                continue
-            if attack == "PGD":
-                attack = (plan.get("sweep_label") or "PGD").replace("L∞ ", "")
-            rows.append([_row_name(name, record, p), attack]
-                        + [None if eps not in ids else _value(record, ids[eps], p, "accuracy") for eps in epsilons])
-    return Table("Robust accuracy (%) under PGD and AutoAttack over ε — paper 2, Table 6 layout", header, rows)
+        rows.append([_row_name(name, record, p)] + [_value(record, autoattack_ids[eps], p, "accuracy")
+                                                     for eps in epsilons])
+    return Table("Robust accuracy (%) under AutoAttack over ε — paper 2, Table 6 layout", header, rows)
 
 
 def tradeoff_tables(results):
@@ -267,6 +263,7 @@ def format_report(results):
         f"Data: {dataset.get('name') or 'arrays'}, {dataset.get('num_examples', '?')} examples "
         f"(fingerprint {dataset.get('fingerprint', '?')}). "
         + ", ".join(f"{key} {value}" for key, value in versions.items() if key in VERSION_KEYS)
+        + f", code at {revision_label(versions.get('source'))}"
         + ". Attacks are untargeted and run on the model in inference mode; "
         "every setting is in eval.json.",
     ]

@@ -1,11 +1,14 @@
 """Experiments: one pipeline (train → evaluate → landscape → export → report) and its profiles.
 
-- :class:`Experiment` and the plans (:class:`Paper1Plan`, :class:`Paper2Plan`,
-  :class:`LandscapePlan`, :class:`ExportPlan`) say what to run;
-  :func:`run_experiment` runs the named :data:`STAGES` in order, each
-  resumable and timed, and writes ``report.md`` and ``summary.json``.
-- :mod:`tfadv.experiments.paper2` — paper 2's Table 1 and masking
-  interpolation (:class:`MaskingPlan`), ablations, Figure 3 (:class:`CurvesPlan`).
+- :class:`Experiment` says what to run: its runs, its papers' ``plans`` and
+  the :class:`LandscapePlan` and :class:`ExportPlan`; :func:`run_experiment`
+  runs the named :data:`STAGES` in order, each resumable and timed, and writes
+  ``report.md`` and ``summary.json``. A paper registers how its plans are
+  evaluated and reported (:func:`register_section`, :data:`SECTIONS`).
+- :mod:`tfadv.experiments.paper1` — paper 1's Tables 1 and 2 (:class:`Paper1Plan`).
+- :mod:`tfadv.experiments.paper2` — paper 2's ε sweep (:class:`Paper2Plan`),
+  Table 1 and masking interpolation (:class:`MaskingPlan`), ablations
+  (:class:`AblationPlan`), Figure 3 (:class:`CurvesPlan`).
 - :func:`quickstart_experiment` — the ``tfadv quickstart`` profile; the
   paper drivers in ``tools/`` are the other profiles.
 - :mod:`tfadv.experiments.report` — the report, laid out like a paper's
@@ -13,24 +16,33 @@
   published numbers beneath ours.
 """
 from tfadv.experiments.pipeline import (
+    SECTIONS,
     STAGES,
     Experiment,
     ExportPlan,
     LandscapePlan,
-    Paper1Plan,
-    Paper2Plan,
+    Section,
     Stage,
     State,
+    register_section,
     run_experiment,
     load_test_arrays,
     train_run,
 )
-from tfadv.experiments.paper2 import CurvesPlan, MaskingBlock, MaskingPlan, evaluate_masking
+from tfadv.experiments.paper1 import Paper1Plan  # registers paper 1's section
+from tfadv.experiments.paper2 import (  # registers paper 2's sections
+    AblationPlan,
+    CurvesPlan,
+    MaskingBlock,
+    MaskingPlan,
+    Paper2Plan,
+    evaluate_masking,
+)
 from tfadv.experiments.quickstart import quickstart_configs, quickstart_experiment
 from tfadv.experiments.report import runs_table, write_report
 
 __all__ = [
-    "STAGES", "CurvesPlan", "Experiment", "MaskingBlock", "MaskingPlan", "evaluate_masking", "ExportPlan", "LandscapePlan", "Paper1Plan", "Paper2Plan", "Stage", "State",
+    "SECTIONS", "STAGES", "AblationPlan", "CurvesPlan", "Experiment", "Section", "register_section", "MaskingBlock", "MaskingPlan", "evaluate_masking", "ExportPlan", "LandscapePlan", "Paper1Plan", "Paper2Plan", "Stage", "State",
     "quickstart_configs", "quickstart_experiment", "run_experiment", "runs_table", "load_test_arrays",
     "train_run", "write_report",
 ]

@@ -17,8 +17,12 @@ values".
   each BN parameter (:func:`tfadv.analysis.compare_bn`).
 - :class:`CurvesPlan` — Figure 3's training curves of some runs
   (:func:`tfadv.analysis.plot_histories`).
-- The ablations (Tables 6/7) are a second :class:`~tfadv.experiments.Paper2Plan`
-  (``Experiment.ablations``): the same sweep and trade-off, their own section.
+- :class:`Paper2Plan` — the ε sweep (Tables 5/6 layout) and the trade-off
+  over p; the ablations (Tables 6/7) are an :class:`AblationPlan`, the same
+  sweep and trade-off in their own section.
+- Importing this module registers the four plan types with the pipeline
+  (:func:`tfadv.experiments.pipeline.register_section`); the driver
+  ``tools/reproduce_paper2.py`` fills an experiment with them.
 - :func:`masking_section`, :func:`ablation_section`, :func:`curves_section`:
   the report's sections.
 """
@@ -26,9 +30,41 @@ import dataclasses
 import os
 from typing import Dict, List, Optional
 
+from tfadv.experiments.pipeline import register_section
+from tfadv.experiments.report import paper2_section
 from tfadv.records import write_json
 
 FINETUNED_ON = ("adversarial", "clean")
+
+
+@dataclasses.dataclass
+class Paper2Plan:
+    """Paper 2's ε sweep (its Tables 5/6 layout) and the trade-off over the masking strength p.
+
+    Args:
+        models: evaluation name → run role, in row order.
+        sweep: the sweep's attacks (``tfadv.evaluation.pgd_sweep``).
+        p_grid: masking strengths of the trade-off curve.
+        tradeoff_attack: the trade-off curve's attack.
+        eval_dir: the evaluation's folder.
+        p: the strength at which conditioned models fill the sweep table.
+        published: the ``paper2`` entry of ``tfadv/evaluation/published_numbers.yaml`` or ``None``.
+        published_rows: evaluation name → row key of the published sweep table.
+    """
+
+    models: Dict[str, str]
+    sweep: list
+    p_grid: List[float]
+    tradeoff_attack: object
+    eval_dir: str
+    p: float = 0.0
+    published: Optional[dict] = None
+    published_rows: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class AblationPlan(Paper2Plan):
+    """The ablations (Tables 6/7): a :class:`Paper2Plan` reported in its own section."""
 
 
 @dataclasses.dataclass
@@ -311,3 +347,64 @@ def curves_section(plan, root):
             f"`{plan.metric}` after each epoch (validation images: the runs' `data.limit_test`), from each "
             "run's `history.csv` (`tfadv plot-history RUN...` draws the same).", "",
             f"![training curves]({_link(plan.path, root)})", ""]
+
+
+# ------------------------------------------------------------------ the pipeline's sections
+
+
+def _evaluate_sweep(plan, state, common):
+    from tfadv.evaluation import evaluate
+
+    models = {name: state.runs[role].run_dir for name, role in plan.models.items()}
+    return evaluate(models, state.x_test, state.y_test, sweep=plan.sweep, p_grid=plan.p_grid,
+                    tradeoff_attack=plan.tradeoff_attack, p=plan.p, out_dir=plan.eval_dir, **common)
+
+
+def evaluate_paper2(plan, experiment, state, say, common):
+    say(f"paper 2: the ε sweep and the trade-off over p {plan.p_grid} on {len(state.y_test)} test images "
+        f"→ {plan.eval_dir}")
+    return _evaluate_sweep(plan, state, common)
+
+
+def evaluate_ablations(plan, experiment, state, say, common):
+    say(f"paper 2 ablations: the ε sweep and the trade-off over p {plan.p_grid} → {plan.eval_dir}")
+    return _evaluate_sweep(plan, state, common)
+
+
+def evaluate_masking_plan(plan, experiment, state, say, common):
+    say(f"paper 2 Table 1 and the masking interpolation over p {plan.p_grid} "
+        f"(statistics={plan.statistics!r}) → {plan.eval_dir}")
+    run_dirs = {role: run.run_dir for role, run in state.runs.items()}
+    results, state.masking = evaluate_masking(plan, run_dirs, state.x_test, state.y_test,
+                                              batch_size=common["batch_size"], dataset=common["dataset"])
+    return results
+
+
+def report_paper2(plan, experiment, state, root):
+    if "paper2" not in state.results:
+        return []
+    return paper2_section(plan, state.results["paper2"], root, data_name=experiment.data_name)
+
+
+def report_masking(plan, experiment, state, root):
+    return [] if "masking" not in state.results else masking_section(
+        plan, state.results["masking"], state.masking, root)
+
+
+def report_ablations(plan, experiment, state, root):
+    return [] if "ablations" not in state.results else ablation_section(
+        plan, state.results["ablations"], state.results.get("paper2"), root)
+
+
+def report_curves(plan, experiment, state, root):
+    if not state.runs:
+        return []
+    state.curves_figure = plot_curves(plan, {role: run.run_dir for role, run in state.runs.items()})
+    return curves_section(plan, root)
+
+
+register_section(Paper2Plan, "paper2", "paper 2", report_paper2, evaluate_paper2)
+register_section(MaskingPlan, "masking", "paper 2 Table 1 and masking interpolation", report_masking,
+                 evaluate_masking_plan)
+register_section(AblationPlan, "ablations", "paper 2 ablations", report_ablations, evaluate_ablations)
+register_section(CurvesPlan, "curves", "paper 2 Figure 3", report_curves)

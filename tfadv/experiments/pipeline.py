@@ -5,6 +5,10 @@ a plan for each later stage, ``None`` when the experiment has no such step);
 :func:`run_experiment` runs the same named :data:`STAGES` in order for every
 experiment: the quickstart, the paper-1 driver and the paper-2 driver are
 profiles that only fill an ``Experiment``. A stage added here appears in all.
+The evaluations and report sections are the papers' own: each paper's module
+(:mod:`tfadv.experiments.paper1`, :mod:`tfadv.experiments.paper2`) registers
+its plan types with :func:`register_section`, and an experiment lists its
+plans in ``Experiment.plans``; this module names no paper.
 
 Every stage is resumable because the work under it is: training continues
 from the last finished epoch (and reuses a finished run), the evaluation
@@ -18,55 +22,48 @@ import os
 import time
 from typing import Callable, Dict, List, Optional
 
-from tfadv.experiments.paper2 import CurvesPlan, MaskingPlan
-from tfadv.records import write_json
+from tfadv.records import environment_record, write_json
 
 
 @dataclasses.dataclass
-class Paper1Plan:
-    """Paper 1's Tables 1 and 2: accuracy and 1 − SSIM of four models under the table's attacks.
+class Section:
+    """How one kind of plan takes part in an experiment (registered by its paper's module).
 
     Args:
-        models: evaluation name → run role, in the tables' row order (the
-            clean model first: its examples make the perturbation figure).
-        attacks: the tables' attacks in column order (``AttackSpec``\\ s or mappings).
-        eval_dir: the evaluation's folder (``eval.json``, ``eval.md``, figures).
-        published: the ``paper1`` entry of ``tfadv/evaluation/published_numbers.yaml``
-            (title, authors, ``tables.table1``/``table2``), or ``None``: the
-            report then prints our rows only. The hook for the paper's numbers.
-        published_rows: evaluation name → row key of the published tables.
+        key: its name in ``State.results`` and ``summary.json`` (``paper1``, ``masking``, ...).
+        label: how the evaluation stage's progress line names it.
+        report: ``report(plan, experiment, state, root) -> lines`` of ``report.md``.
+        evaluate: ``evaluate(plan, experiment, state, say, common) -> results``,
+            stored as ``state.results[key]``; ``None`` for a report-only plan
+            (a figure of the runs). ``common`` holds ``batch_size`` and ``dataset``.
     """
 
-    models: Dict[str, str]
-    attacks: list
-    eval_dir: str
-    published: Optional[dict] = None
-    published_rows: Dict[str, str] = dataclasses.field(default_factory=dict)
+    key: str
+    label: str
+    report: Callable
+    evaluate: Optional[Callable] = None
 
 
-@dataclasses.dataclass
-class Paper2Plan:
-    """Paper 2's ε sweep (its Tables 5/6 layout) and the trade-off over the masking strength p.
+SECTIONS = {}
+"""Plan type → :class:`Section`: what the papers' modules registered."""
 
-    Args:
-        models: evaluation name → run role, in row order.
-        sweep: the sweep's attacks (``tfadv.evaluation.pgd_sweep``).
-        p_grid: masking strengths of the trade-off curve.
-        tradeoff_attack: the trade-off curve's attack.
-        eval_dir: the evaluation's folder.
-        p: the strength at which conditioned models fill the sweep table.
-        published: the ``paper2`` entry of ``tfadv/evaluation/published_numbers.yaml`` or ``None``.
-        published_rows: evaluation name → row key of the published sweep table.
-    """
 
-    models: Dict[str, str]
-    sweep: list
-    p_grid: List[float]
-    tradeoff_attack: object
-    eval_dir: str
-    p: float = 0.0
-    published: Optional[dict] = None
-    published_rows: Dict[str, str] = dataclasses.field(default_factory=dict)
+def register_section(plan_type, key, label, report, evaluate=None):
+    """Let plans of ``plan_type`` take part: evaluated (if ``evaluate``) and reported, in the
+    order of ``Experiment.plans``. Each paper's module registers its plans when imported."""
+    if any(section.key == key for kind, section in SECTIONS.items() if kind is not plan_type):
+        raise ValueError(f"key {key!r} is already registered. Received: key={key!r}")
+    SECTIONS[plan_type] = Section(key, label, report, evaluate)
+    return plan_type
+
+
+def section_of(plan):
+    """The :class:`Section` registered for ``type(plan)``; ``ValueError`` naming the type if none."""
+    section = SECTIONS.get(type(plan))
+    if section is None:
+        raise ValueError(f"No section is registered for {type(plan).__name__} (register_section). "
+                         f"Received: plan={plan!r}")
+    return section
 
 
 @dataclasses.dataclass
@@ -112,10 +109,10 @@ class Experiment:
         data_name: the dataset as the report and ``eval.json`` name it.
         eval_limit: evaluate on the first N test images (``None``: all).
         eval_batch_size: images per attack batch.
-        paper1, paper2, landscape, export: the plans; ``None`` skips the stage's part.
-        masking: paper 2's Table 1 and masking interpolation (:class:`MaskingPlan`).
-        ablations: paper 2's ablations, a second :class:`Paper2Plan` (their own section).
-        curves: Figure 3's training curves (:class:`CurvesPlan`), drawn by the report stage.
+        plans: the papers' evaluations and report sections, in report order
+            (``Paper1Plan``, ``Paper2Plan``, ``MaskingPlan``, ``AblationPlan``,
+            ``CurvesPlan``, or any plan type with a registered :class:`Section`).
+        landscape, export: the plans of those stages; ``None`` skips the stage.
         skipped: stage name → why it is skipped although planned (e.g. a flag).
         intro: sentences of the report's first paragraph (data, scale, settings).
         report_file, summary_file: names in ``out_dir``.
@@ -129,13 +126,9 @@ class Experiment:
     data_name: str
     eval_limit: Optional[int] = None
     eval_batch_size: int = 256
-    paper1: Optional[Paper1Plan] = None
-    paper2: Optional[Paper2Plan] = None
+    plans: list = dataclasses.field(default_factory=list)
     landscape: Optional[LandscapePlan] = None
     export: Optional[ExportPlan] = None
-    masking: Optional[MaskingPlan] = None
-    ablations: Optional[Paper2Plan] = None
-    curves: Optional[CurvesPlan] = None
     skipped: Dict[str, str] = dataclasses.field(default_factory=dict)
     intro: List[str] = dataclasses.field(default_factory=list)
     report_file: str = "report.md"
@@ -149,6 +142,15 @@ class Experiment:
     def first_config(self):
         return next(iter(self.runs.values()))
 
+    def plan(self, key):
+        """The plan whose section is ``key`` (``"paper1"``, ``"masking"``, ...), or ``None``."""
+        return next((plan for plan in self.plans if section_of(plan).key == key), None)
+
+    def __post_init__(self):
+        keys = [section_of(plan).key for plan in self.plans]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"plans must have one plan per section. Received: sections {keys}")
+
 
 @dataclasses.dataclass
 class State:
@@ -157,7 +159,7 @@ class State:
     runs: dict = dataclasses.field(default_factory=dict)
     x_test: object = None
     y_test: object = None
-    results: dict = dataclasses.field(default_factory=dict)  # "paper1" / "paper2" / ... → eval results
+    results: dict = dataclasses.field(default_factory=dict)  # section key ("paper1", ...) → eval results
     masking: Optional[dict] = None  # paper 2's Table 1: the statistics choice and BN changes (masking.json)
     curves_figure: Optional[str] = None
     perturbation_figure: Optional[str] = None
@@ -233,46 +235,13 @@ def load_test_arrays(data_config, limit):
 
 
 def _evaluate(experiment, state, say):
-    from tfadv.evaluation import evaluate
-    from tfadv.evaluation.plots import plot_perturbations
-
     state.x_test, state.y_test = load_test_arrays(experiment.first_config().data, experiment.eval_limit)
-    dataset = f"{experiment.data_name}[test][:{len(state.y_test)}]"
-    common = dict(batch_size=experiment.eval_batch_size, dataset=dataset)
-    if experiment.paper1 is not None:
-        plan = experiment.paper1
-        say(f"paper 1: Tables 1 and 2 on {len(state.y_test)} test images → {plan.eval_dir}")
-        models = {name: state.runs[role].run_dir for name, role in plan.models.items()}
-        state.results["paper1"] = evaluate(models, state.x_test, state.y_test, attacks=plan.attacks,
-                                           out_dir=plan.eval_dir, **common)
-        first = next(iter(plan.models))
-        state.perturbation_figure = plot_perturbations(
-            state.results["paper1"], plan.eval_dir, first, os.path.join(plan.eval_dir, f"perturbations-{first}.png"))
-    if experiment.paper2 is not None:
-        plan = experiment.paper2
-        say(f"paper 2: the ε sweep and the trade-off over p {plan.p_grid} on {len(state.y_test)} test images "
-            f"→ {plan.eval_dir}")
-        models = {name: state.runs[role].run_dir for name, role in plan.models.items()}
-        state.results["paper2"] = evaluate(models, state.x_test, state.y_test, sweep=plan.sweep,
-                                           p_grid=plan.p_grid, tradeoff_attack=plan.tradeoff_attack, p=plan.p,
-                                           out_dir=plan.eval_dir, **common)
-    if experiment.ablations is not None:
-        plan = experiment.ablations
-        say(f"paper 2 ablations: the ε sweep and the trade-off over p {plan.p_grid} → {plan.eval_dir}")
-        models = {name: state.runs[role].run_dir for name, role in plan.models.items()}
-        state.results["ablations"] = evaluate(models, state.x_test, state.y_test, sweep=plan.sweep,
-                                              p_grid=plan.p_grid, tradeoff_attack=plan.tradeoff_attack,
-                                              p=plan.p, out_dir=plan.eval_dir, **common)
-    if experiment.masking is not None:
-        from tfadv.experiments.paper2 import evaluate_masking
-
-        plan = experiment.masking
-        say(f"paper 2 Table 1 and the masking interpolation over p {plan.p_grid} "
-            f"(statistics={plan.statistics!r}) → {plan.eval_dir}")
-        run_dirs = {role: run.run_dir for role, run in state.runs.items()}
-        state.results["masking"], state.masking = evaluate_masking(
-            plan, run_dirs, state.x_test, state.y_test, batch_size=experiment.eval_batch_size,
-            dataset=common["dataset"])
+    common = dict(batch_size=experiment.eval_batch_size,
+                  dataset=f"{experiment.data_name}[test][:{len(state.y_test)}]")
+    for plan in experiment.plans:
+        section = section_of(plan)
+        if section.evaluate is not None:
+            state.results[section.key] = section.evaluate(plan, experiment, state, say, common)
 
 
 def _landscapes(experiment, state, say):
@@ -322,12 +291,8 @@ def _report(experiment, state, say):
     write_report(experiment, state)
 
 
-_EVALUATIONS = (("paper1", "paper 1"), ("paper2", "paper 2"), ("ablations", "paper 2 ablations"),
-                ("masking", "paper 2 Table 1 and masking interpolation"))
-
-
 def _describe_evaluation(experiment):
-    parts = [label for attribute, label in _EVALUATIONS if getattr(experiment, attribute) is not None]
+    parts = [section.label for section in map(section_of, experiment.plans) if section.evaluate is not None]
     if not parts:
         return None
     return f"evaluating ({', '.join(parts)}) on {experiment.eval_limit or 'all'} test images"
@@ -380,10 +345,11 @@ def run_experiment(experiment, stages=STAGES):
     state.seconds = round(time.time() - progress.started, 1)
     write_json(os.path.join(experiment.out_dir, experiment.summary_file), {
         **experiment.summary,
+        "environment": environment_record(),
         "seconds": state.seconds,
         "stage_seconds": state.stage_seconds,
         "runs": {role: run.run_dir for role, run in state.runs.items()},
-        "eval": {paper: getattr(experiment, paper).eval_dir for paper in state.results},
+        "eval": {key: experiment.plan(key).eval_dir for key in state.results},
         "landscapes": None if state.sharpness is None else experiment.landscape.out_dir,
         "sharpness": None if state.sharpness is None else json.loads(json.dumps(state.sharpness, default=float)),
         "export": state.export_dir,

@@ -11,6 +11,7 @@ only; one whose data or model is not the paper's setting says so instead.
 from tfadv.evaluation.published import (  # noqa: F401  (re-exported: the reports' one entry point)
     PUBLISHED_FILE,
     is_cifar10,
+    load_published,
     not_shown_note,
     published_cell,
     setting_label,
@@ -18,13 +19,6 @@ from tfadv.evaluation.published import (  # noqa: F401  (re-exported: the report
 
 NOT_FOUND = "not found in the sources available here"
 NOT_REPORTED = "not reported in the paper"
-
-
-def load_published(path=None, paper="paper1"):
-    """The ``paper`` entry (``"paper1"``, ``"paper2"``) of a published-numbers YAML file (default: tfadv's)."""
-    from tfadv.evaluation.published import load_published as load
-
-    return load(paper, path)
 
 
 def in_setting(table, data_name, architecture=None):

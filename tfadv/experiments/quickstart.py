@@ -9,7 +9,9 @@ sharpness, and a SavedModel export of RobMask queried at p = 0 and p = 1.
 """
 import os
 
-from tfadv.experiments.pipeline import Experiment, ExportPlan, LandscapePlan, Paper1Plan, Paper2Plan
+from tfadv.experiments.paper1 import Paper1Plan
+from tfadv.experiments.paper2 import Paper2Plan
+from tfadv.experiments.pipeline import Experiment, ExportPlan, LandscapePlan
 
 PAPER1_ROLES = ("clean", "fgsm", "pgd", "stadv")
 PAPER2_ROLES = ("clean", "advprop", "robmask")
@@ -72,16 +74,18 @@ def quickstart_experiment(data="digits", out="runs", export_dir="export", epochs
         runs=configs,
         data_name=data,
         eval_limit=eval_limit,
-        paper1=Paper1Plan(
-            models={names[role]: role for role in PAPER1_ROLES},
-            attacks=[{"name": "fgsm", "eps": "8/255"}, {"name": "pgd", "eps": "1/255", "steps": 10},
-                     {"name": "stadv", "steps": 20, "learning_rate": 0.05}],
-            eval_dir=os.path.join(root, "eval-paper1")),
-        paper2=Paper2Plan(
-            models={names[role]: role for role in PAPER2_ROLES},
-            sweep=pgd_sweep(steps=10), p_grid=[0.0, 0.25, 0.5, 0.75, 1.0],
-            tradeoff_attack={"name": "pgd", "eps": "8/255", "steps": 10, "step_size": "2/255"},
-            eval_dir=os.path.join(root, "eval-paper2")),
+        plans=[
+            Paper1Plan(
+                models={names[role]: role for role in PAPER1_ROLES},
+                attacks=[{"name": "fgsm", "eps": "8/255"}, {"name": "pgd", "eps": "1/255", "steps": 10},
+                         {"name": "stadv", "steps": 20, "learning_rate": 0.05}],
+                eval_dir=os.path.join(root, "eval-paper1")),
+            Paper2Plan(
+                models={names[role]: role for role in PAPER2_ROLES},
+                sweep=pgd_sweep(steps=10), p_grid=[0.0, 0.25, 0.5, 0.75, 1.0],
+                tradeoff_attack={"name": "pgd", "eps": "8/255", "steps": 10, "step_size": "2/255"},
+                eval_dir=os.path.join(root, "eval-paper2")),
+        ],
         landscape=LandscapePlan(
             models={names[role]: role for role in PAPER1_ROLES}, out_dir=os.path.join(root, "landscapes"),
             grid="-1:1:11", examples=128, batch_size=128, hessian_examples=128, hessian_max_iterations=10,

@@ -1,6 +1,7 @@
 """``report.md`` of an experiment, laid out like a paper's results section.
 
-One section per paper with its tables (the published numbers beneath ours
+One section per paper plan (each paper's module registers how its plans are
+reported: :mod:`tfadv.experiments.paper1`, :mod:`tfadv.experiments.paper2`) with its tables (the published numbers beneath ours
 when the experiment carries them) and its figures: for paper 1 one composite
 figure of example perturbations per attack; then the loss landscapes and
 their sharpness together; then the export. Every number in a table comes from
@@ -21,7 +22,7 @@ from tfadv.experiments.published import (
     source_line,
     statement_line,
 )
-from tfadv.records import write_text
+from tfadv.records import revision_label, source_revision, write_text
 
 NO_PUBLISHED = ("The papers' published numbers are for CIFAR at the papers' scale; the reproduction "
                 "drivers in tools/ print them beneath their results.")
@@ -91,8 +92,12 @@ def paper1_section(plan, results, root, perturbation_figure=None, data_name=None
     """
     from tfadv.evaluation import accuracy_table, ssim_table
 
+    from tfadv.evaluation.specs import PAPER1_SSIM_CONVENTION
+
     published = plan.published
     table1, table2 = _published_table(published, "table1"), _published_table(published, "table2")
+    convention = (results.get("plan") or {}).get("ssim_convention") or "gaussian"
+    table2_matches = convention == PAPER1_SSIM_CONVENTION  # the paper's figures beside their own measure only
     setting_lines = []
     if published is not None:
         data_name = data_name or results.get("dataset", {}).get("name")
@@ -110,7 +115,7 @@ def paper1_section(plan, results, root, perturbation_figure=None, data_name=None
         rows1.append((name, [None if v is None else 100 * v for v in accuracy[name][: 1 + attacks]],
                       _row(table1, key)))
         # 1 − SSIM over the examples the attack fooled (the "(flipped)" columns of eval.md).
-        rows2.append((name, distance[name][0::2], _row(table2, key)))
+        rows2.append((name, distance[name][0::2], _row(table2, key) if table2_matches else None))
     with_published = published is not None
     eval_md = _link(os.path.join(plan.eval_dir, "eval.md"), root)
     lines = ["## Paper 1: loss-landscape geometry of adversarially fine-tuned models", ""]
@@ -121,13 +126,19 @@ def paper1_section(plan, results, root, perturbation_figure=None, data_name=None
     if with_published:
         lines += [source_line(table1), ""]
     lines += ["### Table 2: mean 1 − SSIM(adversarial, clean)", "",
-              f"Over the test images whose prediction the attack changed; the mean over all images and "
+              f"Over the test images whose prediction the attack changed (the released code's \"successful\" "
+              f"attacks), SSIM convention `{convention}`; the mean over all images and "
               f"the worst case over the attacks are in [{eval_md}]({eval_md}).", "",
-              comparison_table(labels[1:], rows2, "distance", with_published, missing=_missing(table2)), ""]
-    if with_published:
-        lines += [source_line(table2) + " The paper gives one figure per attack, over each fine-tuning's "
-                  "stored adversarial training images against their originals (crafted against the clean "
-                  "model), so it stands beneath our clean model's row.", ""]
+              comparison_table(labels[1:], rows2, "distance", with_published and table2_matches,
+                               missing=_missing(table2)), ""]
+    if with_published and table2_matches:
+        lines += [source_line(table2) + " The paper gives one figure per attack (\"Data Augmented with\"); "
+                  "the released code measures it over the successful attacks of each attack "
+                  "(mister_ed `avg_successful_ssim`, scikit-image `compare_ssim(..., multichannel=True)` on "
+                  "float images), so it stands beneath our clean model's row.", ""]
+    elif with_published:
+        lines += [f"The paper's Table 2 figures are not shown: the released code measures them with "
+                  f"`{PAPER1_SSIM_CONVENTION}`, this table with `{convention}`.", ""]
     if perturbation_figure:
         first = next(iter(plan.models))
         lines += ["### Example perturbations", "",
@@ -187,7 +198,7 @@ def paper2_section(plan, results, root, data_name=None, model=None):
     lines = ["## Paper 2: adversarial masking and the robustness trade-off", ""]
     if plan.published is not None:
         lines += [f"Paper: {paper_citation(plan.published)}.", ""] + setting_lines
-    lines += [f"### {ours.title.split(' — ')[0]} (Tables 5/6 layout)", "",
+    lines += [f"### {ours.title.split(' — ')[0]} (Table 5 layout)", "",
               "Conditioned models (AdvProp, RobMask) at the masking strength in brackets.", "",
               comparison_table(ours.header[1:], rows, "percent", with_published, missing=_missing(table)), ""]
     if with_published:
@@ -235,24 +246,7 @@ def export_section(plan, export_dir, predictions, labels):
     return lines + [""]
 
 
-def paper2_extra_sections(experiment, state, root):
-    """Paper 2's Table 1 and masking interpolation, its ablations and Figure 3, when planned."""
-    from tfadv.experiments import paper2
-
-    lines = []
-    if "masking" in state.results:
-        lines += paper2.masking_section(experiment.masking, state.results["masking"], state.masking, root)
-    if "ablations" in state.results:
-        lines += paper2.ablation_section(experiment.ablations, state.results["ablations"],
-                                         state.results.get("paper2"), root)
-    if experiment.curves is not None and state.runs:
-        state.curves_figure = paper2.plot_curves(experiment.curves,
-                                                 {role: run.run_dir for role, run in state.runs.items()})
-        lines += paper2.curves_section(experiment.curves, root)
-    return lines
-
-
-def _model_of(experiment, plan):
+def model_of(experiment, plan):
     """The ``model`` section (name, options) of the plan's first run, for the published rows' setting check."""
     role = next(iter(plan.models.values()))
     model = experiment.runs[role].model
@@ -264,19 +258,18 @@ def write_report(experiment, state):
     root = experiment.out_dir
     tested = "" if state.y_test is None else f" Evaluated on the first {len(state.y_test)} test images."
     times = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in state.stage_seconds.items())
-    plans = [plan for plan in (experiment.paper1, experiment.paper2) if plan is not None]
-    unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in plans) else ""
+    from tfadv.experiments.pipeline import section_of
+
+    published = [plan for plan in experiment.plans if hasattr(plan, "published")]
+    unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in published) else ""
     lines = [f"# {experiment.title}", "",
              " ".join(experiment.intro) + unpublished + tested
-             + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Every run folder "
-             "holds its resolved `config.yaml`.", "",
+             + f" Total time of this call {state.seconds / 60:.1f} min ({times} min). Code: "
+             f"{revision_label(source_revision())}. Every run folder holds its resolved `config.yaml` "
+             "and `revision.json` (the code that made it, and any other that resumed it).", "",
              "## Runs", "", runs_table(list(state.runs.values()), root), ""]
-    if "paper1" in state.results:
-        lines += paper1_section(experiment.paper1, state.results["paper1"], root, state.perturbation_figure,
-                                data_name=experiment.data_name, model=_model_of(experiment, experiment.paper1))
-    if "paper2" in state.results:
-        lines += paper2_section(experiment.paper2, state.results["paper2"], root, data_name=experiment.data_name)
-    lines += paper2_extra_sections(experiment, state, root)
+    for plan in experiment.plans:  # the papers' sections, as their modules registered them
+        lines += section_of(plan).report(plan, experiment, state, root)
     if experiment.landscape is not None:
         if state.landscape_figures is None:
             reason = experiment.skipped.get("landscape", "not computed")
@@ -286,7 +279,7 @@ def write_report(experiment, state):
     if state.predictions is not None:
         labels = state.y_test[: experiment.export.query_examples].tolist()
         lines += export_section(experiment.export, state.export_dir, state.predictions, labels)
-    evaluations = [getattr(experiment, paper).eval_dir for paper in state.results]
+    evaluations = [experiment.plan(key).eval_dir for key in state.results]
     if evaluations:
         links = ", ".join(f"[{_link(d, root)}/eval.json]({_link(d, root)}/eval.json)" for d in evaluations)
         lines += [f"Every number with its settings: {links} (and `eval.md` beside each).", ""]

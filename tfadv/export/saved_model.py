@@ -34,6 +34,7 @@ import tensorflow as tf
 import tfadv
 from tfadv.export.signatures import P_MEANINGS, ServingFunctions
 from tfadv.models.io import load_model, resolve_model_path
+from tfadv.records import source_revision
 
 SIGNATURES_FILE = "signatures.json"
 FORMAT = "tfadv.export/1"
@@ -183,6 +184,7 @@ def _signatures_record(functions, run):
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "python": platform.python_version(),
+            "source": source_revision(),
         },
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

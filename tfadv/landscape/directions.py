@@ -27,7 +27,6 @@ Reference:
     reference tool is github.com/tomgoldstein/loss-landscape.
 """
 import dataclasses
-import hashlib
 import json
 
 import h5py
@@ -35,6 +34,8 @@ import keras
 import numpy as np
 
 from tfadv._files import atomic_path
+from tfadv.checks import check_choice
+from tfadv.fingerprints import fingerprint
 
 NORMS = ("filter", "layer", "none")
 IGNORES = ("biasbn", "none")
@@ -46,11 +47,6 @@ _DEPTHWISE_KERNELS = {
     keras.layers.SeparableConv1D: "depthwise_kernel",
     keras.layers.SeparableConv2D: "depthwise_kernel",
 }
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}. Received: {name}={value!r}")
 
 
 def landscape_variables(model, mode="weights"):
@@ -66,7 +62,7 @@ def landscape_variables(model, mode="weights"):
     Returns:
         A list of Keras variables.
     """
-    _check_choice("mode", mode, MODES)
+    check_choice("mode", mode, MODES)
     variables = model.trainable_weights if mode == "weights" else model.weights
     return [v for v in variables if np.dtype(v.dtype).kind == "f"]
 
@@ -90,13 +86,20 @@ def _variable_roles(model):
     """
     output_axes, bias_or_norm = {}, set()
     norm_types = _normalization_layer_types()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _layers_within(model):
         for layer_type, attribute in _DEPTHWISE_KERNELS.items():
             if isinstance(layer, layer_type) and getattr(layer, attribute, None) is not None:
                 output_axes[id(getattr(layer, attribute))] = 2
         if isinstance(layer, norm_types):
             bias_or_norm.update(id(v) for v in layer.weights)
     return output_axes, bias_or_norm
+
+
+def _layers_within(layer):
+    """``layer`` and every layer of the models nested in it (``model.layers``, recursively)."""
+    yield layer
+    for inner in getattr(layer, "layers", None) or []:
+        yield from _layers_within(inner)
 
 
 def _is_bias_or_norm(variable, bias_or_norm):
@@ -118,7 +121,7 @@ def normalize_direction(direction, weights, norm="filter", output_axes=1):
     Returns:
         The rescaled direction, float32.
     """
-    _check_choice("norm", norm, NORMS)
+    check_choice("norm", norm, NORMS)
     direction = np.asarray(direction, np.float64)
     weights = np.asarray(weights, np.float64)
     if norm == "none":
@@ -161,10 +164,8 @@ class Directions:
 
     def fingerprint(self):
         """SHA-256 of the direction values: resumed sweeps must use the same."""
-        digest = hashlib.sha256()
-        for part in self.x + (self.y or []):
-            digest.update(np.ascontiguousarray(part, np.float32).tobytes())
-        return digest.hexdigest()
+        return fingerprint((np.asarray(part, np.float32) for part in self.x + (self.y or [])),
+                           header=False)
 
     def cosine_similarity(self):
         """cos∠(δ, η); near 0 for random directions in high dimension."""
@@ -226,8 +227,8 @@ def random_direction(model, rng, norm="filter", ignore="biasbn", mode="weights")
     Returns:
         A list of float32 arrays, one per landscape variable.
     """
-    _check_choice("norm", norm, NORMS)
-    _check_choice("ignore", ignore, IGNORES)
+    check_choice("norm", norm, NORMS)
+    check_choice("ignore", ignore, IGNORES)
     output_axes, bias_or_norm = _variable_roles(model)
     direction = []
     for variable in landscape_variables(model, mode):
@@ -342,7 +343,7 @@ def pca_directions(model, checkpoint_paths, mode="weights", ignore="biasbn"):
     """
     from sklearn.decomposition import PCA
 
-    _check_choice("ignore", ignore, IGNORES)
+    check_choice("ignore", ignore, IGNORES)
     checkpoint_paths = [str(p) for p in checkpoint_paths]
     if len(checkpoint_paths) < 2:
         raise ValueError(

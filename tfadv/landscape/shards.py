@@ -26,7 +26,7 @@ import re
 import h5py
 import numpy as np
 
-from tfadv.checks import parse_shard  # noqa: F401  (re-exported: part of this module's API)
+from tfadv.checks import parse_shard, resolve_shard  # noqa: F401  (re-exported: part of this module's API)
 
 SHARD_FILE = re.compile(r"^surface\.shard-(\d+)-of-(\d+)\.h5$")
 SURFACE_FILE = "surface.h5"
@@ -40,7 +40,7 @@ def check_shard(shard):
     if shard is None:
         return None
     if isinstance(shard, str):
-        return parse_shard(shard)
+        return resolve_shard(shard)
     try:
         index, count = (int(v) for v in shard)
     except (TypeError, ValueError):

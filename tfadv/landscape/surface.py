@@ -21,7 +21,6 @@ The ``[j, i]`` (row = β) layout is ``np.meshgrid(x, y)``'s, what matplotlib's
 Reference:
     Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
 """
-import hashlib
 import json
 import math
 import os
@@ -35,9 +34,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv._files import atomic_path
+from tfadv.fingerprints import fingerprint
 from tfadv.landscape._replicas import ReplicaExamples
 from tfadv.landscape.directions import landscape_variables
-from tfadv.models.conditioning import call_model, model_fn_for
+from tfadv.models.conditioning import bind, call_model
 
 # Settings that change the values of a surface. Anything else (batch size,
 # number of replicas) changes only float rounding and may differ on resume.
@@ -140,15 +140,6 @@ def resolve_attack(attack):
     return run_attack, spec.settings()
 
 
-def _sha256(arrays):
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
 class SurfaceEvaluator:
     """Loss and accuracy at θ* + αδ + βη, with the weights moved in graph.
 
@@ -192,7 +183,7 @@ class SurfaceEvaluator:
 
     def _batch_sums(self, x, y):
         if self.attack_fn is not None:
-            x = tf.stop_gradient(self.attack_fn(model_fn_for(self.model, self.p), x, y))
+            x = tf.stop_gradient(self.attack_fn(bind(self.model, self.p), x, y))
         logits = tf.cast(call_model(self.model, x, self.p, training=False), tf.float32)
         losses = tf.cast(self.loss_fn(y, logits), tf.float64)
         correct = tf.equal(tf.argmax(logits, axis=-1), tf.cast(y, tf.int64))
@@ -248,8 +239,8 @@ def surface_settings(model, directions, x, y, p=0.0, loss="crossentropy", attack
     return {
         "directions": directions.settings,
         "directions_sha256": directions.fingerprint(),
-        "weights_sha256": _sha256(v.numpy() for v in model.weights),
-        "data_sha256": _sha256([np.asarray(x), np.asarray(y)]),
+        "weights_sha256": fingerprint(v.numpy() for v in model.weights),
+        "data_sha256": fingerprint([np.asarray(x), np.asarray(y)]),
         "examples": int(len(x)),
         "loss": per_example_loss(loss)[1],
         "p": float(p),

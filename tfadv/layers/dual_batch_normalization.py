@@ -1,10 +1,9 @@
 """AdvProp's dual batch normalization: a main and one or more auxiliary BNs in one layer."""
 
-import operator
-
 import keras
 from keras import ops
 
+from tfadv.checks import check_integer
 from tfadv.layers._batch_statistics import BatchStatisticsNormalization, add_moving_statistic
 from tfadv.layers.conditioned_batch_normalization import encode_strength
 
@@ -43,7 +42,13 @@ class DualBatchNormalization(BatchStatisticsNormalization):
     j sits at the anchor ``a_j = j / (n - 1)`` and p mixes the branches with
     RobMask's hat encoding ``u = encode_strength(p, n)`` (weights of the two
     neighbouring anchors, linear in between; p = a_j selects branch j alone).
-    Branch 0 is the main BN, branch 1 ``aux``, branch j ≥ 2 ``aux{j}``.
+    Branch 0 is the main BN, branch 1 ``aux``, branch j ≥ 2 ``aux{j}``
+    (the prefixes of the weights' names). The layer holds the weights in four
+    lists with one entry per branch, in anchor order: ``gammas``, ``betas``,
+    ``moving_means`` and ``moving_variances`` (``gammas`` empty without
+    ``scale``, ``betas`` without ``center``); ``branch_variables(j)`` gives
+    branch j's four, and ``main_gamma`` ... ``aux_moving_variance`` name the
+    first two branches' weights.
 
     **Inference** (``training=False``), per example, with
     ``BN_j(x) = gamma_j · (x - moving_mean_j) / sqrt(moving_var_j + epsilon) + beta_j``:
@@ -106,16 +111,13 @@ class DualBatchNormalization(BatchStatisticsNormalization):
 
     def __init__(self, branches=2, **kwargs):
         super().__init__(**kwargs)
-        try:
-            count = None if isinstance(branches, bool) else operator.index(branches)
-        except TypeError:
-            count = None
-        if count is None or count < 2:
-            raise ValueError(f"branches must be an integer >= 2. Received: branches={branches!r}")
-        self.branches = count
-        for name in self.branch_names:
-            setattr(self, f"{name}_gamma", None)
-            setattr(self, f"{name}_beta", None)
+        self.branches = check_integer("branches", branches, minimum=2)
+        # One entry per branch, in anchor order (gammas/betas empty without
+        # scale/center). Keras tracks the lists' variables like attributes.
+        self.gammas = []
+        self.betas = []
+        self.moving_means = []
+        self.moving_variances = []
 
     @property
     def branch_names(self):
@@ -132,9 +134,44 @@ class DualBatchNormalization(BatchStatisticsNormalization):
         (gamma or beta None without ``scale`` or ``center``)."""
         if not 0 <= index < self.branches:
             raise ValueError(f"index must be in [0, {self.branches - 1}]. Received: index={index!r}")
-        name = branch_name(index)
-        return {key: getattr(self, f"{name}_{key}")
-                for key in ("gamma", "beta", "moving_mean", "moving_variance")}
+        return {"gamma": self.gammas[index] if self.scale and self.gammas else None,
+                "beta": self.betas[index] if self.center and self.betas else None,
+                "moving_mean": self.moving_means[index] if self.moving_means else None,
+                "moving_variance": (self.moving_variances[index]
+                                    if self.moving_variances else None)}
+
+    # The main (p = 0) and first auxiliary (p = 1 with two branches) BNs by name.
+    @property
+    def main_gamma(self):
+        return self.branch_variables(0)["gamma"]
+
+    @property
+    def main_beta(self):
+        return self.branch_variables(0)["beta"]
+
+    @property
+    def main_moving_mean(self):
+        return self.branch_variables(0)["moving_mean"]
+
+    @property
+    def main_moving_variance(self):
+        return self.branch_variables(0)["moving_variance"]
+
+    @property
+    def aux_gamma(self):
+        return self.branch_variables(1)["gamma"]
+
+    @property
+    def aux_beta(self):
+        return self.branch_variables(1)["beta"]
+
+    @property
+    def aux_moving_mean(self):
+        return self.branch_variables(1)["moving_mean"]
+
+    @property
+    def aux_moving_variance(self):
+        return self.branch_variables(1)["moving_variance"]
 
     def build(self, input_shape):
         # Creation order fixes the order of the saved variables (trainable ones
@@ -146,17 +183,24 @@ class DualBatchNormalization(BatchStatisticsNormalization):
         shape = (channels,)
         for name in self.branch_names:
             if self.scale:
-                setattr(self, f"{name}_gamma", self.add_weight(
+                self.gammas.append(self.add_weight(
                     shape=shape, name=f"{name}_gamma", initializer=self.gamma_initializer,
                     autocast=False))
             if self.center:
-                setattr(self, f"{name}_beta", self.add_weight(
+                self.betas.append(self.add_weight(
                     shape=shape, name=f"{name}_beta", initializer=self.beta_initializer,
                     autocast=False))
-            setattr(self, f"{name}_moving_mean", add_moving_statistic(
+            self.moving_means.append(add_moving_statistic(
                 self, f"{name}_moving_mean", self.moving_mean_initializer, shape))
-            setattr(self, f"{name}_moving_variance", add_moving_statistic(
+            self.moving_variances.append(add_moving_statistic(
                 self, f"{name}_moving_variance", self.moving_variance_initializer, shape))
+        # Appending to Keras' tracked lists kept the creation order above; as
+        # tuples TensorFlow's checkpoints (tf.train.Checkpoint, the resume of
+        # a run) also track them, as gammas/0, gammas/1, ...
+        self.gammas = tuple(self.gammas)
+        self.betas = tuple(self.betas)
+        self.moving_means = tuple(self.moving_means)
+        self.moving_variances = tuple(self.moving_variances)
 
     def _route_weights(self, condition, rank):
         """u_j(p) per branch, each shaped [B, 1, ..., 1]."""

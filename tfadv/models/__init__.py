@@ -14,13 +14,11 @@ from tfadv.models.conditioning import (
     CONDITION,
     IMAGES,
     BoundModel,
-    ConditionedModelFn,
     bind,
     bind_condition,
     call_model,
     condition_inputs,
     is_conditioned,
-    model_fn_for,
 )
 from tfadv.models.applications import application_names, build_application, is_application
 from tfadv.models.convert import CONVERTIBLE_NORMS, convert_norm, from_pretrained, with_preprocessing
@@ -112,7 +110,6 @@ __all__ = [
     "BoundModel",
     "application_names",
     "build_application",
-    "ConditionedModelFn",
     "CONVERTIBLE_NORMS",
     "NORM_KINDS",
     "bind",
@@ -131,6 +128,11 @@ __all__ = [
     "load_model",
     "model_display_name",
     "resolve_model_path",
-    "model_fn_for",
     "register_model",
 ]
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

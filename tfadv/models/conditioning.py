@@ -37,10 +37,11 @@ def is_conditioned(model):
         return callable(getattr(model, "logits_at", None)) and bool(getattr(model, "conditioned", False))
     inputs = getattr(model, "inputs", None) or []
     names = {getattr(t, "name", "").split(":")[0] for t in inputs}
-    return CONDITION in names or (
-        isinstance(getattr(model, "_inputs_struct", None), dict)
-        and CONDITION in model._inputs_struct
-    )
+    try:
+        structure = model.input  # a functional model's inputs as declared (a dict for conditioned ones)
+    except (AttributeError, ValueError):  # a subclassed model never called
+        structure = None
+    return CONDITION in names or (isinstance(structure, dict) and CONDITION in structure)
 
 
 def condition_batch(p, images):
@@ -98,10 +99,6 @@ class BoundModel:
         return f"BoundModel(model={name!r}, condition={self.condition!r})"
 
 
-ConditionedModelFn = BoundModel
-"""The former name of :class:`BoundModel`."""
-
-
 def bind(model, p=0.0):
     """``images -> logits`` of ``model`` at strength ``p``, as a :class:`BoundModel`.
 
@@ -126,6 +123,7 @@ def bind_condition(model, p):
     return BoundModel(model, p)
 
 
-def model_fn_for(model, p=0.0):
-    """The former name of :func:`bind`."""
-    return bind(model, p)
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

@@ -7,7 +7,7 @@ AdvProp's dual BN and RobMask plug into every architecture unchanged.
 """
 import keras
 
-from tfadv.checks import check_integer
+from tfadv.checks import check_choice, check_integer
 
 NORM_KINDS = ("bn", "dual_bn", "robmask")
 CONDITIONED_NORMS = ("dual_bn", "robmask")
@@ -21,8 +21,7 @@ class NormContext:
     """Creates normalization layers of one kind and threads the condition input."""
 
     def __init__(self, kind="bn", options=None, condition=None):
-        if kind not in NORM_KINDS:
-            raise ValueError(f"norm must be one of {NORM_KINDS}. Received: norm={kind!r}")
+        check_choice("norm", kind, NORM_KINDS)
         self.kind = kind
         self.options = {**BN_DEFAULTS, **(options or {})}
         self.condition = condition
@@ -32,10 +31,7 @@ class NormContext:
         elif "k" in self.options:
             raise ValueError(f"norm_options 'k' applies to norm='robmask' only. Received: norm={kind!r}")
         if kind == "dual_bn":
-            branches = self.options.get("branches", 2)
-            if isinstance(branches, bool) or not isinstance(branches, int) or branches < 2:
-                raise ValueError(
-                    f"Dual BN branches must be an integer >= 2. Received: branches={branches!r}")
+            check_integer("branches", self.options.get("branches", 2), minimum=2)
         elif "branches" in self.options:
             raise ValueError(
                 f"norm_options 'branches' applies to norm='dual_bn' only. Received: norm={kind!r}")

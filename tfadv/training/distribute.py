@@ -27,29 +27,40 @@ step across all of them, so the workers train one model in lockstep:
   finish (what Keras' ``BackupAndRestore`` does), because saving needs
   every worker's participation (reading synchronized variables is a
   collective). A killed worker's leftovers are removed when it restarts.
+  They read the chief's stored adversarial set (offline fine-tuning) once
+  the chief has written it, rather than crafting their own.
 - **Resume.** After every epoch the chief's ``checkpoints/`` holds weights,
   optimizer state and the epoch counter. When a worker dies, the others stop
-  at their next collective; start the same command on every worker again and
+  at their next collective (see "A lost worker" below); start the same command on every worker again and
   they all restore the chief's last checkpoint, so no finished epoch is lost
   or repeated (``BackupAndRestore`` semantics). Every worker reads the
   chief's run folder, so ``output_dir`` must be on storage all workers see
   (a shared file system, or GCS/S3 paths TensorFlow can open).
 
-Keras 3 (checked with 3.15) has two bugs in ``fit`` under a multi-worker
-``MultiWorkerMirroredStrategy`` (keras-team/keras#20585): the symbolic build
-reduces a whole data batch structure at once, and the per-step logs are
-reduced with ``axis=0`` although they are scalars. :func:`multi_worker_strategy`
-applies two narrow fixes that act only in multi-worker mode.
+The loop itself is :func:`tfadv.training.loop.fit_distributed` (public
+``tf.distribute`` API only); this module holds the cluster side: the
+strategy, the chief/worker file policy (:class:`WorkerFiles`, the one place
+that decides what a worker reads and writes) and what happens when a worker
+is lost (:class:`WorkerLost`).
+
+- **A lost worker.** Every collective runs with a timeout
+  (``tf.distribute.experimental.CommunicationOptions(timeout_seconds=...)``,
+  ``train.worker_timeout``, default :data:`DEFAULT_WORKER_TIMEOUT`), so a
+  survivor whose peer was killed or hangs stops within that time instead of
+  waiting forever; a peer whose process is gone is usually noticed sooner,
+  by TensorFlow's coordination-service heartbeat or its closed connection. The survivor raises :class:`WorkerLost`, one line
+  naming the lost worker(s); ``tfadv train`` prints it and exits with code 4.
 """
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 
 import tensorflow as tf
 
-from tfadv.training.runs import EpochCheckpoint
+from tfadv.training.callbacks import EpochCheckpoint
 
 
 def cluster_spec():
@@ -74,16 +85,22 @@ def cluster_spec():
     return spec
 
 
-def multi_worker_strategy():
+def multi_worker_strategy(timeout_seconds=None):
     """``tf.distribute.MultiWorkerMirroredStrategy`` for the cluster ``TF_CONFIG`` describes.
 
     Must be called before any other TensorFlow operation runs in the process
     (TensorFlow configures collective ops once, at startup).
+
+    Args:
+        timeout_seconds: how long a collective waits for the other workers
+            before it fails (default :data:`DEFAULT_WORKER_TIMEOUT`): the bound
+            on how long a survivor waits for a lost worker.
     """
     cluster_spec()
-    _fix_keras_multi_worker_fit()
+    timeout = DEFAULT_WORKER_TIMEOUT if timeout_seconds is None else float(timeout_seconds)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as error:
         raise RuntimeError(
             f"{error}: create the multi-worker strategy (tfadv.training.train_from_config does) "
@@ -91,33 +108,142 @@ def multi_worker_strategy():
         ) from error
 
 
+DEFAULT_WORKER_TIMEOUT = 300.0
+"""Seconds a collective waits for the other workers (``train.worker_timeout`` unset)."""
+
+POLL_SECONDS = 0.5
+
+
+class WorkerLost(RuntimeError):
+    """Another worker of a multi-worker run stopped (killed, crashed, or hung past the timeout)."""
+
+
+LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                      tf.errors.AbortedError, tf.errors.InternalError, tf.errors.FailedPreconditionError)
+"""What a collective raises when a peer is gone (TensorFlow's kind depends on where it noticed)."""
+
+
 def is_chief(strategy):
     """Whether this worker writes the run folder (always, on one machine)."""
     return bool(strategy.extended.should_checkpoint)
 
 
-def worker_folder(run_dir, chief, strategy):
-    """Where this worker writes: the run folder on the chief, a fresh temporary folder elsewhere.
-
-    The temporary folder's name is fixed by the run folder and the task, so a
-    worker that was killed (and could not clean up) removes its leftovers when
-    it is restarted with the same command.
-    """
-    if chief:
-        return run_dir
+def _workers(strategy):
+    """``[(task_type, index, address)]`` of every worker in the cluster, and this task's place."""
     resolver = strategy.cluster_resolver
-    digest = hashlib.sha256(os.path.abspath(run_dir).encode()).hexdigest()[:12]
-    folder = os.path.join(tempfile.gettempdir(),
-                          f"tfadv-{digest}-{resolver.task_type}-{resolver.task_id}")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    return folder
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return [], None
+    tasks = [(job, index, address) for job, addresses in sorted(resolver.cluster_spec().as_dict().items())
+             for index, address in enumerate(addresses)]
+    return tasks, (resolver.task_type, int(resolver.task_id))
 
 
-def remove_worker_folder(folder, chief):
-    """Delete a non-chief worker's temporary folder (nothing to do on the chief)."""
-    if not chief:
-        shutil.rmtree(folder, ignore_errors=True)
+def lost_worker_message(strategy, error):
+    """One line naming the worker(s) this one lost, from the collective's error."""
+    tasks, me = _workers(strategy)
+    text = str(error)
+    named = [task for task in tasks if task[:2] != me and any(
+        f"/job:{task[0]}/{middle}task:{task[1]}" in text for middle in ("", "replica:0/"))]
+    others = named or [task for task in tasks if task[:2] != me]
+    who = " or ".join(f"{job} {index} ({address})" for job, index, address in others)
+    first_line = text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
+    where = f"{me[0]} {me[1]}" if me else "this worker"
+    return (f"lost {who}: {where} stopped because a collective failed ({type(error).__name__}: {first_line}). "
+            "Start the same command on every worker again to resume from the last finished epoch.")
+
+
+class WorkerFiles:
+    """The chief/worker file policy of a run folder: what this process reads and writes, in one place.
+
+    On one machine, and on the chief of a cluster (task ``chief``, or
+    ``worker`` 0 when there is none), everything is the run folder itself.
+    Another worker:
+
+    - holds no lock on the run folder and never prepares it (the chief does);
+    - reads the chief's files: its ``checkpoints/`` to resume, its stored
+      adversarial set (it waits for the chief to finish writing it rather
+      than crafting its own);
+    - writes what every worker must write (saving a checkpoint or the model
+      reads synchronized variables, a collective every worker joins) into a
+      temporary folder named after the run folder and the task, so a killed
+      worker's leftovers are removed when it restarts, and removed when it
+      finishes (what Keras' ``BackupAndRestore`` does);
+    - writes no summary.
+    """
+
+    def __init__(self, run_dir, strategy):
+        self.run_dir = run_dir
+        self.strategy = strategy
+        self.chief = is_chief(strategy)
+        self.write_dir = run_dir
+        if not self.chief:
+            resolver = strategy.cluster_resolver
+            digest = hashlib.sha256(os.path.abspath(run_dir).encode()).hexdigest()[:12]
+            self.write_dir = os.path.join(tempfile.gettempdir(),
+                                          f"tfadv-{digest}-{resolver.task_type}-{resolver.task_id}")
+
+    def __enter__(self):
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+            os.makedirs(self.write_dir)
+        return self
+
+    def __exit__(self, *exc_info):
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        return False
+
+    @property
+    def writes_run_folder(self):
+        """Whether this process prepares, locks and writes the run folder and its summary."""
+        return self.chief
+
+    def path(self, name):
+        """Where this process writes ``name`` (the run folder on the chief)."""
+        return os.path.join(self.write_dir, name)
+
+    def chief_path(self, name):
+        """``name`` in the run folder, which every worker reads."""
+        return os.path.join(self.run_dir, name)
+
+    def checkpoint(self, trackables):
+        """The per-epoch checkpoint callback: restore from the chief's ``checkpoints/``, save into ours."""
+        read = self.chief_path("checkpoints")
+        if self.chief:
+            return EpochCheckpoint(read, trackables)
+        return WorkerEpochCheckpoint(read, self.path("checkpoints"), trackables)
+
+    def history(self, initial_epoch):
+        """The rows of ``history.csv`` after training: the chief's, or ours after the restored epochs."""
+        from tfadv.training.callbacks import read_history
+
+        rows = read_history(self.chief_path("history.csv"))
+        if self.chief:
+            return rows
+        return rows[:initial_epoch] + read_history(self.path("history.csv"))
+
+    def wait_for_chief(self, ready, what, timeout_seconds):
+        """Poll ``ready()`` until the chief has written ``what``.
+
+        ``ready()`` returns ``(done, progress)``. Gives up with
+        :class:`WorkerLost` when ``progress`` stays the same for
+        ``timeout_seconds`` (any change restarts the clock), so a worker whose
+        chief died while writing never waits forever.
+        """
+        last, since = None, time.monotonic()
+        while True:
+            done, progress = ready()
+            if done:
+                return
+            if progress != last:
+                last, since = progress, time.monotonic()
+            elif time.monotonic() - since > timeout_seconds:
+                tasks, me = _workers(self.strategy)
+                chief = [t for t in tasks if t[0] == "chief"] or [t for t in tasks if t[:2] == ("worker", 0)]
+                who = " or ".join(f"{job} {index} ({address})" for job, index, address in chief) or "the chief"
+                raise WorkerLost(f"lost {who}: {what} made no progress for {timeout_seconds:g} s. Start the "
+                                 "same command on every worker again to resume.")
+            time.sleep(POLL_SECONDS)
 
 
 def shard_by_examples(dataset):
@@ -133,7 +259,7 @@ def shard_by_examples(dataset):
 
 
 class WorkerEpochCheckpoint(EpochCheckpoint):
-    """:class:`~tfadv.training.runs.EpochCheckpoint` that restores from the chief's folder
+    """:class:`~tfadv.training.callbacks.EpochCheckpoint` that restores from the chief's folder
     and saves into this worker's own (temporary) folder.
 
     All workers save after every epoch (saving may run collective operations);
@@ -150,51 +276,3 @@ class WorkerEpochCheckpoint(EpochCheckpoint):
             return 0
         self.checkpoint.restore(latest).expect_partial()
         return int(self.epoch.numpy())
-
-
-def _fix_keras_multi_worker_fit():
-    """Patch Keras 3's TensorFlow trainer where it breaks under multi-worker collectives.
-
-    Idempotent; the fixed code paths run only when the strategy is a
-    ``MultiWorkerMirroredStrategy`` in multi-worker mode, everything else
-    goes to Keras' own code.
-    """
-    from keras.src.backend.tensorflow import trainer
-
-    if getattr(trainer, "_tfadv_multi_worker_fix", False):
-        return
-    keras_reduce = trainer.reduce_per_replica
-    keras_build = trainer.TensorFlowTrainer._maybe_symbolic_build
-
-    def reduce_per_replica(values, strategy, reduction):
-        if not trainer._collective_all_reduce_multi_worker(strategy) or reduction not in ("auto", "mean"):
-            return keras_reduce(values, strategy, reduction)
-
-        def reduce_one(value):
-            local = value.values[0] if isinstance(value, tf.distribute.DistributedValues) else value
-            if tf.is_tensor(local) and local.shape.rank == 0:
-                # Mean over all replicas of all workers of a scalar log (Keras passes axis=0).
-                return strategy.reduce("MEAN", value, axis=None)
-            return keras_reduce(value, strategy, reduction)
-
-        return tf.nest.map_structure(reduce_one, values)
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or not trainer._collective_all_reduce_multi_worker(strategy):
-            return keras_build(self, iterator=iterator, data_batch=data_batch)
-        if iterator is not None:
-            # Keras reduces the whole batch structure at once, which the collective
-            # reduce cannot do; the build only needs shapes, so the local share will do.
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v,
-                    next(batches))
-                break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    trainer.reduce_per_replica = reduce_per_replica
-    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    trainer._tfadv_multi_worker_fix = True

@@ -30,6 +30,25 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"base": self.base, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
+def step_schedule(base, milestones, steps_per_epoch, factor=0.1):
+    """PyTorch's ``MultiStepLR(milestones, gamma=factor)`` stepped once per epoch, in optimizer steps.
+
+    Epoch ``e`` (counted from 0) trains at ``base · factor^k``, ``k`` the
+    number of milestones ``<= e``: with milestones [100, 150] epochs 0-99 run
+    at ``base``, 100-149 at ``base/10``, 150 on at ``base/100``. Keras calls the
+    schedule with the optimizer's step count before the update (0 for the
+    first step) and ``PiecewiseConstantDecay`` keeps a value up to and
+    including its boundary, so the boundary of milestone ``m`` is the last
+    step of epoch ``m − 1``: ``m · steps_per_epoch − 1``.
+    """
+    milestones = sorted(int(m) for m in milestones)
+    if not milestones:
+        return base
+    boundaries = [m * steps_per_epoch - 1 for m in milestones]
+    values = [base * factor**i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 def learning_rate_schedule(train, steps_per_epoch):
     """The schedule a ``TrainConfig`` asks for, in optimizer steps."""
     total = max(train.epochs, 1) * steps_per_epoch
@@ -38,9 +57,7 @@ def learning_rate_schedule(train, steps_per_epoch):
     if train.schedule == "cosine":
         return WarmupCosine(train.learning_rate, total, train.warmup_epochs * steps_per_epoch)
     if train.schedule == "step":
-        boundaries = [int(m) * steps_per_epoch for m in train.step_milestones]
-        values = [train.learning_rate * 0.1**i for i in range(len(boundaries) + 1)]
-        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+        return step_schedule(train.learning_rate, train.step_milestones, steps_per_epoch)
     raise ValueError(f"Unknown schedule {train.schedule!r}; use cosine, constant or step")
 
 

@@ -1,8 +1,14 @@
-"""``tfadv train``: one experiment config → a run folder, with ``model.fit``.
+"""``tfadv train``: one experiment config → a run folder.
 
 The runner composes the pieces (data, model, training method, optimizer,
-callbacks); the training methods themselves live in ``tfadv.training.methods``.
+callbacks). :func:`assemble` is the one assembly of a config's training,
+shared with ``tfadv tune``; the training methods themselves live in
+``tfadv.training.methods`` (each kind's protocol: ``MethodKind``). One device
+trains with ``model.fit``; ``train.distribute: mirrored`` and
+``multi_worker`` with :func:`tfadv.training.loop.fit_distributed`; what each
+worker reads and writes is :class:`tfadv.training.distribute.WorkerFiles`.
 """
+import contextlib
 import dataclasses
 import os
 import time
@@ -18,19 +24,13 @@ from tfadv.config import ConfigError, to_dict
 from tfadv.training.callbacks import robust_validation_from_config
 from tfadv.training.divergence import StopOnDivergence, TrainingDiverged  # noqa: F401
 from tfadv.training.optimizers import make_optimizer
-from tfadv.training.runs import (
-    EpochCheckpoint,
-    HistoryCSV,
-    environment_record,
-    load_model,
-    prepare_folder,
-    read_history,
-    save_model_atomically,
-    write_json,
-)
+from tfadv.models.io import load_model
+from tfadv.records import environment_record, write_json
+from tfadv.training.callbacks import HistoryCSV, read_history
+from tfadv.training.runs import prepare_folder, save_model_atomically
 
 # Keys that may differ between an interrupted run and its resumption.
-RESUME_FREE_KEYS = ("train.verbose",)
+RESUME_FREE_KEYS = ("train.verbose", "train.worker_timeout")
 
 
 @dataclasses.dataclass
@@ -42,14 +42,18 @@ class RunResult:
     completed: bool
 
 
-def make_strategy(kind):
-    """The ``tf.distribute`` strategy a ``TrainConfig.distribute`` names."""
+def make_strategy(kind, worker_timeout=None):
+    """The ``tf.distribute`` strategy a ``TrainConfig.distribute`` names.
+
+    ``worker_timeout`` (multi_worker): seconds a collective waits for the
+    other workers (``train.worker_timeout``).
+    """
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     if kind == "multi_worker":
         from tfadv.training.distribute import multi_worker_strategy
 
-        return multi_worker_strategy()
+        return multi_worker_strategy(worker_timeout)
     return tf.distribute.get_strategy()
 
 
@@ -102,17 +106,95 @@ def check_data_fits_model(config, inner, train_arrays, test_arrays):
         tfdata.check_model_data(inner, x, y, f"{config.data.source} ({split})", model)
 
 
-def wrap_for_method(inner, config, train_arrays=None, run_dir=None):
-    """The ``keras.Model`` whose ``train_step`` implements ``config.method``.
+@contextlib.contextmanager
+def precision_policy(name):
+    """Keras' global dtype policy set to ``name`` inside the block, the previous one restored after."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
-    Two explicit steps: first what the method reads is written (offline
-    fine-tuning's stored adversarial set, with a progress bar unless
-    ``train.verbose`` is 0), then the method is built.
+
+@dataclasses.dataclass
+class Assembly:
+    """A config's training, assembled (:func:`assemble`): what ``tfadv train`` and ``tfadv tune`` run.
+
+    Attributes:
+        inner: the model being trained (the one to save).
+        method: the compiled ``keras.Model`` whose ``train_step`` is the method.
+        kind: the method's :class:`~tfadv.training.methods.MethodKind`.
+        prepared: what the kind prepared (:class:`~tfadv.training.methods.Prepared`).
+        steps_per_epoch: optimizer steps of one epoch.
+    """
+
+    config: object
+    inner: keras.Model
+    method: keras.Model
+    kind: object
+    prepared: object
+    steps_per_epoch: int
+
+    def training_dataset(self, start=0):
+        """The kind's repeated stream of global batches from example ``start`` of the stream."""
+        return self.kind.training_dataset(self.method, self.config, self.prepared.train_arrays, start)
+
+    @property
+    def summary(self):
+        """What the run's ``summary.json`` records for the method."""
+        return dict(self.prepared.summary)
+
+
+def steps_per_epoch(config, num_train):
+    """``train.steps_per_epoch``, or one pass over the method kind's examples of an epoch."""
+    from tfadv.training import methods
+
+    examples = methods.method_kind(config.method.kind).examples_per_epoch(config, num_train)
+    return config.train.steps_per_epoch or max(1, examples // config.data.batch_size)
+
+
+def assemble(config, train_arrays, folder, strategy=None, test_arrays=None, wait=None):
+    """Build a config's training, the one way ``tfadv train`` and ``tfadv tune`` do.
+
+    In order: the seed; the inner model (under ``strategy``); the data checked
+    against it (when ``test_arrays`` is given); the method kind's ``prepare``
+    (the only step that writes: offline fine-tuning's stored set in
+    ``folder``, with a progress bar unless ``train.verbose`` is 0; ``wait``:
+    wait for the chief's instead, see ``MethodKind.prepare``); the method;
+    ``compile`` with the config's optimizer and ``jit_compile``; the optimizer's
+    slots (so a checkpoint can restore them). Layers, the method and its
+    optimizer are made under ``train.mixed_precision``; the global policy is
+    restored on return.
+
+    Returns:
+        an :class:`Assembly`.
     """
     from tfadv.training import methods
 
-    methods.prepare_stored_set(inner, config, train_arrays, run_dir, progress=config.train.verbose > 0)
-    return methods.wrap_from_config(inner, config, train_arrays=train_arrays, run_dir=run_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    kind = methods.method_kind(config.method.kind)
+    x, y = train_arrays
+    with precision_policy(config.train.mixed_precision):
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            inner = build_inner_model(config, x, y)
+        if test_arrays is not None:
+            check_data_fits_model(config, inner, train_arrays, test_arrays)
+        prepared = kind.prepare(inner, config, train_arrays, folder, progress=config.train.verbose > 0,
+                                wait=wait)
+        steps = steps_per_epoch(config, len(x))
+        with strategy.scope():
+            method = kind.from_config(inner, config, prepared)
+            method.compile(
+                optimizer=make_optimizer(config.train, steps),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                jit_compile=config.train.jit_compile,
+            )
+            # Optimizer slots must exist before a checkpoint can restore them.
+            method.optimizer.build(method.trainable_variables)
+    return Assembly(config, inner, method, kind, prepared, steps)
 
 
 def train_from_config(config, overwrite=False, stop_after_epochs=None):
@@ -131,80 +213,56 @@ def train_from_config(config, overwrite=False, stop_after_epochs=None):
     from tfadv.training import distribute
 
     # First: a multi-worker strategy must exist before any TensorFlow operation runs.
-    strategy = make_strategy(config.train.distribute)
-    chief = distribute.is_chief(strategy)
-    if not chief and overwrite:
+    strategy = make_strategy(config.train.distribute, config.train.worker_timeout)
+    run_dir = os.path.join(config.output_dir, config.name)
+    files = distribute.WorkerFiles(run_dir, strategy)
+    if not files.writes_run_folder and overwrite:
         raise ConfigError("--overwrite under train.distribute 'multi_worker': delete the run folder "
                           "before starting the workers, then start them without --overwrite")
-    run_dir = os.path.join(config.output_dir, config.name)
     finished = (not overwrite and os.path.exists(os.path.join(run_dir, "model.keras"))
                 and len(read_history(os.path.join(run_dir, "history.csv"))) >= config.train.epochs)
     # Bad data fails here, before the run folder is made.
     arrays = None if finished else (load_split_arrays(config.data, "train"),
                                     load_split_arrays(config.data, "test"))
-    if not chief:  # other workers write nothing in the run folder; the chief holds its lock
-        return _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chief, run_dir)
-    with FolderLock(run_dir, "tfadv train"):  # one process per run folder
-        return _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chief, run_dir)
+    try:
+        if not files.writes_run_folder:  # the chief holds the run folder's lock
+            return _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, files)
+        with FolderLock(run_dir, "tfadv train"):  # one process per run folder
+            return _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, files)
+    except tf.errors.OpError as error:
+        if config.train.distribute != "multi_worker" or not isinstance(error, distribute.LOST_WORKER_ERRORS):
+            raise
+        raise distribute.WorkerLost(distribute.lost_worker_message(strategy, error)) from error
 
 
-def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chief, run_dir):
+def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, files):
     from tfadv.training import distribute
+    from tfadv.training.loop import fit_distributed
 
-    if chief:
-        run_dir = _prepare_run_dir(config, overwrite)
+    if files.writes_run_folder:
+        _prepare_run_dir(config, overwrite)
+    run_dir = files.run_dir
     final_path = os.path.join(run_dir, "model.keras")
-    history_path = os.path.join(run_dir, "history.csv")
-    done = read_history(history_path)
+    done = read_history(os.path.join(run_dir, "history.csv"))
     if os.path.exists(final_path) and len(done) >= config.train.epochs:
         return RunResult(run_dir, load_model(final_path), done, len(done), True)
 
-    keras.utils.set_random_seed(config.seed)
-    write_dir = run_dir
-    # The precision policy is global Keras state: set it for this run, restore it after.
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config.train.mixed_precision)
-    try:
+    timeout = config.train.worker_timeout or distribute.DEFAULT_WORKER_TIMEOUT
+    wait = None if files.writes_run_folder else (
+        lambda ready, what: files.wait_for_chief(ready, what, timeout))
+    # The precision policy is global Keras state: set for this run, restored after.
+    with precision_policy(config.train.mixed_precision), files:
         (x_train, y_train), (x_test, y_test) = arrays or (
             load_split_arrays(config.data, "train"), load_split_arrays(config.data, "test"))
         batch_size = config.data.batch_size
+        assembly = assemble(config, (x_train, y_train), run_dir, strategy, test_arrays=(x_test, y_test), wait=wait)
+        trained, steps_per_epoch = assembly.method, assembly.steps_per_epoch
 
-        # Non-chief workers write into a temporary folder, removed below.
-        write_dir = distribute.worker_folder(run_dir, chief, strategy)
-        with strategy.scope():
-            inner = build_inner_model(config, x_train, y_train)
-        check_data_fits_model(config, inner, (x_train, y_train), (x_test, y_test))
-        with strategy.scope():
-            trained = wrap_for_method(inner, config, train_arrays=(x_train, y_train), run_dir=write_dir)
-        # Offline fine-tuning's epoch is one pass over the 2N clean + adversarial examples.
-        examples_per_epoch = getattr(trained, "examples_per_epoch", len(x_train))
-        steps_per_epoch = config.train.steps_per_epoch or max(1, examples_per_epoch // batch_size)
-        with strategy.scope():
-            trained.compile(
-                optimizer=make_optimizer(config.train, steps_per_epoch),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                jit_compile=config.train.jit_compile,
-            )
-            # Optimizer slots must exist before a checkpoint can restore them.
-            trained.optimizer.build(trained.trainable_variables)
-
-        trackables = {"model": trained, "optimizer": trained.optimizer}
-        checkpoint = (EpochCheckpoint(os.path.join(run_dir, "checkpoints"), trackables) if chief else
-                      distribute.WorkerEpochCheckpoint(os.path.join(run_dir, "checkpoints"),
-                                                       os.path.join(write_dir, "checkpoints"), trackables))
+        checkpoint = files.checkpoint({"model": trained, "optimizer": trained.optimizer})
         initial_epoch = checkpoint.restore()
         # The stream continues at the example an uninterrupted run would be at, so a resumed
         # run sees the same batches (see make_dataset): resuming is exact, not approximate.
-        consumed = initial_epoch * steps_per_epoch * batch_size
-        train_ds = getattr(trained, "training_dataset", None)
-        if train_ds is None:
-            train_ds = tfdata.make_dataset(
-                x_train, y_train, batch_size, shuffle=True, augment=config.data.augment,
-                seed=config.seed, drop_remainder=True, repeat=True, start=consumed,
-            )
-        else:
-            train_ds = train_ds(batch_size, config.seed, start=consumed)
+        train_ds = assembly.training_dataset(start=initial_epoch * steps_per_epoch * batch_size)
         val_ds = tfdata.make_dataset(x_test, y_test, batch_size)
         if config.train.distribute == "multi_worker":
             train_ds, val_ds = distribute.shard_by_examples(train_ds), distribute.shard_by_examples(val_ds)
@@ -217,13 +275,13 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chi
         callbacks = [
             StopOnDivergence(lambda: int(checkpoint.epoch.numpy())),  # before anything is saved
             # train.validation_attack / keep_best: adds its metric to the logs HistoryCSV writes
-            *robust_validation_from_config(config, (x_test, y_test), write_dir),
-            HistoryCSV(os.path.join(write_dir, "history.csv")),
+            *robust_validation_from_config(config, (x_test, y_test), files.write_dir),
+            HistoryCSV(files.path("history.csv")),
             checkpoint,
-            keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), update_freq="epoch"),
+            keras.callbacks.TensorBoard(files.path("tensorboard"), update_freq="epoch"),
         ]
         started = time.time()
-        if initial_epoch < epochs:
+        if initial_epoch < epochs and config.train.distribute == "default":
             trained.fit(
                 train_ds,
                 validation_data=val_ds,
@@ -234,14 +292,15 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chi
                 verbose=config.train.verbose,
                 shuffle=False,  # the dataset is shuffled (seeded) by make_dataset
             )
-        history = read_history(history_path)
-        if not chief:  # its own rows of this call, after the epochs restored from the chief's checkpoint
-            history = history[:initial_epoch] + read_history(os.path.join(write_dir, "history.csv"))
+        elif initial_epoch < epochs:  # mirrored, multi_worker: the loop on public tf.distribute API
+            fit_distributed(trained, strategy, train_ds, epochs, steps_per_epoch, validation_data=val_ds,
+                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=config.train.verbose)
+        history = files.history(initial_epoch)
         completed = len(history) >= config.train.epochs
         if completed:
             # Every worker saves (reading synchronized variables is a collective); only the chief's copy stays.
-            save_model_atomically(inner, final_path if chief else os.path.join(write_dir, "model.keras"))
-        if completed and chief:
+            save_model_atomically(assembly.inner, files.path("model.keras"))
+        if completed and files.writes_run_folder:
             write_json(
                 os.path.join(run_dir, "summary.json"),
                 {
@@ -250,10 +309,7 @@ def _train_in_folder(config, overwrite, stop_after_epochs, arrays, strategy, chi
                     "resumed_from_epoch": initial_epoch,
                     "seconds_this_call": round(time.time() - started, 2),
                     "environment": environment_record(),
-                    **getattr(trained, "run_summary", {}),  # e.g. offline fine-tuning's stored-set 1 − SSIM
+                    **assembly.summary,  # e.g. offline fine-tuning's stored-set 1 − SSIM
                 },
             )
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-        distribute.remove_worker_folder(write_dir, chief)
-    return RunResult(run_dir, inner, history, initial_epoch, completed)
+    return RunResult(run_dir, assembly.inner, history, initial_epoch, completed)

@@ -3,9 +3,11 @@
 The search space is, in the order the hyperparameters are declared:
 
 - ``eps_max``: ``hp.Float(min, max, step)`` in units of 1/255 (the unit papers
-  use: 8 means 8/255), converted to pixel units for the method. RobMask
-  samples ε = p·ε_max, so the value sets ``method.eps_max``; adversarial
-  training, fine-tuning and AdvProp attack at one radius, so it sets
+  use: 8 means 8/255), converted to pixel units for the method. The method
+  kind declares which setting it is (``MethodKind.tunable``, see
+  :data:`tfadv.training.methods.TUNABLE_METHODS`): RobMask samples
+  ε = p·ε_max, so the value sets ``method.eps_max``; adversarial training,
+  fine-tuning and AdvProp attack at one radius, so it sets
   ``method.attack.eps``.
 - ``learning_rate`` (``tune.tune_learning_rate``): ``hp.Float`` with log
   sampling between ``tune.learning_rate_min`` and ``tune.learning_rate_max``.
@@ -13,8 +15,9 @@ The search space is, in the order the hyperparameters are declared:
   ``tune.k_choices``, the number of rows of the masking basis.
 
 Each trial is the experiment config with these values substituted
-(:meth:`EpsMaxHyperModel.trial_config`), built exactly as ``tfadv train``
-builds it and trained for ``tune.epochs`` epochs.
+(:meth:`EpsMaxHyperModel.trial_config`), assembled by the same function as
+``tfadv train`` (:func:`tfadv.training.runner.assemble`) and trained for
+``tune.epochs`` epochs on the method kind's training stream.
 
 Robust accuracy is measured at one radius for every trial, the threat
 model's ``method.attack.eps`` (8/255 by default): the method's own
@@ -27,22 +30,15 @@ robust at ε = 8/255.
 import dataclasses
 import os
 
-import keras
 import keras_tuner
 
 from tfadv.checks import check_integer
-
-from tfadv.training.optimizers import make_optimizer
-from tfadv.training.runner import build_inner_model, load_split_arrays, wrap_for_method
+from tfadv.training.methods import TUNABLE_METHODS, method_kind
+from tfadv.training.runner import assemble, load_split_arrays, steps_per_epoch
 from tfadv.tuning.objectives import TradeOffMetric
 
 TUNING_DIRNAME = "tuning"
 PIXEL_LEVELS = 255.0  # ε_max hyperparameters are in units of 1/255
-
-# Methods whose training depends on ε. ``standard`` has none; ``bn_finetune``
-# uses its attack only to report robust accuracy, so ε would change the
-# measurement, not the model.
-TUNABLE_METHODS = ("adversarial", "finetune", "advprop", "robmask")
 
 
 def tuning_dir(config):
@@ -57,7 +53,7 @@ def _check_search_space(config):
             f"Tuning ε_max needs a method trained with an ε: one of {', '.join(TUNABLE_METHODS)}. "
             f"Received: method.kind={method.kind!r}"
         )
-    if method.kind != "robmask":
+    if method_kind(method.kind).tunable.setting == "attack.eps":  # ε_max is the attack's radius
         from tfadv.attacks import ATTACKS
 
         kind = ATTACKS.get(method.attack.name)
@@ -108,10 +104,13 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
     data and callbacks, putting :class:`TradeOffMetric` first so that
     ``val_tradeoff`` is in the logs before the tuner's callbacks read them.
 
-    Every build starts from ``config.seed``, so trials differ by their
-    hyperparameters only, and re-applies ``config.train.mixed_precision``:
-    the tuner calls ``keras.backend.clear_session()`` before each build,
-    which resets the global dtype policy to float32.
+    Every build is :func:`~tfadv.training.runner.assemble` of the trial's
+    config: it starts from ``config.seed``, so trials differ by their
+    hyperparameters only, and makes the layers under
+    ``config.train.mixed_precision`` (the global policy is restored after;
+    the tuner's ``keras.backend.clear_session()`` before each build resets it
+    anyway). ``fit`` trains on the kind's own stream (offline fine-tuning:
+    its stored clean+adversarial set, written under ``tuning/method_files/``).
 
     Args:
         config: the ``ExperimentConfig``; its ``tune`` section defines the
@@ -126,12 +125,12 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
         _check_search_space(config)
         self.config = config
         self.train_arrays = train_arrays if train_arrays is not None else load_split_arrays(config.data, "train")
+        self._assembly = None  # the last build's, whose training stream fit uses
 
     @property
     def steps_per_epoch(self):
-        """Optimizer steps per epoch: ``train.steps_per_epoch``, or one pass over the training set."""
-        examples = len(self.train_arrays[0])
-        return self.config.train.steps_per_epoch or max(1, examples // self.config.data.batch_size)
+        """Optimizer steps per epoch: ``train.steps_per_epoch``, or one pass over the method's examples."""
+        return steps_per_epoch(self.config, len(self.train_arrays[0]))
 
     def trial_config(self, hp):
         """The experiment config of one trial: the base config with ``hp``'s values.
@@ -140,7 +139,7 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
         """
         config, tune = self.config, self.config.tune
         eps = hp.Float("eps_max", tune.eps_max_min, tune.eps_max_max, step=tune.eps_max_step) / PIXEL_LEVELS
-        if config.method.kind == "robmask":
+        if self.kind.tunable.setting == "eps_max":
             method = dataclasses.replace(config.method, eps_max=eps)
         else:
             method = dataclasses.replace(config.method, attack=dataclasses.replace(config.method.attack, eps=eps))
@@ -155,41 +154,34 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
             model = dataclasses.replace(model, norm_options={**model.norm_options, "k": k})
         return dataclasses.replace(config, method=method, train=train, model=model)
 
+    @property
+    def kind(self):
+        """The method kind's protocol (``tfadv.training.methods.MethodKind``)."""
+        return method_kind(self.config.method.kind)
+
     def build(self, hp):
         config = self.trial_config(hp)
-        keras.mixed_precision.set_global_policy(config.train.mixed_precision)
-        keras.utils.set_random_seed(config.seed)
-        x, y = self.train_arrays
-        inner = build_inner_model(config, x, y)
-        trained = wrap_for_method(inner, config, train_arrays=(x, y), run_dir=self._method_dir(config))
+        assembly = assemble(config, self.train_arrays, self._method_dir(config))
+        trained = assembly.method
         trained.eval_attack = self._evaluation_attack(trained)
-        trained.compile(optimizer=make_optimizer(config.train, self.steps_per_epoch),
-                        jit_compile=config.train.jit_compile)
-        # With its slots built, the optimizer state saved in the best-epoch checkpoint loads back too.
-        trained.optimizer.build(trained.trainable_variables)
+        self._assembly = assembly
         return trained
 
     def fit(self, hp, model, *args, **kwargs):
         callbacks = kwargs.pop("callbacks", None) or []
         if self.config.tune.objective == "weighted":
             callbacks = [TradeOffMetric(self.config.tune.clean_weight), *callbacks]
-        training_dataset = getattr(model, "training_dataset", None)
-        if training_dataset is not None:  # offline fine-tuning trains on its stored clean+adversarial set
-            args = (training_dataset(self.config.data.batch_size, self.config.seed), *args[1:])
+        assembly = self._assembly
+        if assembly is not None and assembly.method is model:  # the kind's own stream of training batches
+            args = (assembly.training_dataset(0), *args[1:])
             kwargs.pop("x", None)
         return model.fit(*args, callbacks=callbacks, **kwargs)
 
     def _evaluation_attack(self, trained):
-        """The method's validation attack moved to the fixed radius ``method.attack.eps``.
-
-        RobMask's PGD step stays the same fraction of ε; other methods keep
-        the configured step (``eps / 4`` when unset).
-        """
+        """The method's validation attack moved to the fixed radius ``method.attack.eps``,
+        its step as the method kind says (``Tunable.validation_step``)."""
         eps = self.config.method.attack.eps
-        if self.config.method.kind == "robmask":
-            step_size = trained.step_fraction * eps
-        else:  # the spec holds the step resolved for the trial's ε: take the configured one
-            step_size = self.config.method.attack.step_size
+        step_size = self.kind.tunable.validation_step(trained, self.config, eps)
         return dataclasses.replace(trained.eval_attack, eps=eps, step_size=step_size)
 
     def _method_dir(self, config):
@@ -198,5 +190,5 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
         Keyed by ε, so trials at the same ε share one set and a resumed
         trial finds the set it started.
         """
-        eps = config.method.eps_max if config.method.kind == "robmask" else config.method.attack.eps
+        eps = config.method.eps_max if self.kind.tunable.setting == "eps_max" else config.method.attack.eps
         return os.path.join(tuning_dir(self.config), "method_files", f"eps_{round(eps * PIXEL_LEVELS, 4):g}")

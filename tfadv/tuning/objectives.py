@@ -13,6 +13,8 @@ it like any metric (best epoch, checkpoint of the best epoch, history).
 import keras
 import keras_tuner
 
+from tfadv.checks import check_choice, check_in_interval
+
 OBJECTIVES = ("val_accuracy", "val_robust_accuracy", "weighted")
 TRADEOFF = "val_tradeoff"
 CLEAN = "val_accuracy"
@@ -21,15 +23,13 @@ ROBUST = "val_robust_accuracy"
 
 def tradeoff(clean, robust, clean_weight):
     """``w · clean + (1 − w) · robust``, the weighted objective."""
-    if not 0 <= clean_weight <= 1:
-        raise ValueError(f"clean_weight must be in [0, 1]. Received: clean_weight={clean_weight}")
+    check_in_interval("clean_weight", clean_weight)
     return clean_weight * clean + (1.0 - clean_weight) * robust
 
 
 def objective_metric(objective):
     """The name of the logged metric an objective name maximizes."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}. Received: objective={objective!r}")
+    check_choice("objective", objective, OBJECTIVES)
     return TRADEOFF if objective == "weighted" else objective
 
 
@@ -56,8 +56,7 @@ class TradeOffMetric(keras.callbacks.Callback):
 
     def __init__(self, clean_weight):
         super().__init__()
-        if not 0 <= clean_weight <= 1:
-            raise ValueError(f"clean_weight must be in [0, 1]. Received: clean_weight={clean_weight}")
+        check_in_interval("clean_weight", clean_weight)
         self.clean_weight = float(clean_weight)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -1,7 +1,7 @@
 """The search's results: one row per trial, as Markdown, JSON and a plot against ε_max."""
 
 from tfadv._files import atomic_write_text, save_figure
-from tfadv.training.runs import write_json
+from tfadv.records import write_json
 from tfadv.tuning.hypermodel import PIXEL_LEVELS
 from tfadv.tuning.objectives import CLEAN, ROBUST
 

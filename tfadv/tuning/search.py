@@ -29,7 +29,8 @@ import keras_tuner
 from tfadv import data as tfdata
 from tfadv.config import to_dict
 from tfadv.training.runner import load_split_arrays, make_strategy, train_from_config
-from tfadv.training.runs import environment_record, prepare_folder, save_model_atomically
+from tfadv.records import environment_record
+from tfadv.training.runs import prepare_folder, save_model_atomically
 from tfadv.tuning.hypermodel import EpsMaxHyperModel, tuning_dir
 from tfadv.tuning.objectives import make_objective, objective_metric
 from tfadv.tuning.report import plot_tradeoff, trial_rows, write_summary

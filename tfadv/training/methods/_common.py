@@ -2,9 +2,11 @@
 
 A training method is a ``keras.Model`` wrapping an *inner* model (the one that
 is saved, evaluated and exported). Its ``train_step`` composes an attack, the
-inner model and the cross-entropy; ``fit`` compiles the step into one
-``tf.function`` (XLA with ``compile(jit_compile=True)``) under the active
-``tf.distribute`` strategy, and the attacks inline into it.
+inner model and the cross-entropy; ``fit`` (one device) or
+:func:`tfadv.training.loop.fit_distributed` (``strategy.run(train_step)``
+under a ``tf.distribute`` strategy) compiles the step into one
+``tf.function`` (XLA with ``compile(jit_compile=True)``), and the attacks
+inline into it.
 """
 
 from collections.abc import Mapping
@@ -36,10 +38,6 @@ def training_attack(attack):
     if spec.restarts not in (None, 1):
         raise ValueError(f"Training attacks run one start. Received: restarts={spec.restarts}")
     return spec
-
-
-TRAINING_ATTACKS = tuple(name for name, row in ATTACKS.items() if row.can_train)
-"""Former list of the attacks training methods craft with; ask ``spec.can_train``."""
 
 
 def craft(attack, model_fn, x, y, draw=None):
@@ -173,3 +171,9 @@ class TrainingMethod(keras.Model):
         self.accuracy_tracker.update_state(y, clean_logits, sample_weight)
         self.robust_accuracy_tracker.update_state(y, adversarial_logits, sample_weight)
         return self.results()
+
+
+def __getattr__(name):  # former names: tfadv._deprecated, with a DeprecationWarning
+    from tfadv import _deprecated
+
+    return _deprecated.former_name(__name__, name)

@@ -9,7 +9,6 @@ adversarial examples every batch) is ``AdversarialTraining`` with
 ``adversarial_fraction=0.5``.
 """
 
-import hashlib
 import json
 import os
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfadv
+from tfadv.fingerprints import fingerprint
 from tfadv.models.conditioning import IMAGES
 from tfadv.training.methods._common import TrainingMethod, cross_entropy, training_attack
 
@@ -28,13 +28,12 @@ ADVERSARIAL = "adversarial"
 """Key of the per-example flag (1 adversarial, 0 clean) in the fine-tuning inputs."""
 
 
+def _stored_set_header(array):
+    return str((array.dtype.str, array.shape))  # what adversarial_examples.h5 files record
+
+
 def _fingerprint(*arrays):
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(str((array.dtype.str, array.shape)).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+    return fingerprint(arrays, header=_stored_set_header)
 
 
 def _model_fingerprint(model):
@@ -123,8 +122,8 @@ def generate_adversarial_examples(model, x, y, attack, path, chunk_size=500, jit
                   + (f", resuming at {first}" if first else "") + f" → {path}", flush=True)
             bar = keras.utils.Progbar(len(x), unit_name="image", stateful_metrics=["images/s"])
             bar.update(first)
-        if first < len(x) and _SSIM_CACHE in handle.attrs:
-            del handle.attrs[_SSIM_CACHE]  # the set changes: its 1 − SSIM is measured again
+        if first < len(x) and SSIM_RECORD_ATTRIBUTE in handle.attrs:
+            del handle.attrs[SSIM_RECORD_ATTRIBUTE]  # the set changes: its 1 − SSIM is measured again
         started = time.perf_counter()
         for start in range(first, len(x), chunk_size):
             stop = min(start + chunk_size, len(x))
@@ -190,7 +189,7 @@ def _discard_if_damaged(path):
 STORED_SET_SUMMARY_KEY = "stored_adversarial_set"
 """Key of :func:`stored_set_ssim_distance`'s record in a fine-tuning run's ``summary.json``."""
 
-_SSIM_CACHE = "ssim_distance_record"
+SSIM_RECORD_ATTRIBUTE = "ssim_distance_record"
 """h5 attribute holding :func:`stored_set_ssim_distance`'s record of the complete set, so a
 resumed run does not measure every stored image again; generation deletes it."""
 
@@ -224,7 +223,7 @@ def stored_set_ssim_distance(path, x, y, conventions=None, chunk_size=500):
     y = np.asarray(y, dtype=np.int64)
     with h5py.File(path, "r") as handle:
         attributes = dict(handle.attrs)
-    cached = json.loads(attributes[_SSIM_CACHE]) if _SSIM_CACHE in attributes else None
+    cached = json.loads(attributes[SSIM_RECORD_ATTRIBUTE]) if SSIM_RECORD_ATTRIBUTE in attributes else None
     if (cached is not None and attributes.get("data_sha256") == _fingerprint(x, y)
             and set(conventions) <= set(cached["ssim_distance"])):
         return {**cached, "ssim_distance": {name: cached["ssim_distance"][name] for name in conventions}}
@@ -248,7 +247,7 @@ def stored_set_ssim_distance(path, x, y, conventions=None, chunk_size=500):
         "ssim_distance": {name: total / max(len(x), 1) for name, total in totals.items()},
     }
     with h5py.File(path, "a") as handle:
-        handle.attrs[_SSIM_CACHE] = json.dumps(record)
+        handle.attrs[SSIM_RECORD_ATTRIBUTE] = json.dumps(record)
     return record
 
 

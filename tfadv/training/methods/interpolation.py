@@ -1,5 +1,7 @@
 """Masking interpolation: one model with a run-time knob p between two maskings."""
 
+import copy
+
 import keras
 import numpy as np
 
@@ -52,6 +54,42 @@ def _folded(clean_layer, robust_layer):
                             np.asarray(robust_layer.moving_mean), np.asarray(robust_layer.moving_variance))
 
 
+def _is_functional(model):
+    return isinstance(model, keras.Model) and "input_layers" in (model.get_config() or {})
+
+
+def _conditioned_config(model):
+    """``model``'s functional config with a ``condition`` input and every ``BatchNormalization``
+    replaced by a k = 2 ``ConditionedBatchNormalization`` reading it (names kept).
+
+    ``keras.models.clone_model`` walks the graph the same way but cannot add an
+    input, so the graph is rewritten in the config, Keras' public description of it.
+    """
+    config = copy.deepcopy(model.get_config())
+    names = {entry["name"] for entry in config["layers"]}
+    if CONDITION in names:
+        raise ValueError(f"robust_model already has a layer named {CONDITION!r}. Received: robust_model={model.name!r}")
+    condition_tensor = {"class_name": "__keras_tensor__",
+                        "config": {"shape": [None, 1], "dtype": "float32", "keras_history": [CONDITION, 0, 0]}}
+    layers = [keras.saving.serialize_keras_object(keras.layers.InputLayer(shape=(1,), name=CONDITION))]
+    layers[0].update(name=CONDITION, inbound_nodes=[])
+    for entry in config["layers"]:
+        layer = model.get_layer(entry["name"])
+        if isinstance(layer, keras.layers.BatchNormalization):
+            replacement = ConditionedBatchNormalization(
+                k=2, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
+                scale=layer.scale, name=layer.name, dtype=layer.dtype_policy)
+            nodes = [{"args": [[node["args"][0], condition_tensor]],
+                      "kwargs": {k: v for k, v in node["kwargs"].items() if k != "mask"}}
+                     for node in entry["inbound_nodes"]]
+            entry = {**keras.saving.serialize_keras_object(replacement), "name": layer.name, "inbound_nodes": nodes}
+        layers.append(entry)
+    (images_layer,) = [entry for entry in config["layers"] if entry["class_name"] == "InputLayer"][:1]
+    config.update(layers=layers, name=f"{model.name}_interpolation",
+                  input_layers={IMAGES: [images_layer["name"], 0, 0], CONDITION: [CONDITION, 0, 0]})
+    return config
+
+
 def interpolation_model(clean_model, robust_model, statistics="shared"):
     """A conditioned model whose BN masking moves from ``clean_model`` (p = 0) to ``robust_model`` (p = 1).
 
@@ -101,39 +139,15 @@ def interpolation_model(clean_model, robust_model, statistics="shared"):
     if statistics not in STATISTICS:
         raise ValueError(f"statistics must be one of {STATISTICS}. Received: statistics={statistics!r}")
     for name, model in (("clean_model", clean_model), ("robust_model", robust_model)):
-        if not hasattr(model, "_run_through_graph") or len(model.inputs) != 1:
+        if not _is_functional(model) or len(model.inputs) != 1:
             raise ValueError(f"{name} must be a functional model with one image input. Received: {name}={model!r}")
     if len(clean_model.layers) != len(robust_model.layers):
         raise ValueError(
             "clean_model and robust_model must have the same architecture. Received: "
             f"{len(clean_model.layers)} and {len(robust_model.layers)} layers"
         )
-    images = keras.Input(batch_shape=robust_model.inputs[0].shape, name=IMAGES)
-    condition = keras.Input((1,), name=CONDITION)
-    copies = {}
-
-    def copy_layer(layer):
-        if id(layer) not in copies:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                copies[id(layer)] = ConditionedBatchNormalization(
-                    k=2, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
-                    scale=layer.scale, name=layer.name, dtype=layer.dtype_policy)
-            else:
-                copies[id(layer)] = layer.__class__.from_config(layer.get_config())
-        return copies[id(layer)]
-
-    def call_layer(layer, *args, **kwargs):
-        if isinstance(layer, ConditionedBatchNormalization):
-            kwargs.pop("mask", None)
-            return layer([args[0], condition], **kwargs)
-        return layer(*args, **kwargs)
-
-    # keras.models.clone_model walks the graph the same way but cannot add
-    # the condition input, so the walk is done here with its building block.
-    outputs = robust_model._run_through_graph(images, operation_fn=copy_layer, call_fn=call_layer)
-    model = keras.Model({IMAGES: images, CONDITION: condition}, outputs,
-                        name=f"{robust_model.name}_interpolation")
-
+    model = keras.Model.from_config(_conditioned_config(robust_model))
+    copies = {id(layer): model.get_layer(layer.name) for layer in robust_model.layers}
     for clean_layer, robust_layer in zip(clean_model.layers, robust_model.layers):
         if type(clean_layer) is not type(robust_layer):
             raise ValueError(
@@ -141,10 +155,10 @@ def interpolation_model(clean_model, robust_model, statistics="shared"):
                 f"{clean_layer.name!r} ({type(clean_layer).__name__}) vs "
                 f"{robust_layer.name!r} ({type(robust_layer).__name__})"
             )
-        copy = copies.get(id(robust_layer))
-        if copy is None:  # input layers
+        target = copies.get(id(robust_layer))
+        if target is None:  # input layers
             continue
-        if isinstance(copy, ConditionedBatchNormalization):
+        if isinstance(target, ConditionedBatchNormalization):
             shared = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in (
                 (clean_layer.moving_mean, robust_layer.moving_mean),
                 (clean_layer.moving_variance, robust_layer.moving_variance)))
@@ -155,11 +169,11 @@ def interpolation_model(clean_model, robust_model, statistics="shared"):
                     "freeze_statistics=True). Choose them: statistics='fold' (both ends exact), "
                     "'robust' or 'clean'. Received: statistics='shared'")
             if statistics == "fold" and not shared:
-                copy.set_bases_from([_folded(clean_layer, robust_layer), robust_layer], statistics_from=1)
+                target.set_bases_from([_folded(clean_layer, robust_layer), robust_layer], statistics_from=1)
             else:
-                copy.set_bases_from([clean_layer, robust_layer],
+                target.set_bases_from([clean_layer, robust_layer],
                                     statistics_from=0 if statistics == "clean" else 1)
         else:
             _check_same(robust_layer.name, clean_layer.get_weights(), robust_layer.get_weights())
-            copy.set_weights(robust_layer.get_weights())
+            target.set_weights(robust_layer.get_weights())
     return model

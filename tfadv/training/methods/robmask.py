@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tfadv import attacks
+from tfadv import attacks, checks
 from tfadv.layers import ConditionedBatchNormalization
 from tfadv.training.methods._common import TrainingMethod, cross_entropy
 from tfadv.training.methods._strength import uniform_strength
@@ -66,12 +66,9 @@ class RobMask(TrainingMethod):
 
     def __init__(self, inner, eps_max=8 / 255, steps=7, step_fraction=0.2, random_start=True,
                  learning_rate_multipliers=None, strength=None, seed=0, **kwargs):
-        if not 0 < eps_max <= 1:
-            raise ValueError(f"eps_max must be in (0, 1]. Received: eps_max={eps_max}")
-        if not step_fraction > 0:
-            raise ValueError(f"step_fraction must be > 0. Received: step_fraction={step_fraction}")
-        if strength is not None and not 0 <= strength <= 1:
-            raise ValueError(f"strength must be None or in [0, 1]. Received: strength={strength}")
+        checks.check_in_interval("eps_max", eps_max, low_open=True)
+        checks.check_positive("step_fraction", step_fraction)
+        checks.check_in_interval("strength", strength, or_none=True)
         multipliers = dict(learning_rate_multipliers or {})
         unknown = sorted(set(multipliers) - set(MULTIPLIER_GROUPS))
         if unknown:
