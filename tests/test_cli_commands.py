@@ -54,9 +54,10 @@ def test_tune_command_runs_a_search_and_reports_the_best(tmp_path, capsys):
 
 
 def test_eval_command_tables_and_bad_input(tiny_run, tmp_path, capsys):
-    from tfadv.cli.eval_cmd import parse_attack
+    from tfadv.attacks.spec import attack_settings_from_text
 
-    assert parse_attack("pgd:eps=8/255,steps=20") == {"name": "pgd", "eps": "8/255", "steps": 20}
+    assert attack_settings_from_text("pgd:eps=8/255,steps=20,random_start=false") == {
+        "name": "pgd", "eps": 8 / 255, "steps": 20, "random_start": False}
     out = tmp_path / "ev"
     argv = ["eval", tiny_run, "--limit", "16", "--out", str(out), "--attack", "fgsm:eps=2/255",
             "--preset", "strong", "--eps-sweep", "0,2/255"]

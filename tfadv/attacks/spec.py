@@ -427,17 +427,17 @@ class AttackSpec:
                              jit_compile=jit_compile)
 
 
-def attack_from_text(text):
-    """An :class:`AttackSpec` from its one-line form ``"name:key=value,key=value"``.
+def attack_settings_from_text(text):
+    """An attack's settings from its one-line form ``"name:key=value,key=value"``.
 
-    Example: ``attack_from_text("pgd:eps=8/255,steps=10")`` is
-    ``AttackSpec.create({"name": "pgd", "eps": 8/255, "steps": 10})``;
-    numbers (fractions too) are read by :func:`tfadv.checks.parse_number`,
-    ``true``/``false`` as booleans, anything else stays text.
+    Example: ``"pgd:eps=8/255,steps=10"`` → ``{"name": "pgd", "eps": 8/255,
+    "steps": 10}``: numbers (fractions too) are read by
+    :func:`tfadv.checks.parse_number`, ``true``/``false`` as booleans, anything
+    else stays text. The one reader of this form (``tfadv eval --attack``,
+    ``train.validation_attack``).
 
     Raises:
-        ValueError: naming the text when a setting is not ``key=value`` (and
-            every error of :meth:`AttackSpec.create`).
+        ValueError: naming the text when it is empty or a setting is not ``key=value``.
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"attack text must be 'name:key=value,...'. Received: attack={text!r}")
@@ -448,7 +448,13 @@ def attack_from_text(text):
         if not sep or not key.strip():
             raise ValueError(f"attack settings must be key=value. Received: {item!r} in attack={text!r}")
         settings[key.strip()] = _text_value(value.strip())
-    return AttackSpec.create(settings)
+    return settings
+
+
+def attack_from_text(text):
+    """The :class:`AttackSpec` of :func:`attack_settings_from_text` ``(text)``: every error of
+    both (a bad form, an unknown attack or setting) is a ``ValueError`` naming the value."""
+    return AttackSpec.create(attack_settings_from_text(text))
 
 
 def _text_value(text):

@@ -54,21 +54,6 @@ def add_parser(subparsers):
     parser.set_defaults(run=run)
 
 
-def parse_attack(text):
-    """``"pgd:eps=8/255,steps=20"`` → ``{"name": "pgd", "eps": "8/255", "steps": 20}``."""
-    import yaml
-
-    name, _, rest = text.partition(":")
-    spec = {"name": name.strip()}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--attack settings are KEY=VALUE pairs. Received: {text!r}")
-        parsed = yaml.safe_load(value)
-        spec[key.strip()] = value.strip() if "/" in value else parsed
-    return spec
-
-
 def _numbers(text, name):
     from tfadv.evaluation import parse_eps
 
@@ -77,6 +62,7 @@ def _numbers(text, name):
 
 def plan_from_args(args):
     """The ``evaluate`` keyword arguments the flags (or --config) ask for."""
+    from tfadv.attacks.spec import attack_settings_from_text
     from tfadv.evaluation import pgd_sweep, preset
 
     attacks, sweep = [], []
@@ -105,7 +91,7 @@ def plan_from_args(args):
         attacks += [a for a in plan.get("attacks", []) if a not in attacks]
         sweep = sweep or plan.get("sweep", [])
         convention = convention or plan.get("ssim_convention")
-    attacks += [parse_attack(text) for text in args.attack]
+    attacks += [attack_settings_from_text(text) for text in args.attack]
     if args.eps_sweep:
         sweep = pgd_sweep(_numbers(args.eps_sweep, "eps_sweep"))
     plan = {"attacks": attacks, "sweep": sweep, "p_grid": p_grid, "batch_size": batch_size,
