@@ -111,7 +111,6 @@ def main(argv=None):
 
     from tfadv.attacks import _compile
     from tfadv.attacks.autoattack import _component_bodies
-    from tfadv.attacks.apgd import misclassified
 
     data = np.load(args.data)
     x_all = data["x"]
@@ -158,7 +157,6 @@ def main(argv=None):
                      "forward": int(forward.numpy()), "gradient": int(gradient.numpy()),
                      "robust_after": int(robust.sum())})
     _compile.loss_and_input_gradient = original
-    del misclassified
 
     torch_rows = None
     if args.torch_python:
