@@ -16,6 +16,7 @@ import json
 import os
 
 from tfadv._files import atomic_path, clear_folder
+from tfadv import records
 from tfadv.records import resume_note, source_revision
 
 
@@ -60,10 +61,10 @@ def note_revision(directory, resuming, what="run", say=print):
         if note is None:
             return None
         record.setdefault("resumed_by", []).append(current)
-        write_json(path, record)
+        records.write_json(path, record)
         say(f"{directory}: {note}")
         return note
-    write_json(path, record)
+    records.write_json(path, record)
     return None
 
 
