@@ -369,3 +369,36 @@ def test_apgd_equals_the_reference_code_on_an_mlp(steps):
     off = np.abs(x_adv - expected) > 2e-5
     assert off.mean() < 0.03, f"{off.sum()} of {off.size} coordinates differ from the reference"
     assert np.abs(x_adv - expected).max() < eps / 20
+
+
+def test_apgd_t_batched_targets_equal_the_one_after_another_loop(five_class_toy):
+    """Targets 2..k stacked into one batch give the points of the reference's sequential loop."""
+    from tfadv.attacks.apgd import apgd_body, misclassified
+
+    model, x, y = five_class_toy
+    eps, seed, steps = 0.03, 4, 12
+    batched = apgd_targeted(model, x, y, eps, steps=steps, seed=seed, **PLAIN).numpy()
+    # The loop, eagerly, with the same random numbers (drawn for the whole batch, then gathered).
+    call = lambda images: model(images, training=False)  # noqa: E731
+    logits = call(x).numpy()
+    targets = top_other_classes(logits, y, 4).numpy()
+    x_adv, fooled = x.copy(), logits.argmax(1) != y
+    seed_pair = tf.constant([seed, 0], tf.int64)
+    for k in range(4):
+        todo = np.flatnonzero(~fooled)
+        if todo.size == 0:
+            break
+        y_sub, t_sub = tf.constant(y[todo]), tf.constant(targets[todo, k])
+        noise = lambda r, k=k, todo=todo: tf.gather(tf.random.stateless_uniform(  # noqa: E731
+            x.shape, seed_pair + tf.stack([tf.constant(0, tf.int64), tf.cast(1000 * (k + 1) + r, tf.int64)]),
+            -1.0, 1.0), todo)
+        x_k, fooled_k = apgd_body(
+            call, tf.constant(x[todo]), tf.fill([todo.size], eps), seed_pair,
+            lambda z: dlr_targeted_loss(z, y_sub, t_sub), misclassified(tf.cast(y_sub, tf.int64)),
+            steps=steps, restarts=1, rho=0.75, start_noise=noise)
+        fooled_k = fooled_k.numpy()
+        x_adv[todo[fooled_k]] = x_k.numpy()[fooled_k]
+        fooled[todo[fooled_k]] = True
+    assert 0 < fooled.sum() < len(x)
+    np.testing.assert_array_equal(_predict(model, batched) != y, fooled)
+    np.testing.assert_allclose(batched, x_adv, atol=1e-6)

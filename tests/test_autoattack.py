@@ -73,8 +73,8 @@ def test_later_components_break_what_gradients_cannot(toy):
     def quantized(images):
         return model(tf.stop_gradient(tf.round(images * 4.0) / 4.0) + 0.0 * images)
 
-    # Square as the reference draws one window per batch: 500 queries, not 100, to finish here.
-    x_adv, broken_by = autoattack(quantized, x, y, 0.1, return_info=True, seed=0, steps=10, queries=500, **PLAIN)
+    # Square as the reference draws one window per batch: 1,000 queries, not 100, to finish here.
+    x_adv, broken_by = autoattack(quantized, x, y, 0.1, return_info=True, seed=0, steps=10, queries=1000, **PLAIN)
     correct = _predict(quantized, x_adv.numpy()) == y
     np.testing.assert_array_equal(broken_by == -1, correct)
     assert (broken_by == COMPONENTS.index("square")).sum() >= 10

@@ -133,10 +133,10 @@ def test_subclassed_models_and_models_without_batch_norm_are_refused():
 
 
 @pytest.mark.parametrize("mode, reference", [
-    ("-1_1", keras.applications.resnet_v2.preprocess_input),
+    ("-1..1", keras.applications.resnet_v2.preprocess_input),
     ("torch", keras.applications.densenet.preprocess_input),
     ("caffe", keras.applications.resnet50.preprocess_input),
-    ("0_255", lambda x: x),
+    ("0..255", lambda x: x),
 ])
 def test_pixel_preprocessing_equals_keras_applications_preprocess_input(mode, reference):
     out = np.asarray(layers.PixelPreprocessing(mode)(X))
@@ -148,7 +148,7 @@ def test_keras_applications_name_builds_a_model_taking_unit_images(tmp_path):
     from tfadv.training.methods.interpolation import interpolation_model
 
     app = models.build("MobileNetV2", num_classes=3, norm="bn")
-    assert isinstance(app.layers[1], layers.PixelPreprocessing) and app.layers[1].mode == "-1_1"
+    assert isinstance(app.layers[1], layers.PixelPreprocessing) and app.layers[1].mode == "-1..1"
     # The preprocessing is inside the graph (no nested model): BN layers are top-level.
     assert not any(isinstance(layer, keras.Model) for layer in app.layers)
     path = tmp_path / "app.keras"
@@ -159,7 +159,7 @@ def test_keras_applications_name_builds_a_model_taking_unit_images(tmp_path):
     reference = np.asarray(app(X, training=False))
     assert _max_diff_at_every_p(converted, reference) <= 1e-5
     with pytest.raises(ValueError, match="already starts with its PixelPreprocessing"):
-        models.from_pretrained(plain, "robmask", preprocess="-1_1")
+        models.from_pretrained(plain, "robmask", preprocess="-1..1")
     # Masking interpolation between two maskings of the brought architecture.
     robust = keras.models.clone_model(app)
     robust.set_weights(app.get_weights())
@@ -177,6 +177,6 @@ def test_with_preprocessing_feeds_the_model_what_it_expects():
 
     model = keras.applications.ResNet50V2(weights=None, input_shape=(32, 32, 3), classes=3,
                                           classifier_activation=None)
-    wrapped = with_preprocessing(model, "-1_1")
+    wrapped = with_preprocessing(model, "-1..1")
     expected = np.asarray(model(keras.applications.resnet_v2.preprocess_input(X * 255.0), training=False))
     np.testing.assert_allclose(np.asarray(wrapped(X, training=False)), expected, atol=1e-5)

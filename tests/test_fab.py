@@ -136,3 +136,34 @@ def test_bad_arguments_raise_value_error(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         fab_targeted(model, x, np.array([0, 1]), **arguments)
+
+
+def test_batched_targets_equal_the_one_after_another_loop():
+    """Runs 2..k stacked into one batch give the points of the reference's sequential loop."""
+    from tfadv.attacks.apgd import top_other_classes
+    from tfadv.attacks.fab import _single_run
+
+    keras.utils.set_random_seed(5)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.2, 0.8, (24, 6, 6, 1)).astype("float32")
+    y = np.argmax((x.reshape(24, -1) - 0.5) @ rng.normal(size=(36, 5)), -1).astype("int64")
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(5)])
+    model.compile(keras.optimizers.Adam(0.03), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=60, batch_size=24, verbose=0)
+    y = _predict(model, x)
+    eps, steps = 0.06, 8
+    batched = fab_targeted(model, x, y, eps, steps=steps, target_classes=4, seed=0, **PLAIN).numpy()
+    call = lambda images: model(images, training=False)  # noqa: E731
+    targets = top_other_classes(call(x), y, 4).numpy()
+    x_adv, fooled = x.copy(), np.zeros(len(x), bool)
+    for k in range(4):
+        todo = np.flatnonzero(~fooled)
+        x_k, fooled_k = _single_run(call, tf.constant(x[todo]), tf.constant(y[todo]), tf.constant(targets[todo, k]),
+                                    tf.fill([todo.size], eps), tf.constant(x[todo]), steps=steps, alpha_max=0.1,
+                                    eta=1.05, beta=0.9, search_steps=0)
+        fooled_k = fooled_k.numpy()
+        x_adv[todo[fooled_k]] = x_k.numpy()[fooled_k]
+        fooled[todo[fooled_k]] = True
+    assert 0 < fooled.sum() < len(x) and (fooled & (np.abs(x_adv - x).max((1, 2, 3)) > 0)).any()
+    np.testing.assert_allclose(batched, x_adv, atol=1e-6)

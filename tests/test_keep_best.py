@@ -66,3 +66,20 @@ def test_keep_best_keeps_the_most_robust_epoch_and_survives_resume(tmp_path):
 def test_bad_validation_attack_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="train.validation_attack"):
         load_config(data=_config(tmp_path, validation_attack="pgd:eps=2/255,stepz=3"))
+
+
+def test_train_from_a_brought_plain_model_converts_it_to_robmask(tmp_path):
+    """model: {init_from: plain.keras, norm: robmask} converts, trains and exports with serve_tradeoff."""
+    from tfadv import layers
+    from tfadv.export.signatures import ServingFunctions
+
+    plain = build("tiny", num_classes=10, input_shape=(32, 32, 3))
+    plain.save(tmp_path / "plain.keras")
+    data = _config(tmp_path, epochs=1, steps_per_epoch=2, keep_best="robust", validation_examples=16)
+    data["model"] = {"init_from": str(tmp_path / "plain.keras"), "norm": "robmask", "preprocess": "0..1"}
+    data["method"] = {"kind": "robmask", "eps_max": "2/255", "pgd_steps": 2}
+    result = train_from_config(load_config(data=data))
+    saved = keras.saving.load_model(tmp_path / "run" / "model_best.keras")
+    norms = [layer for layer in saved.layers if isinstance(layer, layers.ConditionedBatchNormalization)]
+    assert len(norms) == 2 and isinstance(saved.layers[1], layers.PixelPreprocessing)
+    assert "serve_tradeoff" in ServingFunctions(result.model).endpoints()

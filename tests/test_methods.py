@@ -54,7 +54,10 @@ def test_each_method_fits_and_logs_clean_and_robust_metrics(case, data):
     model = _compile(methods.wrap(inner, kind, **settings))
     history = model.fit(*data, batch_size=8, epochs=1, validation_data=data, verbose=0).history
     expected = {"loss", "accuracy", "robust_accuracy"}
-    assert set(history) == expected | {f"val_{k}" for k in expected}
+    # All-adversarial training has no clean image in its training pass: its training clean
+    # accuracy is opt-in (train_clean_accuracy=True), validation always has it.
+    trained = expected - {"accuracy"} if case in ("adversarial", "stadv") else expected
+    assert set(history) == trained | {f"val_{k}" for k in expected}
     for name, values in history.items():
         assert np.isfinite(values[-1]), name
         if "accuracy" in name:
@@ -117,6 +120,19 @@ def test_adversarial_fraction_attacks_the_first_share_of_the_batch(data):
     np.testing.assert_allclose(logs["loss"], _ce(y, mixed), rtol=1e-5)
     assert logs["robust_accuracy"] == pytest.approx(_accuracy(y[:4], mixed[:4]))
     assert logs["accuracy"] == pytest.approx(_accuracy(y[4:], mixed[4:]))
+
+
+def test_all_adversarial_training_clean_accuracy_is_opt_in(data):
+    x, y = data
+    inner = _tiny("bn")
+    reference = keras.models.clone_model(inner)
+    reference.set_weights(inner.get_weights())
+    clean = reference(x, training=False)  # measured before the update
+    model = _compile(methods.wrap(inner, "adversarial", attack=FGSM, train_clean_accuracy=True))
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(_accuracy(y, clean))
+    model = _compile(methods.wrap(_tiny("bn"), "adversarial", attack=FGSM))
+    assert "accuracy" not in model.train_on_batch(x, y, return_dict=True)
 
 
 def _weighted_layers(model):

@@ -111,6 +111,8 @@ def torch_side(in_path, out_path):
 
     data = dict(np.load(in_path))
     settings = json.loads(str(data["settings"]))
+    if settings.get("threads"):
+        torch.set_num_threads(settings["threads"])
     model = _torch_model(data)
     x = torch.from_numpy(data["x"].transpose(0, 3, 1, 2).copy())
     y = torch.from_numpy(data["y"].astype(np.int64))
@@ -199,12 +201,19 @@ def main(argv=None):
     parser.add_argument("--components", action="store_true", help="also each component alone")
     parser.add_argument("--no-whole", action="store_true", help="skip the whole AutoAttack")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads per library (torch.set_num_threads, TF's intra-op pool); 0: each "
+                        "library's default. On a loaded machine 1 keeps both from spin-waiting on busy cores")
     parser.add_argument("--torch-side", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_side:
         return torch_side(*args.torch_side)
 
     import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     import tfadv
     from tfadv.attacks import apgd, apgd_targeted, autoattack, fab_targeted, square
@@ -223,7 +232,8 @@ def main(argv=None):
     print(f"trained {args.epochs} epochs on {len(x_train)} images in {time.perf_counter() - start:.0f} s; "
           f"clean accuracy on the {len(x)} attacked images {np.mean(logits.argmax(1) == y):.3f}", flush=True)
 
-    settings = {"eps": eps_list, "components": args.components, "whole": not args.no_whole}
+    settings = {"eps": eps_list, "components": args.components, "whole": not args.no_whole,
+                "threads": args.threads}
     with tempfile.TemporaryDirectory() as folder:
         in_path, out_path = os.path.join(folder, "in.npz"), os.path.join(folder, "out.json")
         np.savez(in_path, x=x, y=y, logits=logits, settings=json.dumps(settings), **_weights(model))
@@ -262,7 +272,8 @@ def main(argv=None):
     def find(results, name, eps):
         return next(run for run in results if run["name"] == name and abs(run["eps"] - eps) < 1e-9)
 
-    print(f"\ntfadv {tfadv.__version__} (TF {tf.__version__}); {len(x)} images; ratio = torch seconds / tfadv "
+    print(f"\ntfadv {tfadv.__version__} (TF {tf.__version__}); {len(x)} images; threads "
+          f"{args.threads or 'default'}; ratio = torch seconds / tfadv "
           "seconds (> 1: tfadv faster)")
     print("| ε | comparison | torchattacks s | tfadv s | ratio | robust torch | robust tfadv |")
     print("|---|---|---:|---:|---:|---:|---:|")

@@ -246,10 +246,12 @@ def apgd_targeted(
     of one APGD run (:func:`apgd` with ``loss="dlr", targeted=True``,
     ``restarts`` random starts) on the examples not yet misclassified, which
     climbs ``−(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2)``. Success is
-    misclassification, into ``t`` or any other class: per example the first
-    point found that the model misclassifies is kept. Every target's run
-    gathers the examples still robust and scatters its results back, all in
-    one compiled graph.
+    misclassification, into ``t`` or any other class: per example the point
+    of the first target that breaks it is kept. Target 1 runs on every
+    example not misclassified; targets 2 … k then run together as one
+    stacked batch on the examples target 1 left (:func:`targets_as_batches`):
+    the same points as the reference's one-target-after-another loop, in two
+    loops instead of k, all in one compiled graph.
 
     AutoAttack's standard version: ``steps=100``, ``target_classes=9``,
     ``restarts=1``, ``rho=0.75`` (``APGDAttack_targeted(n_restarts=1,
@@ -367,39 +369,91 @@ def targeted_setup(model_call, x, y, eps, target_classes, attack_name):
     return labels, eps, targets, misclassified(labels)(clean_logits)
 
 
-def apgd_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
-    """APGD-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified at ``x_adv``."""
-    labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "APGD-T")
-    count = targets.shape[-1]
+def targets_as_batches(x, fooled0, count, run):
+    """Run a targeted attack's ``count`` targets: the first alone, the others as one batch.
 
-    def one_target(k, x_adv, fooled):
-        def attack(x_sub, y_sub, targets_sub, eps_sub):
-            target = targets_sub[:, k]
-            objective = lambda logits: dlr_targeted_loss(logits, y_sub, target)  # noqa: E731
-            return apgd_body(model_call, x_sub, eps_sub, seed + tf.cast([0, 1000 * (k + 1)], tf.int64),
-                             objective, misclassified(y_sub), steps=steps, restarts=restarts, rho=rho)
+    ``run(indices [n, 1], first, number) -> (x_adv [n, ...], fooled [n])``
+    attacks the examples at ``indices`` with targets ``first … first +
+    number − 1`` and returns, per example, the point of the first target (in
+    order) that broke it. Target 1 runs on every example not yet fooled; the
+    other ``count − 1`` targets run together, stacked into one batch of
+    ``(count − 1) · n`` copies, on the examples target 1 left unbroken.
 
-        indices, (x_sub, fooled_sub) = on_subset(~fooled, (x, labels, targets, eps), attack)
-        x_sub = where_examples(fooled_sub, x_sub, tf.gather_nd(x_adv, indices))
-        return (k + 1, tf.tensor_scatter_nd_update(x_adv, indices, x_sub),
-                tf.tensor_scatter_nd_update(fooled, indices, fooled_sub))
+    Every run depends only on its own example, target and random numbers
+    (drawn per example of the full batch, then gathered), so this gives the
+    same points as running the targets one after another on the examples the
+    earlier ones left, as the reference code does; it makes 2 loops instead
+    of ``count``, with larger batches, at the price of running targets
+    3 … count on an example that target 2 already broke.
+    """
 
-    _, x_adv, fooled = tf.while_loop(
-        lambda k, x_adv, fooled: (k < count) & ~tf.reduce_all(fooled),
-        one_target,
-        (tf.constant(0), x, fooled0),
-    )
-    # APGD's best-loss points of unfooled examples are not kept: they are
-    # not adversarial, and x is the honest answer there.
+    def stage(x_adv, fooled, first, number):
+        def attack():
+            indices = tf.where(~fooled)
+            x_sub, fooled_sub = run(indices, first, number)
+            x_sub = where_examples(fooled_sub, x_sub, tf.gather_nd(x_adv, indices))
+            return (tf.tensor_scatter_nd_update(x_adv, indices, x_sub),
+                    tf.tensor_scatter_nd_update(fooled, indices, fooled_sub))
+
+        return tf.cond(tf.reduce_all(fooled), lambda: (x_adv, fooled), attack)
+
+    x_adv, fooled = stage(x, fooled0, 0, 1)
+    if count > 1:
+        x_adv, fooled = stage(x_adv, fooled, 1, count - 1)
     return x_adv, fooled
 
 
-def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, rho):
+def stacked_first_success(x_runs, fooled_runs, number):
+    """``[number · n, ...]`` runs, target-major, to the first successful run per example: ``(x [n, ...], fooled [n])``."""
+    fooled_runs = tf.reshape(fooled_runs, [number, -1])
+    x_runs = tf.reshape(x_runs, tf.concat([[number, -1], tf.shape(x_runs)[1:]], 0))
+    first = tf.argmax(tf.cast(fooled_runs, tf.int32), axis=0, output_type=tf.int32)
+    x_first = tf.gather(tf.transpose(x_runs, [1, 0] + list(range(2, x_runs.shape.rank))), first, batch_dims=1)
+    return x_first, tf.reduce_any(fooled_runs, axis=0)
+
+
+def apgd_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, rho):
+    """APGD-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified at ``x_adv``.
+
+    Target ``k`` (from 0), restart ``r`` starts from noise drawn for the whole
+    batch from ``seed + [0, 1000 (k + 1) + r]``; see :func:`targets_as_batches`.
+    """
+    labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "APGD-T")
+    count = targets.shape[-1]
+    shape = tf.shape(x)
+
+    def run(indices, first, number):
+        x_sub = tf.tile(tf.gather_nd(x, indices), [number, 1, 1, 1])
+        y_sub = tf.tile(tf.gather_nd(labels, indices), [number])
+        eps_sub = tf.tile(tf.gather_nd(eps, indices), [number])
+        target = tf.reshape(tf.transpose(tf.gather_nd(targets, indices)[:, first:first + number]), [-1])
+
+        def start_noise(r):
+            return tf.concat([
+                tf.gather_nd(tf.random.stateless_uniform(
+                    shape, seed + tf.stack([tf.constant(0, tf.int64),
+                                            tf.cast(1000 * (first + j + 1) + r, tf.int64)]),
+                    -1.0, 1.0), indices)
+                for j in range(number)], 0)
+
+        objective = lambda logits: dlr_targeted_loss(logits, y_sub, target)  # noqa: E731
+        x_runs, fooled_runs = apgd_body(model_call, x_sub, eps_sub, seed, objective, misclassified(y_sub),
+                                        steps=steps, restarts=restarts, rho=rho, start_noise=start_noise)
+        return stacked_first_success(x_runs, fooled_runs, number)
+
+    # APGD's best-loss points of unfooled examples are not kept: they are
+    # not adversarial, and x is the honest answer there.
+    return targets_as_batches(x, fooled0, count, run)
+
+
+def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, rho, start_noise=None):
     """APGD as graph code on any per-example objective.
 
     Args:
         objective: ``logits -> [B]``, climbed.
         fooled: ``logits -> [B] bool``, the success criterion.
+        start_noise: ``r -> [B, ...]`` uniform noise in [−1, 1] of restart
+            ``r`` (an int32 scalar tensor); by default drawn from ``seed + [0, r]``.
 
     Returns:
         ``(x_adv, fooled [B])``: per example the last iterate of the first fooling run that is
@@ -435,10 +489,9 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
         interval[current - 1] = current - previous
     interval = tf.constant(interval)
 
-    def single_run(run_seed):
+    def single_run(noise):
         # The reference's start: x + ε · t / max|t|, t ~ U(−1, 1)^d, clipped to
         # [0, 1]: the largest coordinate of the perturbation sits on the ball.
-        noise = tf.random.stateless_uniform(tf.shape(x), run_seed, -1.0, 1.0)
         largest = tf.reduce_max(tf.abs(tf.reshape(noise, [batch, -1])), axis=1)
         x0 = project(x + eps_images * noise / _compile.per_example(largest + 1e-12))
         loss0, grad0, logits0 = evaluate(x0)
@@ -504,8 +557,13 @@ def apgd_body(model_call, x, eps, seed, objective, fooled, *, steps, restarts, r
         x_best=x, loss_best=tf.fill([batch], -np.inf),
     )
 
+    if start_noise is None:
+        def start_noise(r):
+            run_seed = seed + tf.stack([tf.constant(0, tf.int64), tf.cast(r, tf.int64)])
+            return tf.random.stateless_uniform(tf.shape(x), run_seed, -1.0, 1.0)
+
     def restart(r, best):
-        x_fooling, run_fooled, x_best, loss_best = single_run(seed + tf.cast([0, r], tf.int64))
+        x_fooling, run_fooled, x_best, loss_best = single_run(start_noise(r))
         newly_fooled = run_fooled & ~best["fooled"]
         improved = loss_best > best["loss_best"]
         return r + 1, dict(

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfadv import checks
 from tfadv.attacks import _compile
-from tfadv.attacks.apgd import misclassified, on_subset, targeted_setup, where_examples
+from tfadv.attacks.apgd import misclassified, stacked_first_success, targeted_setup, targets_as_batches, where_examples
 
 ALPHA_MAX = 0.1
 ETA = 1.05
@@ -184,39 +184,49 @@ def linf_projection_to_hyperplane(points, w, b):
 
 def fab_targeted_body(model_call, x, y, eps, seed, *, steps, target_classes, restarts, alpha_max, eta, beta,
                       search_steps):
-    """FAB-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified within ε."""
+    """FAB-T as graph code: ``(x_adv, fooled [B])``, fooled meaning misclassified within ε.
+
+    Runs are numbered ``q = k · restarts + r`` (target ``k`` from 0, restart
+    ``r``), the reference's order; run ``q > 0`` with ``r > 0`` starts from
+    noise drawn for the whole batch from ``seed + [1, q]``. Run 0 goes alone,
+    the others as one stacked batch (:func:`tfadv.attacks.apgd.targets_as_batches`).
+    """
     labels, eps, targets, fooled0 = targeted_setup(model_call, x, y, eps, target_classes, "FAB-T")
     count = targets.shape[-1]
+    shape = tf.shape(x)
 
-    def one_run(k, x_adv, fooled):
-        target_index, restart = k // restarts, k % restarts
+    def run(indices, first, number):
+        x_one = tf.gather_nd(x, indices)
+        targets_one = tf.gather_nd(targets, indices)
+        eps_one = tf.gather_nd(eps, indices)
+        starts, target = [], []
+        for q in range(first, first + number):
+            k, r = q // restarts, q % restarts
+            target.append(targets_one[:, k])
+            if r == 0:
+                starts.append(x_one)
+            else:
+                # Later restarts start at a random point of half the ε-ball around x.
+                noise = tf.gather_nd(tf.random.stateless_uniform(
+                    shape, seed + tf.constant([1, q], tf.int64), -1.0, 1.0), indices)
+                norm = tf.reshape(_linf_distance(noise, tf.zeros_like(noise)), [-1, 1, 1, 1])
+                radius = tf.reshape(eps_one, [-1, 1, 1, 1])
+                starts.append(tf.clip_by_value(x_one + 0.5 * radius * noise / tf.maximum(norm, 1e-12), 0.0, 1.0))
+        x_runs, fooled_runs = _single_run(
+            model_call, tf.tile(x_one, [number, 1, 1, 1]), tf.tile(tf.gather_nd(labels, indices), [number]),
+            tf.concat(target, 0), tf.tile(eps_one, [number]), tf.concat(starts, 0), steps=steps,
+            alpha_max=alpha_max, eta=eta, beta=beta, search_steps=search_steps)
+        return stacked_first_success(x_runs, fooled_runs, number)
 
-        def attack(x_sub, y_sub, targets_sub, eps_sub):
-            run_seed = seed + tf.stack([tf.constant(1, tf.int64), tf.cast(k, tf.int64)])
-            return _single_run(model_call, x_sub, y_sub, targets_sub[:, target_index], eps_sub, run_seed,
-                               restart > 0, steps=steps, alpha_max=alpha_max, eta=eta, beta=beta,
-                               search_steps=search_steps)
-
-        indices, (x_sub, fooled_sub) = on_subset(~fooled, (x, labels, targets, eps), attack)
-        x_sub = where_examples(fooled_sub, x_sub, tf.gather_nd(x_adv, indices))
-        return (k + 1, tf.tensor_scatter_nd_update(x_adv, indices, x_sub),
-                tf.tensor_scatter_nd_update(fooled, indices, fooled_sub))
-
-    _, x_adv, fooled = tf.while_loop(
-        lambda k, x_adv, fooled: (k < count * restarts) & ~tf.reduce_all(fooled),
-        one_run,
-        (tf.constant(0), x, fooled0),
-    )
-    return x_adv, fooled
+    return targets_as_batches(x, fooled0, count * restarts, run)
 
 
 def _linf_distance(a, b):
     return tf.reduce_max(tf.abs(tf.reshape(a - b, [tf.shape(a)[0], -1])), axis=1)
 
 
-def _single_run(model_call, x, y, target, eps, seed, random_start, *, steps, alpha_max, eta, beta,
-                search_steps):
-    """One FAB run toward ``target`` on examples the model classifies as ``y``: ``(x_adv, found within ε)``."""
+def _single_run(model_call, x, y, target, eps, start, *, steps, alpha_max, eta, beta, search_steps):
+    """One FAB run toward ``target`` from ``start`` on examples classified as ``y``: ``(x_adv, found within ε)``."""
     batch = tf.shape(x)[0]
     flat_shape = tf.stack([batch, -1])
     x_flat = tf.reshape(x, flat_shape)
@@ -228,14 +238,6 @@ def _single_run(model_call, x, y, target, eps, seed, random_start, *, steps, alp
                 - tf.gather(logits, y, axis=1, batch_dims=1))
 
     no_distance = tf.fill([batch], float("inf"))
-    start = x
-    if random_start is not None:
-        # Later restarts start at half the best distance so far (or ε) around x.
-        noise = tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0)
-        noise_norm = tf.reshape(_linf_distance(noise, tf.zeros_like(noise)), [-1, 1, 1, 1])
-        radius = tf.reshape(eps, [-1, 1, 1, 1])
-        random_point = tf.clip_by_value(x + 0.5 * radius * noise / tf.maximum(noise_norm, 1e-12), 0.0, 1.0)
-        start = tf.where(random_start, random_point, x)
 
     def iteration(i, x1, adv, distance):
         gap, grad = _compile.loss_and_input_gradient(model_call, x1, boundary_gap)

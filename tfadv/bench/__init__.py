@@ -35,7 +35,8 @@ def ratio_rows(result):
             _row("AutoAttack / APGD-CE, per image, half robust", result["autoattack_over_apgd_ce"],
                  result["autoattack_target"],
                  f"{result['autoattack_ms_per_image']:.0f} ms vs {result['apgd_ce_ms_per_image']:.0f} ms per image "
-                 f"(robust {100 * result['autoattack_robust_fraction']:.0f} %)"),
+                 f"(later components attacked {100 * result['autoattack_later_components_fraction']:.0f} %, "
+                 f"robust at the end {100 * result['autoattack_robust_fraction']:.0f} %)"),
         ] if "autoattack_over_apgd_ce" in result else [])
     if kind == "train":
         return [

@@ -46,7 +46,7 @@ class ModelConfig:
     options: dict = field(default_factory=dict)  # architecture options, e.g. {width: 16}
     init_from: Optional[str] = None  # start from this .keras model or run folder (fine-tuning)
     # the input range a brought model expects (images stay in [0, 1], ε in [0, 1] units):
-    # unit | 0_255 | -1_1 | torch | caffe; default: a keras.applications model's own, else unit
+    # 0..1 | 0..255 | -1..1 | torch | caffe; default: a keras.applications model's own, else 0..1
     preprocess: Optional[str] = None
 
 

@@ -86,13 +86,20 @@ def _variable_roles(model):
     """
     output_axes, bias_or_norm = {}, set()
     norm_types = _normalization_layer_types()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _layers_within(model):
         for layer_type, attribute in _DEPTHWISE_KERNELS.items():
             if isinstance(layer, layer_type) and getattr(layer, attribute, None) is not None:
                 output_axes[id(getattr(layer, attribute))] = 2
         if isinstance(layer, norm_types):
             bias_or_norm.update(id(v) for v in layer.weights)
     return output_axes, bias_or_norm
+
+
+def _layers_within(layer):
+    """``layer`` and every layer of the models nested in it (``model.layers``, recursively)."""
+    yield layer
+    for inner in getattr(layer, "layers", None) or []:
+        yield from _layers_within(inner)
 
 
 def _is_bias_or_norm(variable, bias_or_norm):

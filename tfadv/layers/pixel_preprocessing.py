@@ -8,8 +8,8 @@ _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
-PREPROCESS_MODES = ("unit", "0_255", "-1_1", "torch", "caffe")
-"""``unit``: [0, 1] unchanged; ``0_255``: × 255; ``-1_1``: × 2 − 1 (keras.applications'
+PREPROCESS_MODES = ("0..1", "0..255", "-1..1", "torch", "caffe")
+"""``0..1``: [0, 1] unchanged; ``0..255``: × 255; ``-1..1``: × 2 − 1 (keras.applications'
 "tf" mode); ``torch``: ImageNet mean/std normalization of [0, 1] pixels; ``caffe``:
 RGB → BGR, × 255, minus the ImageNet BGR mean."""
 
@@ -23,10 +23,10 @@ class PixelPreprocessing(keras.layers.Layer):
     ``keras.applications`` families), gets this layer first, so ε stays in
     [0, 1] units and the gradient flows through the preprocessing:
 
-    - ``"unit"``: ``x``;
-    - ``"0_255"``: ``255 · x`` (EfficientNet, ConvNeXt, RegNet, MobileNetV3:
+    - ``"0..1"``: ``x``;
+    - ``"0..255"``: ``255 · x`` (EfficientNet, ConvNeXt, RegNet, MobileNetV3:
       their own preprocessing is inside them);
-    - ``"-1_1"``: ``2 · x − 1`` (``preprocess_input`` mode "tf": ResNet-V2,
+    - ``"-1..1"``: ``2 · x − 1`` (``preprocess_input`` mode "tf": ResNet-V2,
       MobileNet(V2), Inception, Xception, NASNet);
     - ``"torch"``: ``(x − mean) / std`` with ImageNet's mean and std (DenseNet);
     - ``"caffe"``: BGR channel order, ``255 · x − mean_BGR`` (ResNet-V1, VGG).
@@ -36,7 +36,7 @@ class PixelPreprocessing(keras.layers.Layer):
         **kwargs: base layer arguments.
     """
 
-    def __init__(self, mode="unit", **kwargs):
+    def __init__(self, mode="0..1", **kwargs):
         super().__init__(**kwargs)
         if mode not in PREPROCESS_MODES:
             raise ValueError(f"mode must be one of {PREPROCESS_MODES}. Received: mode={mode!r}")
@@ -44,9 +44,9 @@ class PixelPreprocessing(keras.layers.Layer):
 
     def call(self, inputs):
         x = inputs
-        if self.mode == "0_255":
+        if self.mode == "0..255":
             return x * 255.0
-        if self.mode == "-1_1":
+        if self.mode == "-1..1":
             return x * 2.0 - 1.0
         if self.mode == "torch":
             mean = ops.cast(ops.convert_to_tensor(_TORCH_MEAN), x.dtype)

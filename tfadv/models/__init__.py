@@ -61,7 +61,7 @@ def build(name, num_classes=10, input_shape=(32, 32, 3), norm="bn", norm_options
             (default: CIFAR-10's for 3 channels).
         preprocess: a ``keras.applications`` model's input preprocessing
             (default: its family's); registered architectures take images in
-            [0, 1] and normalize with ``mean`` / ``std`` (None or ``"unit"``).
+            [0, 1] and normalize with ``mean`` / ``std`` (None or ``"0..1"``).
         **options: architecture options (e.g. ``width`` for CIFAR ResNets;
             ``weights`` for a ``keras.applications`` model).
 
@@ -74,7 +74,7 @@ def build(name, num_classes=10, input_shape=(32, 32, 3), norm="bn", norm_options
             raise ValueError(f"Unknown option(s) {unknown} for model {name!r}. Available: ['weights']")
         return build_application(name, num_classes, input_shape, norm, norm_options, preprocess,
                                  options.get("weights"))
-    if preprocess not in (None, "unit"):
+    if preprocess not in (None, "0..1"):
         raise ValueError(f"preprocess applies to keras.applications models; {name!r} takes images in "
                          f"[0, 1] and normalizes with mean/std. Received: preprocess={preprocess!r}")
     builder = get_builder(name)

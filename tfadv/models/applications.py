@@ -13,12 +13,12 @@ import keras
 # (mode "tf" is [-1, 1]; "torch" and "caffe" ImageNet normalizations; the families that
 # preprocess inside the model take 0..255).
 _FAMILY_PREPROCESS = (
-    ("ResNet50V2", "-1_1"), ("ResNet101V2", "-1_1"), ("ResNet152V2", "-1_1"),
+    ("ResNet50V2", "-1..1"), ("ResNet101V2", "-1..1"), ("ResNet152V2", "-1..1"),
     ("ResNet", "caffe"), ("VGG", "caffe"),
-    ("MobileNetV3", "0_255"), ("MobileNet", "-1_1"),
-    ("Inception", "-1_1"), ("Xception", "-1_1"), ("NASNet", "-1_1"),
+    ("MobileNetV3", "0..255"), ("MobileNet", "-1..1"),
+    ("Inception", "-1..1"), ("Xception", "-1..1"), ("NASNet", "-1..1"),
     ("DenseNet", "torch"),
-    ("EfficientNet", "0_255"), ("ConvNeXt", "0_255"), ("RegNet", "0_255"),
+    ("EfficientNet", "0..255"), ("ConvNeXt", "0..255"), ("RegNet", "0..255"),
 )
 
 

@@ -37,10 +37,11 @@ def is_conditioned(model):
         return callable(getattr(model, "logits_at", None)) and bool(getattr(model, "conditioned", False))
     inputs = getattr(model, "inputs", None) or []
     names = {getattr(t, "name", "").split(":")[0] for t in inputs}
-    return CONDITION in names or (
-        isinstance(getattr(model, "_inputs_struct", None), dict)
-        and CONDITION in model._inputs_struct
-    )
+    try:
+        structure = model.input  # a functional model's inputs as declared (a dict for conditioned ones)
+    except (AttributeError, ValueError):  # a subclassed model never called
+        structure = None
+    return CONDITION in names or (isinstance(structure, dict) and CONDITION in structure)
 
 
 def condition_batch(p, images):

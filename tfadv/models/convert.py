@@ -296,8 +296,8 @@ def convert_norm(model, norm, preprocess=None, **options):
             ``"dual_bn"`` (:class:`tfadv.layers.DualBatchNormalization`,
             every branch starting from the layer).
         preprocess: the input range or preprocessing ``model`` expects, one of
-            :data:`tfadv.layers.PREPROCESS_MODES` (``"0_255"``, ``"-1_1"``,
-            ``"torch"``, ``"caffe"``; None or ``"unit"``: images in [0, 1]).
+            :data:`tfadv.layers.PREPROCESS_MODES` (``"0..255"``, ``"-1..1"``,
+            ``"torch"``, ``"caffe"``; None or ``"0..1"``: images in [0, 1]).
             The converted model then takes images in [0, 1] and starts with a
             :class:`tfadv.layers.PixelPreprocessing` layer, so attacks and ε
             stay in [0, 1] units.

@@ -27,9 +27,11 @@ step across all of them, so the workers train one model in lockstep:
   finish (what Keras' ``BackupAndRestore`` does), because saving needs
   every worker's participation (reading synchronized variables is a
   collective). A killed worker's leftovers are removed when it restarts.
+  They read the chief's stored adversarial set (offline fine-tuning) once
+  the chief has written it, rather than crafting their own.
 - **Resume.** After every epoch the chief's ``checkpoints/`` holds weights,
   optimizer state and the epoch counter. When a worker dies, the others stop
-  at their next collective; start the same command on every worker again and
+  at their next collective (see "A lost worker" below); start the same command on every worker again and
   they all restore the chief's last checkpoint, so no finished epoch is lost
   or repeated (``BackupAndRestore`` semantics). Every worker reads the
   chief's run folder, so ``output_dir`` must be on storage all workers see
@@ -45,8 +47,8 @@ is lost (:class:`WorkerLost`).
   (``tf.distribute.experimental.CommunicationOptions(timeout_seconds=...)``,
   ``train.worker_timeout``, default :data:`DEFAULT_WORKER_TIMEOUT`), so a
   survivor whose peer was killed or hangs stops within that time instead of
-  waiting forever; a peer whose process is gone is usually noticed at once
-  (its connection closes). The survivor raises :class:`WorkerLost`, one line
+  waiting forever; a peer whose process is gone is usually noticed sooner,
+  by TensorFlow's coordination-service heartbeat or its closed connection. The survivor raises :class:`WorkerLost`, one line
   naming the lost worker(s); ``tfadv train`` prints it and exits with code 4.
 """
 import hashlib

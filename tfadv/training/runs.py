@@ -15,8 +15,8 @@ loading (:mod:`tfadv.models.io`), the runs table of reports
 import json
 import os
 
-from tfadv._files import atomic_path, clear_folder
 from tfadv import records
+from tfadv._files import atomic_path, clear_folder
 from tfadv.records import resume_note, source_revision
 
 

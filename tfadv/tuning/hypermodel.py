@@ -125,6 +125,7 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
         _check_search_space(config)
         self.config = config
         self.train_arrays = train_arrays if train_arrays is not None else load_split_arrays(config.data, "train")
+        self._assembly = None  # the last build's, whose training stream fit uses
 
     @property
     def steps_per_epoch(self):
@@ -170,7 +171,7 @@ class EpsMaxHyperModel(keras_tuner.HyperModel):
         callbacks = kwargs.pop("callbacks", None) or []
         if self.config.tune.objective == "weighted":
             callbacks = [TradeOffMetric(self.config.tune.clean_weight), *callbacks]
-        assembly = getattr(self, "_assembly", None)
+        assembly = self._assembly
         if assembly is not None and assembly.method is model:  # the kind's own stream of training batches
             args = (assembly.training_dataset(0), *args[1:])
             kwargs.pop("x", None)
