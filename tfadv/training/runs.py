@@ -15,8 +15,9 @@ loading (:mod:`tfadv.models.io`), the runs table of reports
 import json
 import os
 
+from tfadv import records
 from tfadv._files import atomic_path, clear_folder
-from tfadv.records import resume_note, source_revision, write_json
+from tfadv.records import resume_note, source_revision
 
 
 def changed_config_keys(saved, current, free_keys=(), prefix=""):
@@ -60,10 +61,10 @@ def note_revision(directory, resuming, what="run", say=print):
         if note is None:
             return None
         record.setdefault("resumed_by", []).append(current)
-        write_json(path, record)
+        records.write_json(path, record)
         say(f"{directory}: {note}")
         return note
-    write_json(path, record)
+    records.write_json(path, record)
     return None
 
 
