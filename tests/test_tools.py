@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tfadv.evaluation.results import decode_mask
+from tfadv.experiments import paper1
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 
@@ -20,16 +21,21 @@ def _load(name):
     return module
 
 
-paper1 = _load("reproduce_paper1")
+paper1_tool = _load("reproduce_paper1")
 paper2 = _load("reproduce_paper2")
 common = _load("_common")
+
+
+def _paper1_options(argv):
+    """``tools/reproduce_paper1.py``'s command line as the profile's options."""
+    return paper1_tool.options_from(paper1_tool.build_parser().parse_args(argv))
 
 
 # ---------------------------------------------------------------- configs at the paper's scale
 
 
 def test_paper1_configs_are_the_papers_protocol_with_fine_tunings_starting_in_out(tmp_path):
-    args = paper1.build_parser().parse_args(["--out", str(tmp_path)])
+    args = _paper1_options(["--out", str(tmp_path)])
     configs = paper1.experiment_configs(args, paper1.settings_from(args)["source"])
     clean_dir = os.path.join(str(tmp_path), "paper1-resnet32-cifar10-clean")
     assert configs["clean"].model.name == "resnet32" and configs["clean"].train.epochs == 200
@@ -53,7 +59,7 @@ def test_paper1_configs_are_the_papers_protocol_with_fine_tunings_starting_in_ou
 
 
 def test_paper1_paper_settings_scale_and_set_overrides(tmp_path):
-    args = paper1.build_parser().parse_args(
+    args = _paper1_options(
         ["--out", str(tmp_path), "--settings", "paper", "--epochs-scale", "0.01", "--limit-train", "500",
          "--set", "train.distribute=mirrored"])
     configs = paper1.experiment_configs(args, "cifar10")
@@ -75,7 +81,7 @@ def test_paper1_paper_settings_scale_and_set_overrides(tmp_path):
 
 def test_paper1_small_profile_is_the_protocol_shortened(tmp_path):
     data = str(tmp_path / "subset.npz")
-    args = paper1.prepare(paper1.build_parser().parse_args(["--profile", "small", "--data", data]))
+    args = paper1.prepare(_paper1_options(["--profile", "small", "--data", data]))
     assert args.out == "runs/paper1-small"
     settings = paper1.settings_from(args)
     assert settings["source"] == data
@@ -99,10 +105,26 @@ def test_paper1_small_profile_is_the_protocol_shortened(tmp_path):
     assert configs["fgsm"].method.attack.eps == pytest.approx(8 / 255)
     assert configs["stadv"].method.attack.steps == 30
     # --smoke shrinks further; --epochs-scale and --set still apply on top of the profile.
-    smoke = paper1.build_parser().parse_args(["--profile", "small", "--data", data, "--smoke", "--out", "o"])
+    smoke = _paper1_options(["--profile", "small", "--data", data, "--smoke", "--out", "o"])
     assert paper1.experiment_configs(smoke, data)["clean"].model.name == "tiny"
-    scaled = paper1.build_parser().parse_args(["--profile", "small", "--data", data, "--epochs-scale", "2", "--out", "o"])
+    scaled = _paper1_options(["--profile", "small", "--data", data, "--epochs-scale", "2", "--out", "o"])
     assert paper1.experiment_configs(scaled, data)["clean"].train.epochs == 30
+
+
+def test_paper1_profile_finds_configs_from_the_package_or_as_given(tmp_path, monkeypatch):
+    """The library profile reads configs/ of the repository, whatever the working directory, or the
+    folder it is given; a missing folder is one ValueError naming it."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    options = paper1.Paper1Options(out="o", settings="paper")
+    default = paper1.experiment_configs(options, "cifar10")
+    copy = tmp_path / "my-configs"
+    shutil.copytree(common.CONFIGS, copy)
+    given = paper1.experiment_configs(paper1.Paper1Options(out="o", settings="paper", configs=str(copy)), "cifar10")
+    assert {role: c.train.epochs for role, c in given.items()} == {role: c.train.epochs for role, c in default.items()}
+    with pytest.raises(ValueError, match="configs must be .* Received: configs='missing'"):
+        paper1.experiment_configs(paper1.Paper1Options(out="o", configs="missing"), "cifar10")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -111,7 +133,7 @@ def test_paper1_small_profile_is_the_protocol_shortened(tmp_path):
     (["--data", "a.npz"], "--data is the small profile's data"),
 ])
 def test_paper1_profile_flags_are_checked_in_one_line(argv, message, tmp_path, capsys):
-    assert paper1.main(argv + ["--out", str(tmp_path)]) == 2
+    assert paper1_tool.main(argv + ["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not os.listdir(tmp_path)
 
@@ -123,7 +145,7 @@ def test_paper1_small_profile_smoke_on_generated_images(tmp_path):
     data = str(tmp_path / "generated.npz")
     np.savez(data, x=rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), y=np.arange(60) % 10)
     out = str(tmp_path / "out")
-    assert paper1.main(["--profile", "small", "--smoke", "--data", data, "--out", out, "--skip-landscape"]) == 0
+    assert paper1_tool.main(["--profile", "small", "--smoke", "--data", data, "--out", out, "--skip-landscape"]) == 0
     report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
     assert "Profile small under --smoke" in report and "### Table 1" in report and "| clean | ours |" in report
     assert f"not shown for {data} with tiny" in report  # generated images are not CIFAR-10
@@ -214,7 +236,7 @@ def _snapshot(paths):
 @pytest.fixture(scope="module")
 def paper1_smoke(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("paper1"))
-    assert paper1.main(["--smoke", "--out", out]) == 0
+    assert paper1_tool.main(["--smoke", "--out", out]) == 0
     return out
 
 
@@ -248,7 +270,7 @@ def test_paper1_second_run_resumes_without_recomputing(paper1_smoke, capsys):
     before = _snapshot(files)
     parts_before = json.load(open(os.path.join(paper1_smoke, "eval", "eval.json"), encoding="utf-8"))["models"]
     capsys.readouterr()
-    assert paper1.main(["--smoke", "--out", paper1_smoke]) == 0
+    assert paper1_tool.main(["--smoke", "--out", paper1_smoke]) == 0
     printed = capsys.readouterr().out
     assert _snapshot(files) == before
     assert printed.count("finished, reused") == 4 and printed.count("stored, skipped") == 16
@@ -257,7 +279,7 @@ def test_paper1_second_run_resumes_without_recomputing(paper1_smoke, capsys):
 
 
 def test_paper1_refuses_a_changed_config_in_the_same_out(paper1_smoke, capsys):
-    assert paper1.main(["--smoke", "--out", paper1_smoke, "--set", "train.learning_rate=0.5"]) == 2
+    assert paper1_tool.main(["--smoke", "--out", paper1_smoke, "--set", "train.learning_rate=0.5"]) == 2
     assert "different config" in capsys.readouterr().err
 
 

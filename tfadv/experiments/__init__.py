@@ -5,12 +5,16 @@
   runs the named :data:`STAGES` in order, each resumable and timed, and writes
   ``report.md`` and ``summary.json``. A paper registers how its plans are
   evaluated and reported (:func:`register_section`, :data:`SECTIONS`).
-- :mod:`tfadv.experiments.paper1` — paper 1's Tables 1 and 2 (:class:`Paper1Plan`).
+- :mod:`tfadv.experiments.paper1` — paper 1's Tables 1 and 2 (:class:`Paper1Plan`)
+  and its profile (:class:`Paper1Options` → ``paper1.experiment``, ``paper1.run``;
+  ``tools/reproduce_paper1.py`` is its command line).
 - :mod:`tfadv.experiments.paper2` — paper 2's ε sweep (:class:`Paper2Plan`),
   Table 1 and masking interpolation (:class:`MaskingPlan`), ablations
   (:class:`AblationPlan`), Figure 3 (:class:`CurvesPlan`).
+- :mod:`tfadv.experiments.profile` — what the paper profiles share
+  (:class:`ProfileOptions`, the repository's ``configs/``, scaled run configs).
 - :func:`quickstart_experiment` — the ``tfadv quickstart`` profile; the
-  paper drivers in ``tools/`` are the other profiles.
+  paper-2 driver in ``tools/`` is the other profile.
 - :mod:`tfadv.experiments.report` — the report, laid out like a paper's
   results section; :mod:`tfadv.experiments.published` — the papers'
   published numbers beneath ours.
@@ -29,7 +33,7 @@ from tfadv.experiments.pipeline import (
     load_test_arrays,
     train_run,
 )
-from tfadv.experiments.paper1 import Paper1Plan  # registers paper 1's section
+from tfadv.experiments.paper1 import Paper1Options, Paper1Plan  # registers paper 1's section
 from tfadv.experiments.paper2 import (  # registers paper 2's sections
     AblationPlan,
     CurvesPlan,
@@ -38,11 +42,12 @@ from tfadv.experiments.paper2 import (  # registers paper 2's sections
     Paper2Plan,
     evaluate_masking,
 )
+from tfadv.experiments.profile import ProfileOptions
 from tfadv.experiments.quickstart import quickstart_configs, quickstart_experiment
 from tfadv.experiments.report import runs_table, write_report
 
 __all__ = [
-    "SECTIONS", "STAGES", "AblationPlan", "CurvesPlan", "Experiment", "Section", "register_section", "MaskingBlock", "MaskingPlan", "evaluate_masking", "ExportPlan", "LandscapePlan", "Paper1Plan", "Paper2Plan", "Stage", "State",
+    "SECTIONS", "STAGES", "AblationPlan", "CurvesPlan", "Experiment", "Section", "register_section", "MaskingBlock", "MaskingPlan", "evaluate_masking", "ExportPlan", "LandscapePlan", "Paper1Options", "Paper1Plan", "Paper2Plan", "ProfileOptions", "Stage", "State",
     "quickstart_configs", "quickstart_experiment", "run_experiment", "runs_table", "load_test_arrays",
     "train_run", "write_report",
 ]
