@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from tfadv.checks import check_choice
+
 # ImageNet statistics as keras.applications' "torch" and "caffe" preprocessing use them.
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
@@ -38,8 +40,7 @@ class PixelPreprocessing(keras.layers.Layer):
 
     def __init__(self, mode="0..1", **kwargs):
         super().__init__(**kwargs)
-        if mode not in PREPROCESS_MODES:
-            raise ValueError(f"mode must be one of {PREPROCESS_MODES}. Received: mode={mode!r}")
+        check_choice("mode", mode, PREPROCESS_MODES)
         self.mode = mode
 
     def call(self, inputs):

@@ -14,6 +14,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from tfadv.checks import check_choice
+
 WINDOW_SIZE = 11
 WINDOW_SIGMA = 1.5
 K1 = 0.01
@@ -66,9 +68,7 @@ def get_convention(convention):
     """The :class:`SSIMConvention` named ``convention`` (or ``convention`` itself)."""
     if isinstance(convention, SSIMConvention):
         return convention
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}. "
-                         f"Received: convention={convention!r}")
+    check_choice("convention", convention, tuple(CONVENTIONS))
     return CONVENTIONS[convention]
 
 

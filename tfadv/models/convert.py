@@ -27,6 +27,7 @@ BN layers of nested models also receive.
 import keras
 import numpy as np
 
+from tfadv.checks import check_choice
 from tfadv.models.conditioning import CONDITION, IMAGES
 from tfadv.models.norms import NORM_KINDS, NormContext
 
@@ -261,8 +262,7 @@ def _check_preprocess(model, preprocess):
 
     if preprocess is None:
         return
-    if preprocess not in PREPROCESS_MODES:
-        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}. Received: preprocess={preprocess!r}")
+    check_choice("preprocess", preprocess, PREPROCESS_MODES)
     if any(isinstance(layer, PixelPreprocessing) for layer in model.layers):
         raise ValueError(f"model {model.name!r} already starts with its PixelPreprocessing; "
                          f"do not state it again. Received: preprocess={preprocess!r}")

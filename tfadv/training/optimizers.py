@@ -4,6 +4,8 @@ import math
 import keras
 from keras import ops
 
+from tfadv.checks import check_choice
+
 
 @keras.saving.register_keras_serializable(package="tfadv")
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
@@ -224,9 +226,7 @@ def make_optimizer(train, steps_per_epoch):
     """
     lr = learning_rate_schedule(train, steps_per_epoch)
     mode = getattr(train, "weight_decay_mode", "coupled")
-    if mode not in WEIGHT_DECAY_MODES:
-        raise ValueError(f"weight_decay_mode must be one of {WEIGHT_DECAY_MODES}. "
-                         f"Received: weight_decay_mode={mode!r}")
+    check_choice("weight_decay_mode", mode, WEIGHT_DECAY_MODES)
     decay = float(train.weight_decay or 0.0)
     if train.optimizer == "sgd":
         if mode == "coupled":

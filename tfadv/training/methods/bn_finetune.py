@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from tfadv.checks import check_choice
 from tfadv.training.methods._common import DEFAULT_ATTACK, TrainingMethod, craft, cross_entropy
 
 TRAIN_ON = ("clean", "adversarial")
@@ -65,8 +66,7 @@ class BNFineTuning(TrainingMethod):
         super().__init__(inner, eval_attack=attack, **kwargs)
         if not isinstance(freeze_statistics, bool):
             raise ValueError(f"freeze_statistics must be True or False. Received: freeze_statistics={freeze_statistics!r}")
-        if train_on not in TRAIN_ON:
-            raise ValueError(f"train_on must be one of {TRAIN_ON}. Received: train_on={train_on!r}")
+        check_choice("train_on", train_on, TRAIN_ON)
         self.freeze_statistics = freeze_statistics
         self.train_on = train_on
         if self.conditioned:

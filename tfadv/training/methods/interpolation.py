@@ -5,6 +5,7 @@ import copy
 import keras
 import numpy as np
 
+from tfadv.checks import check_choice
 from tfadv.layers import ConditionedBatchNormalization
 from tfadv.models.conditioning import CONDITION, IMAGES
 
@@ -136,8 +137,7 @@ def interpolation_model(clean_model, robust_model, statistics="shared"):
     Returns:
         A new functional ``keras.Model`` (weights copied, nothing shared).
     """
-    if statistics not in STATISTICS:
-        raise ValueError(f"statistics must be one of {STATISTICS}. Received: statistics={statistics!r}")
+    check_choice("statistics", statistics, STATISTICS)
     for name, model in (("clean_model", clean_model), ("robust_model", robust_model)):
         if not _is_functional(model) or len(model.inputs) != 1:
             raise ValueError(f"{name} must be a functional model with one image input. Received: {name}={model!r}")
