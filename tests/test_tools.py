@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tfadv.evaluation.results import decode_mask
-from tfadv.experiments import paper1
+from tfadv.experiments import paper1, paper2
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 
@@ -22,13 +22,18 @@ def _load(name):
 
 
 paper1_tool = _load("reproduce_paper1")
-paper2 = _load("reproduce_paper2")
+paper2_tool = _load("reproduce_paper2")
 common = _load("_common")
 
 
 def _paper1_options(argv):
     """``tools/reproduce_paper1.py``'s command line as the profile's options."""
     return paper1_tool.options_from(paper1_tool.build_parser().parse_args(argv))
+
+
+def _paper2_options(argv):
+    """``tools/reproduce_paper2.py``'s command line as the profile's options."""
+    return paper2_tool.options_from(paper2_tool.build_parser().parse_args(argv))
 
 
 # ---------------------------------------------------------------- configs at the paper's scale
@@ -157,7 +162,7 @@ def test_paper1_small_profile_smoke_on_generated_images(tmp_path):
 @pytest.mark.parametrize("dataset", paper2.DATASETS)
 @pytest.mark.parametrize("epochs", paper2.EPOCHS)
 def test_paper2_configs_exist_for_every_choice(arch, dataset, epochs, tmp_path):
-    args = paper2.build_parser().parse_args(
+    args = _paper2_options(
         ["--out", str(tmp_path), "--arch", arch, "--dataset", dataset, "--epochs", str(epochs)])
     configs = paper2.experiment_configs(args, paper2.settings_from(args))
     assert [configs[m].model.norm for m in paper2.METHODS] == ["bn", "dual_bn", "robmask"]
@@ -171,7 +176,10 @@ def test_paper2_configs_exist_for_every_choice(arch, dataset, epochs, tmp_path):
 
 
 def test_paper2_default_out_names_the_choice():
-    assert paper2.build_parser().parse_args(["--arch", "densenet121"]).out is None  # resolved in main
+    assert paper2_tool.build_parser().parse_args(["--arch", "densenet121"]).out is None  # resolved by paper2.prepare
+    assert paper2.prepare(paper2.Paper2Options(arch="densenet121")).out == os.path.join(
+        "runs", "paper2-densenet121-cifar10-100ep")
+    assert paper2.prepare(paper2.Paper2Options(profile="small", data="a.npz")).out == os.path.join("runs", "paper2-small")
 
 
 # ---------------------------------------------------------------- published numbers
@@ -285,7 +293,7 @@ def test_paper1_refuses_a_changed_config_in_the_same_out(paper1_smoke, capsys):
 
 def test_paper2_smoke_end_to_end_then_resumes(tmp_path, capsys):
     out = str(tmp_path)
-    assert paper2.main(["--smoke", "--out", out]) == 0
+    assert paper2_tool.main(["--smoke", "--out", out]) == 0
     report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
     results = json.load(open(os.path.join(out, "eval", "eval.json"), encoding="utf-8"))
     sweep = _ours_rows(report, "### Accuracy (%) under")
@@ -308,7 +316,7 @@ def test_paper2_smoke_end_to_end_then_resumes(tmp_path, capsys):
     assert len(histories) == 6  # bn, advprop, robmask; Table 1's adversarial run and two BN-only fine-tunings
     before = _snapshot(histories)
     capsys.readouterr()
-    assert paper2.main(["--smoke", "--out", out]) == 0
+    assert paper2_tool.main(["--smoke", "--out", out]) == 0
     printed = capsys.readouterr().out
     # Stored parts: the sweep over paper 2's 5 ε (6 + 8 + 8) and Table 1 (4 models × 2, 2 interpolations × 4).
     assert printed.count("finished, reused") == 6 and printed.count("stored, skipped") == 6 + 8 + 8 + 8 + 8
@@ -344,7 +352,7 @@ def _check_table1(report, out):
 
 def test_paper2_small_profile_configs(tmp_path):
     data = str(tmp_path / "subset.npz")
-    args = paper2.build_parser().parse_args(["--profile", "small", "--data", data, "--out", str(tmp_path)])
+    args = _paper2_options(["--profile", "small", "--data", data, "--out", str(tmp_path)])
     settings = paper2.settings_from(args)
     assert settings == {"source": data, "eval_limit": 500, "sweep_steps": 10, "p_grid": [0.0, 0.5, 1.0]}
     configs = paper2.experiment_configs(args, settings)
@@ -365,7 +373,7 @@ def test_paper2_small_profile_configs(tmp_path):
     assert configs["bn_ft_adversarial"].model.init_from == os.path.join(str(tmp_path), configs["bn"].name)
     assert configs["adversarial_ft_clean"].model.init_from == os.path.join(str(tmp_path), configs["adversarial"].name)
     with_ablations = paper2.experiment_configs(
-        paper2.build_parser().parse_args(["--profile", "small", "--data", data, "--ablations", "--skip-table1"]),
+        _paper2_options(["--profile", "small", "--data", data, "--ablations", "--skip-table1"]),
         settings)
     assert list(with_ablations) == ["bn", "advprop", "robmask", *paper2.ABLATIONS]
     assert with_ablations["robmask_eps10"].method.eps_max == pytest.approx(10 / 255)
@@ -375,9 +383,9 @@ def test_paper2_small_profile_configs(tmp_path):
 
 
 def test_paper2_profile_flags_are_checked(capsys):
-    assert paper2.main(["--profile", "small"]) == 2
+    assert paper2_tool.main(["--profile", "small"]) == 2
     assert "--data FILE.npz" in capsys.readouterr().err
-    assert paper2.main(["--data", "x.npz"]) == 2
+    assert paper2_tool.main(["--data", "x.npz"]) == 2
     assert "--profile paper --data x.npz" in capsys.readouterr().err
 
 
@@ -390,7 +398,7 @@ def test_paper2_small_profile_smoke_with_ablations(tmp_path):
     np.savez(data, x=rng.integers(0, 256, size=(200, 12, 12, 3), dtype=np.uint8),
              y=rng.integers(0, 4, size=200).astype(np.uint8))
     out = str(tmp_path / "out")
-    assert paper2.main(["--profile", "small", "--data", data, "--smoke", "--ablations", "--skip-table1",
+    assert paper2_tool.main(["--profile", "small", "--data", data, "--smoke", "--ablations", "--skip-table1",
                         "--out", out]) == 0
     report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
     assert "## Table 1" not in report and "## Ablations (paper 2, Tables 6 and 7)" in report

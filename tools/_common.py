@@ -1,7 +1,8 @@
 """The reproduction drivers' command-line glue (the pipeline and the profiles are ``tfadv.experiments``).
 
 - the command-line flags every driver has (output folder, data, scale, ``--set``, ``--smoke``);
-- re-exported for the drivers: the profiles' shared pieces
+- re-exported under their former names here (the drivers no longer need them):
+  the profiles' shared pieces
   (``tfadv.experiments.profile``: configs from the repository's ``configs/``,
   found from the package, never from the working directory; run configs with
   the drivers' overrides; the report's sentence on the scale) and the papers'
@@ -9,7 +10,7 @@
 """
 import argparse
 
-from tfadv.experiments.profile import (  # noqa: F401  (re-exported for the drivers and tests)
+from tfadv.experiments.profile import (  # noqa: F401  (re-exported: former names, the tests)
     REPO_CONFIGS as CONFIGS,
     data_overrides,
     load_run_config,
@@ -17,7 +18,7 @@ from tfadv.experiments.profile import (  # noqa: F401  (re-exported for the driv
     scaled_epochs,
 )
 from tfadv.experiments.profile import config_path as _config_path
-from tfadv.experiments.published import (  # noqa: F401  (re-exported for the drivers and tests)
+from tfadv.experiments.published import (  # noqa: F401  (re-exported: former names, the tests)
     NOT_FOUND,
     PUBLISHED_FILE,
     load_published,

@@ -10,11 +10,12 @@
   ``tools/reproduce_paper1.py`` is its command line).
 - :mod:`tfadv.experiments.paper2` — paper 2's ε sweep (:class:`Paper2Plan`),
   Table 1 and masking interpolation (:class:`MaskingPlan`), ablations
-  (:class:`AblationPlan`), Figure 3 (:class:`CurvesPlan`).
+  (:class:`AblationPlan`), Figure 3 (:class:`CurvesPlan`), and its profile
+  (:class:`Paper2Options` → ``paper2.experiment``, ``paper2.run``;
+  ``tools/reproduce_paper2.py`` is its command line).
 - :mod:`tfadv.experiments.profile` — what the paper profiles share
   (:class:`ProfileOptions`, the repository's ``configs/``, scaled run configs).
-- :func:`quickstart_experiment` — the ``tfadv quickstart`` profile; the
-  paper-2 driver in ``tools/`` is the other profile.
+- :func:`quickstart_experiment` — the ``tfadv quickstart`` profile.
 - :mod:`tfadv.experiments.report` — the report, laid out like a paper's
   results section; :mod:`tfadv.experiments.published` — the papers'
   published numbers beneath ours.
@@ -39,6 +40,7 @@ from tfadv.experiments.paper2 import (  # registers paper 2's sections
     CurvesPlan,
     MaskingBlock,
     MaskingPlan,
+    Paper2Options,
     Paper2Plan,
     evaluate_masking,
 )
@@ -47,7 +49,7 @@ from tfadv.experiments.quickstart import quickstart_configs, quickstart_experime
 from tfadv.experiments.report import runs_table, write_report
 
 __all__ = [
-    "SECTIONS", "STAGES", "AblationPlan", "CurvesPlan", "Experiment", "Section", "register_section", "MaskingBlock", "MaskingPlan", "evaluate_masking", "ExportPlan", "LandscapePlan", "Paper1Options", "Paper1Plan", "Paper2Plan", "ProfileOptions", "Stage", "State",
+    "SECTIONS", "STAGES", "AblationPlan", "CurvesPlan", "Experiment", "Section", "register_section", "MaskingBlock", "MaskingPlan", "evaluate_masking", "ExportPlan", "LandscapePlan", "Paper1Options", "Paper1Plan", "Paper2Options", "Paper2Plan", "ProfileOptions", "Stage", "State",
     "quickstart_configs", "quickstart_experiment", "run_experiment", "runs_table", "load_test_arrays",
     "train_run", "write_report",
 ]

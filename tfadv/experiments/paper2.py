@@ -21,16 +21,25 @@ values".
   over p; the ablations (Tables 6/7) are an :class:`AblationPlan`, the same
   sweep and trade-off in their own section.
 - Importing this module registers the four plan types with the pipeline
-  (:func:`tfadv.experiments.pipeline.register_section`); the driver
-  ``tools/reproduce_paper2.py`` fills an experiment with them.
+  (:func:`tfadv.experiments.pipeline.register_section`); the profile
+  below fills an experiment with them.
 - :func:`masking_section`, :func:`ablation_section`, :func:`curves_section`:
   the report's sections.
+- The paper-2 profile: :class:`Paper2Options` (``profile`` ``paper`` or
+  ``small``, the grid point ``arch``, ``dataset``, ``epochs``, the ablations
+  and Table 1) → :func:`experiment_configs` (the runs from
+  ``configs/paper2/<method>.yaml`` with the grid point as overrides,
+  :func:`grid_config`), :func:`settings_from`, :func:`experiment`, :func:`run`;
+  :data:`SMALL` says why each shortening. ``tools/reproduce_paper2.py`` is its
+  command line.
 """
 import dataclasses
+import itertools
 import os
 from typing import Dict, List, Optional
 
 from tfadv.experiments.pipeline import register_section
+from tfadv.experiments.profile import ProfileOptions, config_path, data_overrides, load_run_config, scale_note
 from tfadv.experiments.report import paper2_section
 from tfadv.records import write_json
 
@@ -408,3 +417,305 @@ register_section(MaskingPlan, "masking", "paper 2 Table 1 and masking interpolat
                  evaluate_masking_plan)
 register_section(AblationPlan, "ablations", "paper 2 ablations", report_ablations, evaluate_ablations)
 register_section(CurvesPlan, "curves", "paper 2 Figure 3", report_curves)
+
+
+# ------------------------------------------------------------------ the paper-2 profile
+
+ARCHS = ("resnet18", "preact_resnet18", "densenet121")
+DATASETS = ("cifar10", "cifar100")
+EPOCHS = (20, 100)
+METHODS = ("bn", "advprop", "robmask")
+TRADEOFF_EPS = 8 / 255
+GRID = tuple(itertools.product(ARCHS, DATASETS, METHODS, EPOCHS))
+"""Every run of the paper's grid: (architecture, dataset, method, epochs)."""
+
+PROFILES = ("paper", "small")
+"""``profile``: the paper's scale (default) or the small profile (:data:`SMALL`) on a CIFAR-10 subset."""
+
+ABLATIONS = ("advprop_random_strength", "advprop_two_aux", "robmask_eps10")
+"""Table 7's AdvProp extensions and Table 6's RobMask at ε_max 10/255: ``configs/paper2/<name>.yaml``."""
+TABLE1_FINETUNE_EPOCHS = 10
+"""Epochs of each BN-only fine-tuning of Table 1: the paper states none; our choice (γ, β only)."""
+
+SMOKE_OVERRIDES = ["model.name=tiny", "data.batch_size=32", "data.limit_train=128", "data.limit_test=64",
+                   "train.epochs=1", "train.verbose=0", "method.pgd_steps=2"]
+SMOKE_ATTACK_OVERRIDES = ["method.attack.steps=2"]  # the methods whose training attack is method.attack
+
+SMALL = {
+    # A ResNet-18 (the paper's architecture for Tables 1 and 3: four stages, BN + ReLU after every
+    # convolution) at a quarter of its width (16-32-64-128 channels, 0.7 M parameters): one PGD-7
+    # training step of 128 images costs about 2.8 s on 2 loaded CPU cores, as a ResNet-20's does,
+    # while keeping the BN layout the masking hypothesis is about. resnet20 would be the other choice.
+    "model": ["model.name=resnet18", "model.options={width_multiplier: 0.25}"],
+    "epochs": 3,  # every grid run (BN, AdvProp, RobMask, the adversarial run, the ablations)
+    "finetune_epochs": 1,  # each BN-only fine-tuning of Table 1
+    "val_limit": 200,  # validation images per epoch (the adversarial runs validate under PGD-7)
+    "eval_limit": 500,  # test images of every evaluation
+    "sweep_steps": 10,  # PGD-10 (step ε/5, random start) instead of PGD-100
+    "p_grid": [0.0, 0.5, 1.0],
+}
+"""The small profile's lengths: the paper's protocol and settings (configs/paper2), shortened."""
+
+
+@dataclasses.dataclass
+class Paper2Options(ProfileOptions):
+    """The paper-2 profile's options: :class:`~tfadv.experiments.profile.ProfileOptions` and
+
+    Args:
+        profile: ``"paper"`` (the paper's scale) or ``"small"`` (:data:`SMALL`, on ``data``).
+        data: the ``.npz`` (keys x, y) the small profile runs on; only with ``profile="small"``.
+        arch, dataset, epochs: the grid point (:data:`ARCHS`, :data:`DATASETS`, :data:`EPOCHS`).
+        ablations: also train and evaluate :data:`ABLATIONS`.
+        skip_table1: leave out Table 1 and the masking interpolation.
+        p: masking strength at which AdvProp and RobMask fill the ε-sweep table.
+        p_grid: masking strengths of the trade-off curve, comma-separated text
+            (default 0,0.25,0.5,0.75,1; 0,0.5,1 small or smoke).
+        sweep_steps: PGD steps of the ε sweep and the trade-off curve (default 100).
+    """
+
+    profile: str = "paper"
+    data: Optional[str] = None
+    arch: str = "resnet18"
+    dataset: str = "cifar10"
+    epochs: int = 100
+    ablations: bool = False
+    skip_table1: bool = False
+    p: float = 0.0
+    p_grid: Optional[str] = None
+    sweep_steps: Optional[int] = None
+
+
+def check_profile(options):
+    """``profile="small"`` needs ``data``; ``data`` belongs to it; the grid point is one of the paper's."""
+    from tfadv.checks import check_choice
+
+    check_choice("profile", options.profile, PROFILES)
+    check_choice("arch", options.arch, ARCHS)
+    check_choice("dataset", options.dataset, DATASETS)
+    check_choice("epochs", options.epochs, EPOCHS)
+    if options.profile == "small" and not options.data:
+        raise ValueError("--profile small runs on a CIFAR-10 subset: give it with --data FILE.npz. "
+                         "Received: --data not given")
+    if options.profile == "paper" and options.data:
+        raise ValueError(f"--data is the small profile's data (use --source for the paper profile). "
+                         f"Received: --profile paper --data {options.data}")
+
+
+def default_out(options):
+    """The output folder when none is given: ``runs/paper2-<arch>-<dataset>-<epochs>ep`` or ``runs/paper2-small``."""
+    if options.profile == "small":
+        return os.path.join("runs", "paper2-small")
+    return os.path.join("runs", f"paper2-{options.arch}-{options.dataset}-{options.epochs}ep")
+
+
+def prepare(options):
+    """Check the profile's options and fill the default ``out`` (it depends on the profile and grid point)."""
+    if options.out is None:
+        options.out = default_out(options)
+    check_profile(options)
+    return options
+
+
+def settings_from(options):
+    """Every size the driver uses: the paper's, the small profile's, the smoke test's, or the user's."""
+    smoke, small = options.smoke, options.profile == "small"
+    if options.p_grid is None:
+        p_grid = [0.0, 0.5, 1.0] if smoke or small else [0.0, 0.25, 0.5, 0.75, 1.0]
+    else:
+        try:
+            p_grid = [float(value) for value in options.p_grid.split(",")]
+        except ValueError:
+            raise ValueError(f"--p-grid must be numbers separated by commas. Received: {options.p_grid!r}") from None
+    if small:
+        source = options.data
+    else:
+        source = options.source or ("digits" if smoke else options.dataset)
+    return {
+        "source": source,
+        "eval_limit": options.eval_limit or (64 if smoke else SMALL["eval_limit"] if small else None),
+        "sweep_steps": options.sweep_steps or (5 if smoke else SMALL["sweep_steps"] if small else 100),
+        "p_grid": p_grid,
+    }
+
+
+def run_name(arch, dataset, method, epochs):
+    return f"paper2-{arch}-{dataset}-{method}-{epochs}ep"
+
+
+def grid_overrides(arch, dataset, method, epochs):
+    """The overrides that turn a method's config into one point of the grid."""
+    return [f"model.name={arch}", f"data.source={dataset}", f"train.epochs={epochs}",
+            f"name={run_name(arch, dataset, method, epochs)}"]
+
+
+def method_config_path(arch, dataset, method, epochs, configs=None):
+    """``<configs>/paper2/<method>.yaml`` (it ``extends: base.yaml``; ``configs``
+    default the repository's); the grid point is set by :func:`grid_overrides`."""
+    return config_path(configs, "paper2", f"{method}.yaml")
+
+
+def grid_config(arch, dataset, method, epochs, overrides=(), configs=None):
+    """One run of the grid: ``load_config(<method file>, overrides=[grid point…, *overrides])``."""
+    from tfadv.config import load_config
+
+    return load_config(method_config_path(arch, dataset, method, epochs, configs),
+                       overrides=grid_overrides(arch, dataset, method, epochs) + list(overrides))
+
+
+TABLE1_STEP = "method.attack.step_size=1.6/255"  # "the step-size to ε/5", (8/255)/5, as advprop.yaml
+TABLE1_RUNS = {
+    # role: (config file, its overrides); {standard}/{adversarial} are the source runs' folders.
+    # "can we learn robust features from a vanilla standard-trained model, or, can we obtain
+    # non-robust features from an adversarial trained 'robust model'?" (Sec. 3.1). The paper
+    # trains its robust model with the attack it uses "for all the methods": PGD-7, ε = 8/255,
+    # step ε/5, random start (base.yaml).
+    "adversarial": ("bn", ["method.kind=adversarial", TABLE1_STEP]),
+    # A standard model, BN-only fine-tuned on adversarial examples (Table 1, first block).
+    "bn_ft_adversarial": ("bn", ["method.kind=bn_finetune", "method.train_on=adversarial", TABLE1_STEP,
+                                 "model.init_from={standard}"]),
+    # The robust model, BN-only fine-tuned on clean images (Table 1, second block; Figure 1).
+    "adversarial_ft_clean": ("bn", ["method.kind=bn_finetune", "method.train_on=clean", TABLE1_STEP,
+                                    "model.init_from={adversarial}"]),
+}
+"""Table 1's runs beyond the grid's BN run: each from ``configs/paper2/bn.yaml`` with these overrides."""
+
+
+def _profile_point(options):
+    """(arch label, dataset label, epochs label) naming the runs of this call."""
+    if options.profile == "small":
+        return "small", os.path.splitext(os.path.basename(options.data))[0], SMALL["epochs"]
+    return options.arch, options.dataset, options.epochs
+
+
+def experiment_configs(options, settings):
+    """The runs of this call as ``ExperimentConfig``s, by role, in training order.
+
+    The grid point's three methods always (``bn``, ``advprop``, ``robmask``);
+    Table 1's runs (:data:`TABLE1_RUNS`) unless ``--skip-table1``; the
+    ablations (:data:`ABLATIONS`) with ``--ablations``.
+    """
+    small = options.profile == "small"
+    common = data_overrides(options, settings["source"])
+    if small and not options.val_limit:
+        common.append(f"data.limit_test={SMALL['val_limit']}")
+    user = (SMOKE_OVERRIDES if options.smoke else []) + list(options.overrides)
+    arch, dataset, epochs = _profile_point(options)
+    profile = [] if not small or options.smoke else SMALL["model"]
+
+    def point_of(name):
+        if small:  # the data is --data (in common); the model and the lengths are the profile's
+            return [f"train.epochs={epochs}", f"name={run_name(arch, dataset, name, epochs)}"] + profile
+        return grid_overrides(arch, dataset, name, epochs)
+
+    def load(config_file, name, extra=()):
+        overrides = point_of(name) + common + list(extra)
+        if options.smoke and config_file.startswith("advprop"):
+            overrides += SMOKE_ATTACK_OVERRIDES
+        return load_run_config(config_path(options.configs, "paper2", f"{config_file}.yaml"), overrides,
+                               options.epochs_scale, user)
+
+    configs = {method: load(method, method) for method in METHODS}
+    if not options.skip_table1:
+        folders = {"standard": os.path.join(options.out, configs["bn"].name)}
+        for role, (config_file, extra) in TABLE1_RUNS.items():
+            extra = [item.format(**folders) for item in extra]
+            if role.startswith(("bn_ft", "adversarial_ft")):
+                finetune_epochs = SMALL["finetune_epochs"] if small else TABLE1_FINETUNE_EPOCHS
+                extra.append(f"train.epochs={finetune_epochs}")
+            if options.smoke:
+                extra += SMOKE_ATTACK_OVERRIDES
+            configs[role] = load(config_file, role.replace("_", "-"), extra)
+            folders[role] = os.path.join(options.out, configs[role].name)
+    if options.ablations:
+        for ablation in ABLATIONS:
+            configs[ablation] = load(ablation, ablation.replace("_", "-"))
+    return configs
+
+
+def sweep_attacks(steps):
+    """PGD-``steps``, step ε/5, random start, ε ∈ {0, 1, 2, 4, 6, 8}/255; and the trade-off attack.
+
+    The trade-off attack is the sweep's 8/255 attack itself, so at ``p`` the
+    two share one stored result.
+    """
+    from tfadv.evaluation import pgd_sweep
+
+    sweep = pgd_sweep(steps=steps)
+    return sweep, pgd_sweep(eps_values=[TRADEOFF_EPS], steps=steps)[0]
+
+
+def masking_plan(options, settings, tradeoff_attack):
+    """Table 1's two blocks and their interpolation curves (``None`` with ``--skip-table1``)."""
+    if options.skip_table1:
+        return None
+    return MaskingPlan(
+        blocks=[MaskingBlock("Standard training", "bn", "bn_ft_adversarial", "adversarial"),
+                MaskingBlock("Adversarial training", "adversarial", "adversarial_ft_clean", "clean")],
+        attack=tradeoff_attack, p_grid=settings["p_grid"], eval_dir=os.path.join(options.out, "eval-table1"),
+        statistics="fold")
+
+
+def experiment(options):
+    """The paper-2 profile of the experiment pipeline: runs, ε sweep and trade-off evaluation, Table 1,
+    the ablations, Figure 3, report."""
+    from tfadv.experiments.pipeline import Experiment
+    from tfadv.experiments.published import load_published
+
+    prepare(options)
+    settings = settings_from(options)
+    configs = experiment_configs(options, settings)
+    sweep, tradeoff_attack = sweep_attacks(settings["sweep_steps"])
+    arch, dataset, _ = _profile_point(options)
+    epochs = ", ".join(f"{role} {config.train.epochs}" for role, config in configs.items())
+    published = None if options.profile == "small" else load_published("paper2")
+    ablations = None
+    if options.ablations:
+        ablations = AblationPlan(
+            models={name: name for name in ABLATIONS}, sweep=sweep, p_grid=settings["p_grid"],
+            tradeoff_attack=tradeoff_attack, p=options.p, eval_dir=os.path.join(options.out, "eval-ablations"))
+    curve_roles = list(METHODS) + (list(ABLATIONS) if options.ablations else [])
+    if options.profile == "small":
+        title = (f"Paper 2 reproduction, small profile: {configs['bn'].model.name} "
+                 f"{configs['bn'].model.options or ''} on {settings['source']}")
+        note = scale_note(options, epochs)
+        scale = (f"the **small profile**: the paper's settings (configs/paper2), shortened: a quarter-width "
+                 f"ResNet-18, {SMALL['epochs']} epochs per run, {SMALL['finetune_epochs']} per BN-only "
+                 f"fine-tuning, validation on {SMALL['val_limit']} images per epoch, a PGD-"
+                 f"{settings['sweep_steps']} sweep on {settings['eval_limit']} test images"
+                 + ("" if note.startswith("the paper's scale") else f"; {note}"))
+    else:
+        title = f"Paper 2 reproduction: {options.arch} on {options.dataset}, {options.epochs} epochs"
+        scale = scale_note(options, epochs)
+    model_note = configs["bn"].model.name + (f" {configs['bn'].model.options}" if configs["bn"].model.options else "")
+    return Experiment(
+        tag="paper2",
+        title=title,
+        out_dir=options.out,
+        runs=configs,
+        data_name=settings["source"],
+        eval_limit=settings["eval_limit"],
+        eval_batch_size=options.eval_batch_size,
+        plans=[plan for plan in (
+            Paper2Plan(
+                models={method: method for method in METHODS}, sweep=sweep, p_grid=settings["p_grid"],
+                tradeoff_attack=tradeoff_attack, p=options.p, eval_dir=os.path.join(options.out, "eval"),
+                published=published,
+                published_rows={m: f"{options.dataset}/{options.arch}/{options.epochs}ep/{m}" for m in METHODS}),
+            masking_plan(options, settings, tradeoff_attack),
+            ablations,
+            CurvesPlan(runs={role: role for role in curve_roles},
+                       path=os.path.join(options.out, "training_curves.png"),
+                       title=f"Validation accuracy per epoch ({arch}, {dataset})"),
+        ) if plan is not None],
+        intro=[f"Data `{settings['source']}`; model `{model_note}`; epochs: {epochs}. Scale: {scale}."],
+        summary={"paper": "Adversarial Masking (OpenReview LNtTXJ9XXr)", "profile": options.profile,
+                 "arch": arch, "dataset": dataset, "epochs": options.epochs if options.profile == "paper" else SMALL["epochs"],
+                 "ablations": options.ablations, "table1": not options.skip_table1},
+    )
+
+
+def run(options):
+    """Build the paper-2 :func:`experiment` of ``options`` and run it (resumable); its results."""
+    from tfadv.experiments.pipeline import run_experiment
+
+    return run_experiment(experiment(options))
