@@ -34,8 +34,8 @@ Usage::
 """
 import argparse
 import dataclasses
-import sys
 import os
+import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
