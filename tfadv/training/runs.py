@@ -17,7 +17,7 @@ import os
 
 from tfadv import records
 from tfadv._files import atomic_path, clear_folder
-from tfadv.records import resume_note, source_revision, write_json
+from tfadv.records import resume_note, source_revision
 
 
 def changed_config_keys(saved, current, free_keys=(), prefix=""):
