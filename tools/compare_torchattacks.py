@@ -158,6 +158,20 @@ def torch_side(in_path, out_path):
 # ----------------------------------------------------------------------------- tfadv side
 
 
+def tensorflow_side_setup(threads, data_path):
+    """Limit TensorFlow to ``threads`` (0: its default) and load ``data_path``'s images in
+    [0, 1] (uint8 images are divided by 255) and int64 labels."""
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    with np.load(data_path, allow_pickle=False) as data:
+        x_all, y_all = data["x"], data["y"].astype(np.int64)
+    x_all = (x_all.astype(np.float32) / 255.0) if x_all.dtype == np.uint8 else x_all.astype(np.float32)
+    return x_all, y_all
+
+
 def _build_and_train(x, y, epochs, seed):
     import keras
 
@@ -209,19 +223,13 @@ def main(argv=None):
     if args.torch_side:
         return torch_side(*args.torch_side)
 
-    import tensorflow as tf
+    x_all, y_all = tensorflow_side_setup(args.threads, args.data)
 
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    import tensorflow as tf
 
     import tfadv
     from tfadv.attacks import apgd, apgd_targeted, autoattack, fab_targeted, square
 
-    data = np.load(args.data)
-    x_all = data["x"]
-    x_all = (x_all.astype(np.float32) / 255.0) if x_all.dtype == np.uint8 else x_all.astype(np.float32)
-    y_all = data["y"].astype(np.int64)
     x_train, y_train = x_all[:-args.images], y_all[:-args.images]
     x, y = x_all[-args.images:], y_all[-args.images:]
     eps_list = [_fraction(text) for text in args.eps.split(",")]

@@ -103,19 +103,13 @@ def main(argv=None):
     if args.torch_side:
         return torch_side(*args.torch_side)
 
-    import tensorflow as tf
+    x_all, y_all = compare.tensorflow_side_setup(args.threads, args.data)
 
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    import tensorflow as tf
 
     from tfadv.attacks import _compile
     from tfadv.attacks.autoattack import _component_bodies
 
-    data = np.load(args.data)
-    x_all = data["x"]
-    x_all = (x_all.astype(np.float32) / 255.0) if x_all.dtype == np.uint8 else x_all.astype(np.float32)
-    y_all = data["y"].astype(np.int64)
     x, y = x_all[-args.images:], y_all[-args.images:]
     model = compare._build_and_train(x_all[:-args.images], y_all[:-args.images], args.epochs, 0)
     eps = compare._fraction(args.eps)

@@ -66,6 +66,19 @@ def _seconds(step):
     return time.perf_counter() - start
 
 
+def _interleaved_median_ms(steps, repeats):
+    """Median milliseconds of each step, after two warm-up calls (tracing), the steps
+    interleaved so that a change in the machine's load falls on all of them alike."""
+    for step in steps.values():
+        step()
+        step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(_seconds(step))
+    return {name: float(np.median(values)) * 1e3 for name, values in times.items()}
+
+
 def _input_gradient_pass(model, x, y):
     """One compiled forward + backward pass to the images (inference mode)."""
 
@@ -127,14 +140,7 @@ def knob_price(batch_size=8, repeats=3, image_size=32, seed=0, densenet="densene
     pgd10 = attack_from_text("pgd:eps=8/255,steps=10")
     validation_model = trainers["bn_converted"].inner
     steps["validation_batch"] = lambda: np.asarray(validation_model(pgd10.run(validation_model, x, y)))
-    for step in steps.values():
-        step()
-        step()
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            times[name].append(_seconds(step))
-    ms = {f"{name}_ms": float(np.median(values)) * 1e3 for name, values in times.items()}
+    ms = {f"{name}_ms": value for name, value in _interleaved_median_ms(steps, repeats).items()}
     share = (ms["validation_batch_ms"] * 1000) / (ms["bn_converted_ms"] * 50000)
     return {
         "knob_batch_size": int(batch_size),
@@ -192,14 +198,7 @@ def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, see
     }
     steps = {name: (lambda t=trainer: t.train_on_batch(x, y)) for name, trainer in trainers.items()}
     steps["input_gradient"] = _input_gradient_pass(trainers["clean"], x, y)
-    for step in steps.values():
-        step()
-        step()
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            times[name].append(_seconds(step))
-    ms = {name: float(np.median(values)) * 1e3 for name, values in times.items()}
+    ms = _interleaved_median_ms(steps, repeats)
     memory = {name: _peak_memory(steps[name]) for name in ("clean", "pgd7")}
 
     adversarial_ratio = ms["pgd7"] / ms["clean"]

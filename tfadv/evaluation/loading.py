@@ -9,8 +9,6 @@ attacked (no gradient reaches integer pixels).
 
 import os
 
-import keras
-import numpy as np
 import tensorflow as tf
 
 from tfadv import fingerprints

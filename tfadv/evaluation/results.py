@@ -26,7 +26,6 @@ per example), so the worst case over attacks can be recomputed from the file.
 
 import hashlib
 import json
-from tfadv._files import atomic_path
 import os
 
 import numpy as np
