@@ -20,16 +20,14 @@
   results section; :mod:`tfadv.experiments.published` — the papers'
   published numbers beneath ours.
 """
+from tfadv.experiments.sections import SECTIONS, Section, register_section
 from tfadv.experiments.pipeline import (
-    SECTIONS,
     STAGES,
     Experiment,
     ExportPlan,
     LandscapePlan,
-    Section,
     Stage,
     State,
-    register_section,
     run_experiment,
     load_test_arrays,
     train_run,

@@ -5,7 +5,7 @@ Landscape Geometries" (arXiv:1907.09061).
 
 - :class:`Paper1Plan` says which runs form the tables and with which attacks;
   importing this module registers it with the pipeline
-  (:func:`tfadv.experiments.pipeline.register_section`): the evaluation stage
+  (:func:`tfadv.experiments.sections.register_section`): the evaluation stage
   evaluates it (and draws the perturbation figure of its first model), the
   report stage writes its section (:func:`tfadv.experiments.report.paper1_section`).
 - The paper-1 profile: :class:`Paper1Options` (``profile`` ``paper`` or
@@ -20,7 +20,7 @@ import dataclasses
 import os
 from typing import Dict, Optional
 
-from tfadv.experiments.pipeline import register_section
+from tfadv.experiments.sections import register_section
 from tfadv.experiments.profile import ProfileOptions, config_path, data_overrides, load_run_config, scale_note
 from tfadv.experiments.report import model_of, paper1_section
 

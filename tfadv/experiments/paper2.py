@@ -21,7 +21,7 @@ values".
   over p; the ablations (Tables 6/7) are an :class:`AblationPlan`, the same
   sweep and trade-off in their own section.
 - Importing this module registers the four plan types with the pipeline
-  (:func:`tfadv.experiments.pipeline.register_section`); the profile
+  (:func:`tfadv.experiments.sections.register_section`); the profile
   below fills an experiment with them.
 - :func:`masking_section`, :func:`ablation_section`, :func:`curves_section`:
   the report's sections.
@@ -38,7 +38,7 @@ import itertools
 import os
 from typing import Dict, List, Optional
 
-from tfadv.experiments.pipeline import register_section
+from tfadv.experiments.sections import register_section
 from tfadv.experiments.profile import ProfileOptions, config_path, data_overrides, load_run_config, scale_note
 from tfadv.experiments.report import paper2_section
 from tfadv.records import write_json

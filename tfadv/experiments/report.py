@@ -22,6 +22,7 @@ from tfadv.experiments.published import (
     source_line,
     statement_line,
 )
+from tfadv.experiments.sections import section_of
 from tfadv.records import revision_label, source_revision, write_text
 
 NO_PUBLISHED = ("The papers' published numbers are for CIFAR at the papers' scale; the reproduction "
@@ -258,7 +259,6 @@ def write_report(experiment, state):
     root = experiment.out_dir
     tested = "" if state.y_test is None else f" Evaluated on the first {len(state.y_test)} test images."
     times = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in state.stage_seconds.items())
-    from tfadv.experiments.pipeline import section_of
 
     published = [plan for plan in experiment.plans if hasattr(plan, "published")]
     unpublished = " " + NO_PUBLISHED if any(plan.published is None for plan in published) else ""
