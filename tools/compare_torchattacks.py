@@ -2,17 +2,14 @@
 
 Not library API, and neither torch nor torchattacks becomes a dependency of
 tfadv or its tests: the PyTorch side runs in a separate Python (a virtual
-environment of its own), started as a subprocess of this script. Install it
-once with::
+environment of its own, ``.peer-venv/`` in the repository, which git
+ignores), started as a subprocess of this script. ``--install-peer`` makes
+that environment once (``python -m venv`` and ``pip install torch
+torchvision torchattacks``); ``--torch-python`` names another Python that
+has them. Run it with tfadv's own Python::
 
-    python3 -m venv /work/peer-venv
-    /work/peer-venv/bin/pip install torch torchvision torchattacks   # CPU wheels are enough
-
-and run, from the repository, with tfadv's own Python::
-
-    PYTHONPATH=$PWD python tools/compare_torchattacks.py \\
-        --data ../shared/data/cifar10_mini_train.npz --torch-python /work/peer-venv/bin/python \\
-        --images 64 --eps 2/255
+    .venv/bin/python tools/compare_torchattacks.py --install-peer \\
+        --data ../shared/data/cifar10_mini_train.npz --images 64 --eps 2/255
 
 What it does:
 
@@ -62,6 +59,20 @@ import time
 import numpy as np
 
 COMPONENT_NAMES = ("apgd-ce", "apgd-t", "fab-t", "square")
+
+
+PEER_VENV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".peer-venv")
+PEER_PYTHON = os.path.join(PEER_VENV, "bin", "python")
+
+
+def install_peer():
+    """Make the repository's ``.peer-venv`` with torch, torchvision and torchattacks, once."""
+    if os.path.exists(PEER_PYTHON):
+        return
+    print(f"installing torch, torchvision and torchattacks into {PEER_VENV} (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", PEER_VENV], check=True)
+    subprocess.run([PEER_PYTHON, "-m", "pip", "install", "--quiet", "torch", "torchvision", "torchattacks"],
+                   check=True)
 
 
 def _fraction(text):
@@ -207,8 +218,10 @@ def _weights(model):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help=".npz with x (images) and y (labels)")
-    parser.add_argument("--torch-python", default="/work/peer-venv/bin/python",
-                        help="a Python with torch and torchattacks (see the docstring)")
+    parser.add_argument("--torch-python", default=PEER_PYTHON,
+                        help="a Python with torch and torchattacks (default: the repository's .peer-venv)")
+    parser.add_argument("--install-peer", action="store_true",
+                        help="first make .peer-venv with torch, torchvision and torchattacks if it is missing")
     parser.add_argument("--images", type=int, default=64, help="attacked images (held out of training)")
     parser.add_argument("--eps", default="2/255", help="comma-separated radii, e.g. 1/255,2/255")
     parser.add_argument("--epochs", type=int, default=6)
@@ -222,6 +235,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.torch_side:
         return torch_side(*args.torch_side)
+    if args.install_peer and args.torch_python == PEER_PYTHON:
+        install_peer()
+    if not os.path.exists(args.torch_python):
+        parser.error(f"no Python with torch at --torch-python={args.torch_python}; "
+                     "add --install-peer to make the repository's .peer-venv")
 
     x_all, y_all = tensorflow_side_setup(args.threads, args.data)
 
