@@ -165,8 +165,8 @@ def test_paper2_configs_exist_for_every_choice(arch, dataset, epochs, tmp_path):
     args = _paper2_options(
         ["--out", str(tmp_path), "--arch", arch, "--dataset", dataset, "--epochs", str(epochs)])
     configs = paper2.experiment_configs(args, paper2.settings_from(args))
-    assert [configs[m].model.norm for m in paper2.METHODS] == ["bn", "dual_bn", "robmask"]
-    assert [configs[m].method.kind for m in paper2.METHODS] == ["standard", "advprop", "robmask"]
+    assert [configs[m].model.norm for m in paper2.COMPARED_METHODS] == ["bn", "dual_bn", "robmask"]
+    assert [configs[m].method.kind for m in paper2.COMPARED_METHODS] == ["standard", "advprop", "robmask"]
     for role, config in configs.items():
         finetune = role in ("bn_ft_adversarial", "adversarial_ft_clean")
         assert (config.model.name, config.data.source, config.train.epochs) == (
@@ -403,7 +403,7 @@ def test_paper2_small_profile_smoke_with_ablations(tmp_path):
     report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
     assert "## Table 1" not in report and "## Ablations (paper 2, Tables 6 and 7)" in report
     section = report.split("## Ablations", 1)[1].split("\n## ", 1)[0]
-    for folder, names in (("eval", paper2.METHODS), ("eval-ablations", paper2.ABLATIONS)):
+    for folder, names in (("eval", paper2.COMPARED_METHODS), ("eval-ablations", paper2.ABLATIONS)):
         results = json.load(open(os.path.join(out, folder, "eval.json"), encoding="utf-8"))
         assert results["dataset"]["num_examples"] == 40  # the .npz's held-out 20 %
         for name in names:
@@ -416,4 +416,4 @@ def test_paper2_small_profile_smoke_with_ablations(tmp_path):
     assert "![training curves](training_curves.png)" in report
     assert os.path.getsize(os.path.join(out, "training_curves.png")) > 0
     assert sorted(d for d in os.listdir(out) if d.startswith("paper2-")) == sorted(
-        f"paper2-small-generated-{m.replace('_', '-')}-3ep" for m in paper2.METHODS + paper2.ABLATIONS)
+        f"paper2-small-generated-{m.replace('_', '-')}-3ep" for m in paper2.COMPARED_METHODS + paper2.ABLATIONS)

@@ -424,9 +424,9 @@ register_section(CurvesPlan, "curves", "paper 2 Figure 3", report_curves)
 ARCHS = ("resnet18", "preact_resnet18", "densenet121")
 DATASETS = ("cifar10", "cifar100")
 EPOCHS = (20, 100)
-METHODS = ("bn", "advprop", "robmask")
+COMPARED_METHODS = ("bn", "advprop", "robmask")  # what paper 2 compares: plain BN, AdvProp, RobMask
 TRADEOFF_EPS = 8 / 255
-GRID = tuple(itertools.product(ARCHS, DATASETS, METHODS, EPOCHS))
+GRID = tuple(itertools.product(ARCHS, DATASETS, COMPARED_METHODS, EPOCHS))
 """Every run of the paper's grid: (architecture, dataset, method, epochs)."""
 
 PROFILES = ("paper", "small")
@@ -614,7 +614,7 @@ def experiment_configs(options, settings):
         return load_run_config(config_path(options.configs, "paper2", f"{config_file}.yaml"), overrides,
                                options.epochs_scale, user)
 
-    configs = {method: load(method, method) for method in METHODS}
+    configs = {method: load(method, method) for method in COMPARED_METHODS}
     if not options.skip_table1:
         folders = {"standard": os.path.join(options.out, configs["bn"].name)}
         for role, (config_file, extra) in TABLE1_RUNS.items():
@@ -673,7 +673,7 @@ def experiment(options):
         ablations = AblationPlan(
             models={name: name for name in ABLATIONS}, sweep=sweep, p_grid=settings["p_grid"],
             tradeoff_attack=tradeoff_attack, p=options.p, eval_dir=os.path.join(options.out, "eval-ablations"))
-    curve_roles = list(METHODS) + (list(ABLATIONS) if options.ablations else [])
+    curve_roles = list(COMPARED_METHODS) + (list(ABLATIONS) if options.ablations else [])
     if options.profile == "small":
         title = (f"Paper 2 reproduction, small profile: {configs['bn'].model.name} "
                  f"{configs['bn'].model.options or ''} on {settings['source']}")
@@ -697,10 +697,10 @@ def experiment(options):
         eval_batch_size=options.eval_batch_size,
         plans=[plan for plan in (
             Paper2Plan(
-                models={method: method for method in METHODS}, sweep=sweep, p_grid=settings["p_grid"],
+                models={method: method for method in COMPARED_METHODS}, sweep=sweep, p_grid=settings["p_grid"],
                 tradeoff_attack=tradeoff_attack, p=options.p, eval_dir=os.path.join(options.out, "eval"),
                 published=published,
-                published_rows={m: f"{options.dataset}/{options.arch}/{options.epochs}ep/{m}" for m in METHODS}),
+                published_rows={m: f"{options.dataset}/{options.arch}/{options.epochs}ep/{m}" for m in COMPARED_METHODS}),
             masking_plan(options, settings, tradeoff_attack),
             ablations,
             CurvesPlan(runs={role: role for role in curve_roles},
