@@ -169,6 +169,18 @@ def torch_side(in_path, out_path):
 # ----------------------------------------------------------------------------- tfadv side
 
 
+def run_torch_side(torch_python, script, data_path, settings, **arrays):
+    """Run ``script --torch-side`` in the peer Python on ``arrays`` and ``settings``, passed
+    through an .npz in a temporary folder (no pickle); its JSON answer."""
+    with tempfile.TemporaryDirectory() as folder:
+        in_path, out_path = os.path.join(folder, "in.npz"), os.path.join(folder, "out.json")
+        np.savez(in_path, settings=json.dumps(settings), **arrays)
+        subprocess.run([torch_python, os.path.abspath(script), "--data", data_path,
+                        "--torch-side", in_path, out_path], check=True)
+        with open(out_path) as handle:
+            return json.load(handle)
+
+
 def tensorflow_side_setup(threads, data_path):
     """Limit TensorFlow to ``threads`` (0: its default) and load ``data_path``'s images in
     [0, 1] (uint8 images are divided by 255) and int64 labels."""
@@ -260,13 +272,8 @@ def main(argv=None):
 
     settings = {"eps": eps_list, "components": args.components, "whole": not args.no_whole,
                 "threads": args.threads}
-    with tempfile.TemporaryDirectory() as folder:
-        in_path, out_path = os.path.join(folder, "in.npz"), os.path.join(folder, "out.json")
-        np.savez(in_path, x=x, y=y, logits=logits, settings=json.dumps(settings), **_weights(model))
-        subprocess.run([args.torch_python, os.path.abspath(__file__), "--data", args.data,
-                        "--torch-side", in_path, out_path], check=True)
-        with open(out_path) as handle:
-            torch_results = json.load(handle)
+    torch_results = run_torch_side(args.torch_python, __file__, args.data, settings,
+                                   x=x, y=y, logits=logits, **_weights(model))
     print(f"torch {torch_results['torch']}, torchattacks {torch_results['torchattacks']}, "
           f"{torch_results['threads']} threads; largest logit difference {torch_results['logit_max_difference']:.2e}")
 

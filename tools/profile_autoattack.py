@@ -24,9 +24,7 @@ Run: ``PYTHONPATH=$PWD python tools/profile_autoattack.py --data ../shared/data/
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -154,14 +152,9 @@ def main(argv=None):
 
     torch_rows = None
     if args.torch_python:
-        with tempfile.TemporaryDirectory() as folder:
-            in_path, out_path = os.path.join(folder, "in.npz"), os.path.join(folder, "out.json")
-            settings = {"eps": eps, "steps": args.steps, "queries": args.queries, "threads": args.threads}
-            np.savez(in_path, x=x, y=y, settings=json.dumps(settings), **compare._weights(model))
-            subprocess.run([args.torch_python, os.path.abspath(__file__), "--data", args.data,
-                            "--torch-side", in_path, out_path], check=True)
-            with open(out_path) as handle:
-                torch_rows = json.load(handle)
+        settings = {"eps": eps, "steps": args.steps, "queries": args.queries, "threads": args.threads}
+        torch_rows = compare.run_torch_side(args.torch_python, __file__, args.data, settings,
+                                            x=x, y=y, **compare._weights(model))
 
     print(f"{len(x)} images, ε = {args.eps}, steps {args.steps}, queries {args.queries}; "
           f"clean robust {int((model(x, training=False).numpy().argmax(1) == y).sum())}")
