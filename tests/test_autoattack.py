@@ -105,3 +105,21 @@ def test_version_and_arguments_are_checked(toy):
         autoattack(model, x[:2], y[:2], 1.5)
     with pytest.raises(ValueError, match="queries"):
         autoattack(model, x[:2], y[:2], 0.1, queries=0)
+
+
+def test_bench_batch_is_half_robust_whatever_the_model(toy):
+    """The bench's AutoAttack row attacks exactly the robust half with every component: the batch is
+    built from the model's predictions (ε = 0 there) and its clean errors, not from what an attack breaks."""
+    from tfadv.bench.attacks import half_robust_batch
+
+    model, x, _ = toy
+
+    def constant(images, training=False):  # one prediction over the whole box, as an untrained ResNet gave
+        wiggle = 1e-3 * tf.reduce_mean(images, axis=[1, 2, 3])[:, None] * tf.range(5.0)  # gradients, no flips
+        return tf.constant([[0.0, 5.0, 1.0, 0.0, 2.0]]) + wiggle
+
+    for model_fn in (model, constant):
+        labels, wrong, eps = half_robust_batch(model_fn, tf.constant(x[:10]))
+        _, broken_by = autoattack(model_fn, x[:10], labels, eps, return_info=True, seed=0, **QUICK, **PLAIN)
+        np.testing.assert_array_equal(broken_by, [-1] * 5 + [0] * 5)
+        assert np.all(_predict(model_fn, x[:10]) != wrong.numpy())

@@ -32,7 +32,7 @@ def ratio_rows(result):
             _row("stAdv step / PGD step", result["stadv_step_over_pgd_step"], result["stadv_target"],
                  f"{result['stadv_step_ms']:.1f} ms vs {result['pgd_step_ms']:.1f} ms"),
         ] + ([
-            _row("AutoAttack / APGD-CE, per image, half robust", result["autoattack_over_apgd_ce"],
+            _row("AutoAttack / APGD-CE, per image, half robust, half clean errors", result["autoattack_over_apgd_ce"],
                  result["autoattack_target"],
                  f"{result['autoattack_ms_per_image']:.0f} ms vs {result['apgd_ce_ms_per_image']:.0f} ms per image "
                  f"(later components attacked {100 * result['autoattack_later_components_fraction']:.0f} %, "

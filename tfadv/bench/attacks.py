@@ -16,18 +16,29 @@ Two ratios on one model (CIFAR ResNet-20 by default), one batch, one process:
   flow loss and Adam.
 
 - **AutoAttack / APGD-CE alone** (target ≤ 20), per image, on a batch of
-  ``autoattack_batch`` images that is robust on half its points by
-  construction: labels are the model's own predictions, and ε is 0 on one
-  half (no attack can break a point there, so every component runs on it)
-  and 1 on the other (the whole box: APGD-CE breaks those points, so the
-  later components skip them). The row prints the fraction the later
-  components actually attacked and the fraction robust at the end. AutoAttack standard (APGD-CE 100,
-  APGD-T 9 × 100, FAB-T 9 × 100, Square 5,000 queries) against APGD-CE-100
-  on the same batch. Counting gradient-pass units (a forward pass ≈ 1/3 of
-  a forward + backward), the three later components cost about 38× APGD-CE
-  per point they attack, so about 20× here, where they see only the robust
-  half; without the gather to still-robust points it would be about 39×.
-  Each is timed once (one AutoAttack run takes minutes on CPU).
+  ``autoattack_batch`` images that is robust on exactly half its points by
+  construction, whatever the model: on the first half the labels are the
+  model's own predictions and ε is 0, so no attack can break a point there
+  and all four components run on it; on the second half the labels are
+  classes the model does not predict, so those points are misclassified
+  before any attack and AutoAttack, like its reference
+  (``run_standard_evaluation`` attacks only the correctly classified
+  points), skips them. APGD-CE alone, like any tfadv attack called on its
+  own, attacks the whole batch. So the row reads as "a standard AutoAttack
+  evaluation of a batch whose clean accuracy is 50 % and whose attacked points
+  all stay robust, against APGD-CE-100 on that batch". The row prints the
+  fraction the later components actually attacked (read from
+  ``broken_by``) and the fraction robust at the end; both are 50 % by
+  construction. Counting gradient-pass units (a forward pass ≈ 1/3 of a
+  forward + backward), the three later components cost about 38× APGD-CE
+  per point they attack, so about 19.5× on this batch. Each is timed once
+  (one AutoAttack run takes minutes on CPU).
+
+  An earlier version broke the second half with ε = 1 (the whole box) and
+  relied on APGD-CE to break it; on an untrained ResNet whose prediction is
+  one class over the whole box, APGD-CE could not, so the later components
+  attacked the whole batch (the "100 %" some runs printed), and which runs did
+  depended on the unseeded initial weights.
 
 Every function is compiled (called once) before timing, with the same
 ``jit_compile`` setting. Each repeat times all measurements back to back,
@@ -39,6 +50,7 @@ Run: ``python -m tfadv.bench.attacks`` (or ``tfadv bench attacks``).
 import json
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -69,25 +81,37 @@ def _seconds(function):
     return time.perf_counter() - start
 
 
-def _autoattack_ratio(model, x, jit_compile):
-    """AutoAttack and APGD-CE seconds on ``x``, half of it robust by construction.
+def half_robust_batch(model, x):
+    """``(labels, wrong_labels, eps)`` that make ``x`` robust on exactly its first half, for any model.
 
-    Labels are the model's own predictions. The first half gets ε = 0: no
-    attack can break a point there, so all four components run on it. The
-    second half gets ε = 1, the whole [0, 1] box, where APGD-CE's first
-    steps break a point of any model whose prediction is not constant, so the
-    later components skip it. What happened is measured, not assumed: the
-    result gives the fraction of the batch that APGD-CE left for the later
-    components and the fraction still robust at the end.
+    First half: the model's own predictions at ε = 0, which no attack can
+    change. Second half: the prediction + 1 (mod classes), misclassified
+    before any attack. ``wrong_labels`` are wrong everywhere (for compiling
+    every branch without running one).
+    """
+    logits = model(x, training=False)
+    predicted = tf.argmax(logits, axis=-1)
+    wrong = (predicted + 1) % logits.shape[-1]
+    half = x.shape[0] // 2
+    labels = tf.concat([predicted[:half], wrong[half:]], axis=0)
+    return labels, wrong, tf.zeros([x.shape[0]])
+
+
+def _autoattack_ratio(model, x, jit_compile):
+    """AutoAttack and APGD-CE seconds on ``x``, robust on exactly half its points.
+
+    First half: labels are the model's predictions and ε = 0, so every
+    component runs on those points and none can break them. Second half:
+    labels are the model's prediction + 1 (mod classes), misclassified before
+    any attack, so AutoAttack attacks none of them. What happened is measured
+    from ``broken_by``, not assumed: the result gives the fraction of the batch
+    the later components attacked and the fraction robust at the end.
     """
     from tfadv.attacks import apgd, autoattack
-    from tfadv.attacks.autoattack import COMPONENTS
+    from tfadv.attacks.autoattack import COMPONENTS, ROBUST
 
-    labels = tf.argmax(model(x, training=False), axis=-1)
-    half = x.shape[0] // 2
-    eps = tf.constant([0.0] * half + [1.0] * (x.shape[0] - half))
-    # Compile on labels the model already gets wrong: every branch is traced, none runs.
-    wrong = (labels + 1) % 10
+    labels, wrong, eps = half_robust_batch(model, x)
+    # Compile on labels the model gets wrong everywhere: every branch is traced, none runs.
     autoattack(model, x, wrong, eps, seed=0, jit_compile=jit_compile)
     apgd(model, x, wrong, eps, steps=100, seed=0, jit_compile=jit_compile)
     broken_by = None
@@ -99,8 +123,9 @@ def _autoattack_ratio(model, x, jit_compile):
 
     autoattack_seconds = _seconds(run_autoattack)
     apgd_seconds = _seconds(lambda: apgd(model, x, labels, eps, steps=100, seed=0, jit_compile=jit_compile))
-    later = float(np.mean((broken_by == -1) | (broken_by > COMPONENTS.index("apgd-ce"))))
-    robust = float(np.mean(broken_by == -1))
+    # Points still robust after APGD-CE are the ones APGD-T, FAB-T and Square attacked.
+    later = float(np.mean((broken_by == ROBUST) | (broken_by > COMPONENTS.index("apgd-ce"))))
+    robust = float(np.mean(broken_by == ROBUST))
     return autoattack_seconds, apgd_seconds, robust, later
 
 
@@ -113,7 +138,7 @@ def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed
         model_name: a ``tfadv.models.build`` name.
         jit_compile: XLA for the attacks and for the reference pass alike;
             ``None`` is the attacks' default (XLA on GPU/TPU only).
-        seed: seed of the random images and labels.
+        seed: seed of the random images and labels and of the model's initial weights.
         autoattack_batch: images of the AutoAttack / APGD-CE measurement
             (0 skips it).
 
@@ -126,6 +151,7 @@ def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed
     from tfadv.attacks._compile import use_xla
 
     jit_compile = use_xla(jit_compile)
+    keras.utils.set_random_seed(seed)  # the same weights every run: the row must not depend on the draw
 
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.uniform(0, 1, (batch_size, 32, 32, 3)).astype("float32"))
