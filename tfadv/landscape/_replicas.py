@@ -64,14 +64,20 @@ class ReplicaExamples:
         """
         batch_size = self.batch_size
 
+        # An explicit while-loop, not ``for i in tf.range``: the callers' tf.functions run
+        # without AutoGraph, whose source transformation cost more than half of a sweep
+        # process's fixed time (about 1 s of 1.7 s for a ResNet-20), paid again by every shard.
         def replica_sum(x_shard, y_shard):
             count = tf.shape(x_shard)[0]
             batches = (count + batch_size - 1) // batch_size
-            total = tf.nest.map_structure(tf.identity, zeros)
-            for i in tf.range(batches):
+
+            def body(i, total):
                 start = i * batch_size
                 part = batch_fn(x_shard[start : start + batch_size], y_shard[start : start + batch_size])
-                total = tf.nest.map_structure(tf.add, total, part)
+                return i + 1, tf.nest.map_structure(tf.add, total, part)
+
+            _, total = tf.while_loop(lambda i, _: i < batches, body,
+                                     (tf.constant(0), tf.nest.map_structure(tf.identity, zeros)))
             return total
 
         per_replica = self.strategy.run(replica_sum, args=(x, y))

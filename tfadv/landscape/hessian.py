@@ -54,7 +54,7 @@ class HessianVectorProduct:
         self.examples = ReplicaExamples(x, y, batch_size, strategy)
         self.loss_fn, _ = per_example_loss(loss)
         self.p = float(p)
-        self._product = tf.function(self._product_graph)
+        self._product = tf.function(self._product_graph, autograph=False)  # see ReplicaExamples.sum_over
 
     def _batch_product(self, vector, x, y):
         with tf.GradientTape() as outer:

@@ -178,8 +178,10 @@ class SurfaceEvaluator:
         self._dx = [tf.constant(d) for d in directions.x]
         self._dy = [tf.constant(d) for d in directions.y] if directions.y is not None else None
         self._zeros = (tf.zeros([], tf.float64), tf.zeros([], tf.float64))
-        self._evaluate = tf.function(self._evaluate_graph)
-        self._forward = tf.function(self._forward_graph)
+        # No AutoGraph: the graphs are plain code (ReplicaExamples.sum_over writes its
+        # while-loop), and converting them was most of a shard's fixed cost.
+        self._evaluate = tf.function(self._evaluate_graph, autograph=False)
+        self._forward = tf.function(self._forward_graph, autograph=False)
 
     def _batch_sums(self, x, y):
         if self.attack_fn is not None:
