@@ -113,6 +113,21 @@ def test_bench_json_is_one_object_with_ratio_rows(capsys, monkeypatch):
     assert main(["bench", "nonsense"]) == 2
 
 
+def test_bench_runs_report_the_median_and_the_spread(capsys, monkeypatch):
+    import tfadv.bench as bench
+
+    ratios = iter([1.2, 0.9, 1.0])
+    monkeypatch.setattr(bench, "run_benchmark", lambda name, **settings: {
+        "benchmark": "landscape", "ratio": next(ratios), "target": 1.1, "point_seconds": 0.1,
+        "forward_seconds": 0.1})
+    assert main(["bench", "landscape", "--runs", "3"]) == 0
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("| landscape grid point")][0]
+    assert "| 1.000 |" in row and "PASS" in row and "3 runs: 0.900–1.200" in row
+    assert "median of 3 runs" in out and "load average" in out and "commit" in out
+    assert main(["bench", "landscape", "--runs", "0"]) == 2
+
+
 def test_landscape_command_pca_directions_from_checkpoints(tiny_run, tmp_path):
     import keras
 

@@ -110,6 +110,18 @@ def resume_note(previous, what="run", current=None):
     return f"Resuming a {what} begun by {revision_label(previous)} with {revision_label(current)}."
 
 
+def cpu_model():
+    """The CPU's model name (Linux's ``/proc/cpuinfo``), or ``None`` where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def environment_record():
     """What produced a result, beyond the config: versions, the source revision and the machine."""
     return {
@@ -120,6 +132,7 @@ def environment_record():
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "devices": [d.name for d in tf.config.list_logical_devices()],
     }

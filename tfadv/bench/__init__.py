@@ -7,6 +7,8 @@ process, so a shared, noisy machine shifts both alike. They are never timed test
 """
 import importlib
 
+import numpy as np
+
 BENCHMARKS = ("attacks", "train", "landscape", "export", "distribute")
 
 
@@ -74,6 +76,42 @@ def ratio_rows(result):
 
         return rows(result, _row)
     raise ValueError(f"Unknown benchmark result kind {kind!r}")
+
+
+def combine_runs(runs):
+    """One row per benchmark row from repeated runs: the median ratio and the spread.
+
+    ``runs`` is a list of row lists, one per run, in the same order. The
+    median decides pass/fail; ``ratios`` keeps every run's ratio, and the
+    detail is that of the run whose ratio is the median (the lower middle one
+    for an even count), followed by the spread, ``runs: min–max``.
+    """
+    combined = []
+    for same_rows in zip(*runs, strict=True):
+        ratios = [row["ratio"] for row in same_rows]
+        order = sorted(range(len(ratios)), key=ratios.__getitem__)
+        middle = same_rows[order[(len(order) - 1) // 2]]
+        median = float(np.median(ratios))
+        detail = middle["detail"]
+        if len(ratios) > 1:
+            detail += f"; {len(ratios)} runs: {min(ratios):.3f}–{max(ratios):.3f}"
+        combined.append({**middle, "ratio": median, "pass": median <= middle["target"], "detail": detail,
+                         "ratios": [float(r) for r in ratios]})
+    return combined
+
+
+def machine_line(environment, load_before=None, load_after=None):
+    """The header of a bench table: revision, versions, CPU and the machine's load around the run."""
+    from tfadv.records import revision_label
+
+    line = (f"tfadv {environment['tfadv']} ({revision_label(environment.get('source'))}), "
+            f"TensorFlow {environment['tensorflow']}, Keras {environment['keras']}, "
+            f"{environment['cpu_count']} CPU cores ({environment.get('cpu_model') or environment['machine']})")
+    if load_before is not None:
+        line += f"; 1-minute load average {load_before:.2f} before"
+        if load_after is not None:
+            line += f", {load_after:.2f} after"
+    return line
 
 
 def format_table(rows):
