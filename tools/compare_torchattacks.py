@@ -51,28 +51,15 @@ from a second call). Both sides use the same cores, one after the other.
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _peer  # noqa: E402
+
 COMPONENT_NAMES = ("apgd-ce", "apgd-t", "fab-t", "square")
-
-
-PEER_VENV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".peer-venv")
-PEER_PYTHON = os.path.join(PEER_VENV, "bin", "python")
-
-
-def install_peer():
-    """Make the repository's ``.peer-venv`` with torch, torchvision and torchattacks, once."""
-    if os.path.exists(PEER_PYTHON):
-        return
-    print(f"installing torch, torchvision and torchattacks into {PEER_VENV} (once)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", PEER_VENV], check=True)
-    subprocess.run([PEER_PYTHON, "-m", "pip", "install", "--quiet", "torch", "torchvision", "torchattacks"],
-                   check=True)
 
 
 def _fraction(text):
@@ -170,25 +157,14 @@ def torch_side(in_path, out_path):
 
 
 def run_torch_side(torch_python, script, data_path, settings, **arrays):
-    """Run ``script --torch-side`` in the peer Python on ``arrays`` and ``settings``, passed
-    through an .npz in a temporary folder (no pickle); its JSON answer."""
-    with tempfile.TemporaryDirectory() as folder:
-        in_path, out_path = os.path.join(folder, "in.npz"), os.path.join(folder, "out.json")
-        np.savez(in_path, settings=json.dumps(settings), **arrays)
-        subprocess.run([torch_python, os.path.abspath(script), "--data", data_path,
-                        "--torch-side", in_path, out_path], check=True)
-        with open(out_path) as handle:
-            return json.load(handle)
+    """``_peer.run_torch_side`` for a tool whose command line needs ``--data``."""
+    return _peer.run_torch_side(torch_python, script, settings, ["--data", data_path], **arrays)
 
 
 def tensorflow_side_setup(threads, data_path):
     """Limit TensorFlow to ``threads`` (0: its default) and load ``data_path``'s images in
     [0, 1] (uint8 images are divided by 255) and int64 labels."""
-    import tensorflow as tf
-
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    _peer.limit_tensorflow_threads(threads)
     with np.load(data_path, allow_pickle=False) as data:
         x_all, y_all = data["x"], data["y"].astype(np.int64)
     x_all = (x_all.astype(np.float32) / 255.0) if x_all.dtype == np.uint8 else x_all.astype(np.float32)
@@ -230,28 +206,17 @@ def _weights(model):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help=".npz with x (images) and y (labels)")
-    parser.add_argument("--torch-python", default=PEER_PYTHON,
-                        help="a Python with torch and torchattacks (default: the repository's .peer-venv)")
-    parser.add_argument("--install-peer", action="store_true",
-                        help="first make .peer-venv with torch, torchvision and torchattacks if it is missing")
     parser.add_argument("--images", type=int, default=64, help="attacked images (held out of training)")
     parser.add_argument("--eps", default="2/255", help="comma-separated radii, e.g. 1/255,2/255")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--components", action="store_true", help="also each component alone")
     parser.add_argument("--no-whole", action="store_true", help="skip the whole AutoAttack")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="threads per library (torch.set_num_threads, TF's intra-op pool); 0: each "
-                        "library's default. On a loaded machine 1 keeps both from spin-waiting on busy cores")
-    parser.add_argument("--torch-side", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    _peer.add_peer_arguments(parser)
     args = parser.parse_args(argv)
     if args.torch_side:
         return torch_side(*args.torch_side)
-    if args.install_peer and args.torch_python == PEER_PYTHON:
-        install_peer()
-    if not os.path.exists(args.torch_python):
-        parser.error(f"no Python with torch at --torch-python={args.torch_python}; "
-                     "add --install-peer to make the repository's .peer-venv")
+    _peer.check_torch_python(parser, args)
 
     x_all, y_all = tensorflow_side_setup(args.threads, args.data)
 

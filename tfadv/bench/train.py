@@ -7,8 +7,10 @@ one process, every train step the compiled Keras train function
 - **PGD-7 adversarial train step / clean train step** (target ≤ 3.6). Both
   on the plain model; "clean" is Keras' own ``train_step`` (cross-entropy,
   accuracy), the adversarial one :class:`AdversarialTraining` with PGD-7
-  (ε = 8/255, step 2/255), which also measures the clean accuracy with one
-  inference-mode forward pass. For scale, one inference-mode input-gradient
+  (ε = 8/255, step 2/255, crafted in inference mode), training on the
+  adversarial batch only (no clean pass: ``train_clean_accuracy`` is off).
+  :func:`clean_and_pgd7_trainers` builds both (``tools/compare_torch_train_step.py``
+  times the same two against PyTorch eager). For scale, one inference-mode input-gradient
   pass (forward + backward to the images: what every PGD iteration costs)
   is timed too; it sets the floor of any PGD-7 training step,
   ``(7 · input-gradient pass + clean step) / clean step``.
@@ -101,6 +103,56 @@ def _peak_memory(step):
     return tf.config.experimental.get_memory_info(DEVICE)["peak"], resident
 
 
+def random_batch(batch_size, seed, image_size=32, num_classes=10):
+    """The benchmark's batch from ``seed``: uniform float32 images in [0, 1] (NHWC, 3 channels)
+    and uniform int64 labels, as NumPy arrays."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (batch_size, image_size, image_size, 3)).astype("float32")
+    y = rng.integers(0, num_classes, batch_size).astype("int64")
+    return x, y
+
+
+def pgd7_attack():
+    """The benchmark's training attack: L∞ PGD-7 at ε = 8/255, step 2/255, random start."""
+    from tfadv.training import methods
+
+    return methods.AttackSpec("pgd", eps=EPS, step_size=STEP_SIZE, steps=STEPS)
+
+
+def _build(model_name, norm):
+    from tfadv import models
+
+    return models.build(model_name, num_classes=10, input_shape=(32, 32, 3), norm=norm)
+
+
+def _compiled(model, jit_compile, **compile_args):
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit_compile, **compile_args)
+    return model
+
+
+def clean_and_pgd7_trainers(model_name="resnet20", jit_compile=False):
+    """The two compiled models whose ``train_on_batch`` :func:`run` times as ``clean`` and ``pgd7``.
+
+    Both are ``model_name`` with plain BN (10 classes, 32×32×3), compiled with
+    SGD(0.01, momentum 0.9): ``clean`` is the model itself with Keras' own
+    ``train_step`` (sparse cross-entropy from logits, accuracy); ``pgd7`` is
+    ``methods.wrap(model, "adversarial", attack=pgd7_attack())``. Weights come
+    from Keras' global seed (``keras.utils.set_random_seed``), ``clean`` built first.
+
+    Returns:
+        ``{"clean": keras.Model, "pgd7": AdversarialTraining}``.
+    """
+    from tfadv.training import methods
+
+    return {
+        "clean": _compiled(_build(model_name, "bn"), jit_compile,
+                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                           metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]),
+        "pgd7": _compiled(methods.wrap(_build(model_name, "bn"), "adversarial", attack=pgd7_attack()),
+                          jit_compile),
+    }
+
+
 def knob_price(batch_size=8, repeats=3, image_size=32, seed=0, densenet="densenet121",
                application="MobileNetV2"):
     """RobMask / BN adversarial train-step ratios on DenseNet-121 and a converted application.
@@ -172,29 +224,16 @@ def run(batch_size=128, model_name="resnet20", repeats=5, jit_compile=False, see
         dict with the ratios, their targets and pass/fail, the milliseconds
         and megabytes behind them (medians) and the settings.
     """
-    from tfadv import models
     from tfadv.training import methods
 
     keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
-    x = tf.constant(rng.uniform(0, 1, (batch_size, 32, 32, 3)).astype("float32"))
-    y = tf.constant(rng.integers(0, 10, batch_size).astype("int64"))
-    pgd7 = methods.AttackSpec("pgd", eps=EPS, step_size=STEP_SIZE, steps=STEPS)
-
-    def build(norm):
-        return models.build(model_name, num_classes=10, input_shape=(32, 32, 3), norm=norm)
-
-    def compiled(model, **compile_args):
-        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit_compile,
-                      **compile_args)
-        return model
-
+    x, y = (tf.constant(array) for array in random_batch(batch_size, seed))
     trainers = {
-        "clean": compiled(build("bn"), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]),
-        "pgd7": compiled(methods.wrap(build("bn"), "adversarial", attack=pgd7)),
-        "advprop": compiled(methods.wrap(build("dual_bn"), "advprop", attack=pgd7)),
-        "robmask": compiled(methods.wrap(build("robmask"), "robmask", eps_max=EPS, steps=STEPS)),
+        **clean_and_pgd7_trainers(model_name, jit_compile),
+        "advprop": _compiled(methods.wrap(_build(model_name, "dual_bn"), "advprop", attack=pgd7_attack()),
+                             jit_compile),
+        "robmask": _compiled(methods.wrap(_build(model_name, "robmask"), "robmask", eps_max=EPS, steps=STEPS),
+                             jit_compile),
     }
     steps = {name: (lambda t=trainer: t.train_on_batch(x, y)) for name, trainer in trainers.items()}
     steps["input_gradient"] = _input_gradient_pass(trainers["clean"], x, y)
