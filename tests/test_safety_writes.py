@@ -19,7 +19,7 @@ DRIVER = textwrap.dedent(r'''
     from tfadv.config import load_config, save_config
     from tfadv.evaluation.results import load_results, new_results, save_results
     from tfadv.landscape.directions import Directions, load_directions, save_directions
-    from tfadv.landscape.surface import _open_surface, _write_point, read_surface
+    from tfadv.landscape.surface_file import open_surface_file, read_surface, write_point
     from tfadv.records import write_json
     from tfadv.training.callbacks import HistoryCSV, read_history
     from tfadv.tuning.report import write_summary
@@ -30,7 +30,7 @@ DRIVER = textwrap.dedent(r'''
     SIZE = 20000  # large enough that a kill often lands mid-write
     grid = np.linspace(-1, 1, 5)
     surface_settings = {"split": "train", "seed": 0}
-    _open_surface(path("surface.h5"), surface_settings, grid, None)
+    open_surface_file(path("surface.h5"), surface_settings, grid, None)
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -48,7 +48,7 @@ DRIVER = textwrap.dedent(r'''
         HistoryCSV(path("history.csv")).on_epoch_end(version, {"loss": float(version)})
         directions = Directions(x=[np.full(SIZE, version, np.float32)], settings={"version": version})
         save_directions(directions, path("directions.h5"))                     # directions.h5
-        _write_point(path("surface.h5"), (version % len(grid),), {"train_loss": float(version),
+        write_point(path("surface.h5"), (version % len(grid),), {"train_loss": float(version),
                                                                    "train_acc": 0.5})
         rows = [{"trial": "0", "status": "COMPLETED", "eps_max_255": float(version), "eps_max": 0.1,
                  "clean": 0.5, "robust": 0.4, "objective": 0.45, "best_epoch": 1}]

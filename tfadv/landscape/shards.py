@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from tfadv.checks import parse_shard, resolve_shard  # noqa: F401  (re-exported: part of this module's API)
+from tfadv.landscape.surface_file import open_surface_file, read_surface, value_keys
 
 SHARD_FILE = re.compile(r"^surface\.shard-(\d+)-of-(\d+)\.h5$")
 SURFACE_FILE = "surface.h5"
@@ -57,19 +58,6 @@ def shard_points(shape, index, count):
     """Flat indices of the points shard ``index`` of ``count`` computes."""
     flat = np.arange(int(np.prod(shape)))
     return flat[flat % count == index]
-
-
-def _read(path):
-    with h5py.File(path, "r") as f:
-        settings = json.loads(f.attrs.get("settings", "{}"))
-        split = settings.get("split", "train")
-        return {
-            "settings": settings,
-            "x": f["xcoordinates"][()],
-            "y": f["ycoordinates"][()] if "ycoordinates" in f else None,
-            "loss": f[f"{split}_loss"][()],
-            "acc": f[f"{split}_acc"][()],
-        }
 
 
 def _differences(reference, other):
@@ -111,8 +99,6 @@ def merge_surface_shards(folder, out_path=None):
             loss, p, split or grid is found; or when ``out_path`` already
             holds a surface of other settings.
     """
-    from tfadv.landscape.surface import _open_surface
-
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise ValueError(f"folder must be a landscape folder holding shard files. Received: folder={folder!r}")
@@ -131,7 +117,7 @@ def merge_surface_shards(folder, out_path=None):
     if missing:
         raise ValueError(f"cannot merge {folder}: missing shard file(s) {', '.join(missing)}")
 
-    surfaces = [_read(shards[(i, count)]) for i in range(count)]
+    surfaces = [read_surface(shards[(i, count)]) for i in range(count)]
     reference = surfaces[0]
     merged_loss = np.full(reference["loss"].shape, np.nan)
     merged_acc = np.full(reference["acc"].shape, np.nan)
@@ -162,15 +148,15 @@ def merge_surface_shards(folder, out_path=None):
     settings = {k: v for k, v in reference["settings"].items() if k != "shard"}
     out_path = os.fspath(out_path or os.path.join(folder, SURFACE_FILE))
     if os.path.exists(out_path):
-        _open_surface(out_path, settings, reference["x"], reference["y"])  # refuses other settings
+        open_surface_file(out_path, settings, reference["x"], reference["y"])  # refuses other settings
     temporary = f"{out_path}.merging"
     if os.path.exists(temporary):
         os.remove(temporary)
-    _open_surface(temporary, settings, reference["x"], reference["y"])
-    split = settings.get("split", "train")
+    open_surface_file(temporary, settings, reference["x"], reference["y"])
+    loss_key, acc_key = value_keys(settings.get("split", "train"))
     with h5py.File(temporary, "r+") as f:
-        f[f"{split}_loss"][...] = merged_loss
-        f[f"{split}_acc"][...] = merged_acc
+        f[loss_key][...] = merged_loss
+        f[acc_key][...] = merged_acc
         f.attrs["merged_from"] = json.dumps([shard_file_name(i, count) for i in range(count)])
     os.replace(temporary, out_path)
     return out_path

@@ -7,42 +7,30 @@ loss and the number of correct predictions. No Python ``set_weights`` per
 point, no retracing, and the examples stay on the devices of the active
 ``tf.distribute`` strategy (see :mod:`tfadv.landscape._replicas`).
 
-File layout (compatible with the reference tool's ``plot_2D.py``)::
-
-    xcoordinates   [nx]          α values
-    ycoordinates   [ny]          β values (2-D only)
-    train_loss     [ny, nx]/[nx]  mean loss; value at (x[i], y[j]) is [j, i]
-    train_acc      [ny, nx]/[nx]  accuracy in [0, 1]; NaN = not computed yet
-    attrs          settings (JSON) and one attribute per setting
-
-The ``[j, i]`` (row = β) layout is ``np.meshgrid(x, y)``'s, what matplotlib's
-``contour(X, Y, Z)`` expects. The ``train_`` prefix is ``split``.
+The file's layout and its all-or-nothing writes are in
+:mod:`tfadv.landscape.surface_file`.
 
 Reference:
     Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
 """
-import json
 import math
-import os
-
-import shutil
-import warnings
 
 import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv._files import atomic_path
 from tfadv.fingerprints import fingerprint
 from tfadv.landscape._replicas import ReplicaExamples
 from tfadv.landscape.directions import landscape_variables
+from tfadv.landscape.shards import check_shard, shard_points
+from tfadv.landscape.surface_file import (  # noqa: F401  (read_surface: part of this module's API)
+    open_surface_file,
+    read_surface,
+    value_keys,
+    write_point,
+)
 from tfadv.models.conditioning import bind, call_model
-
-# Settings that change the values of a surface. Anything else (batch size,
-# number of replicas) changes only float rounding and may differ on resume.
-_IDENTITY_KEYS = ("directions", "directions_sha256", "weights_sha256", "data_sha256",
-                  "examples", "loss", "p", "attack", "split", "shard")
 
 
 def parse_grid(spec, name="grid"):
@@ -254,78 +242,6 @@ def surface_settings(model, directions, x, y, p=0.0, loss="crossentropy", attack
     }
 
 
-def _keys(split):
-    return f"{split}_loss", f"{split}_acc"
-
-
-def _open_surface(path, settings, xcoordinates, ycoordinates):
-    """Create the h5 file, or check an existing one was made with the same settings."""
-    loss_key, acc_key = _keys(settings["split"])
-    shape = (len(xcoordinates),) if ycoordinates is None else (len(ycoordinates), len(xcoordinates))
-    if os.path.exists(path) and not _readable_surface(path, settings["split"]):
-        warnings.warn(f"{path} is damaged (truncated or not a surface file); recomputing it from "
-                      "scratch. Its points are recomputable from the model, data and directions.",
-                      stacklevel=3)
-        os.remove(path)
-    if not os.path.exists(path):
-        with atomic_path(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as f:
-            f["xcoordinates"] = xcoordinates
-            if ycoordinates is not None:
-                f["ycoordinates"] = ycoordinates
-            f.create_dataset(loss_key, data=np.full(shape, np.nan))
-            f.create_dataset(acc_key, data=np.full(shape, np.nan))
-            f.attrs["settings"] = json.dumps(settings, sort_keys=True)
-            for key, value in settings.items():
-                f.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
-        return
-    with h5py.File(path, "r") as f:
-        stored = json.loads(f.attrs.get("settings", "{}"))
-        differences = [k for k in _IDENTITY_KEYS if stored.get(k) != settings.get(k)]
-        same_grid = (
-            np.array_equal(f["xcoordinates"][()], xcoordinates)
-            and ("ycoordinates" in f) == (ycoordinates is not None)
-            and (ycoordinates is None or np.array_equal(f["ycoordinates"][()], ycoordinates))
-        )
-        if not same_grid:
-            differences.append("coordinates")
-        if loss_key not in f or acc_key not in f:
-            differences.append("split")
-    if differences:
-        raise ValueError(
-            f"{path} holds a surface computed with different settings ({', '.join(differences)}); "
-            "refusing to mix them. Write to another path or delete the file. "
-            f"Received: path={path!r}"
-        )
-
-
-def _readable_surface(path, split):
-    """True if ``path`` opens as an HDF5 surface with its coordinates and arrays intact."""
-    try:
-        with h5py.File(path, "r") as f:
-            f["xcoordinates"][()]
-            for key in _keys(split):
-                if key in f:
-                    f[key][()]
-            json.loads(f.attrs.get("settings", "{}"))
-    except (OSError, KeyError, ValueError, RuntimeError):
-        return False
-    return True
-
-
-def _write_point(path, position, values):
-    """Write one grid point all-or-nothing: a copy of ``path`` updated, then renamed over it.
-
-    The surface file is small (two float64 arrays of the grid), so copying it per
-    point costs milliseconds against the seconds a point takes; a kill mid-write
-    then leaves the previous file, never a damaged one.
-    """
-    with atomic_path(path, suffix=".h5") as temporary:
-        shutil.copyfile(path, temporary)
-        with h5py.File(temporary, "r+") as f:
-            for key, value in values.items():
-                f[key][position] = value
-
-
 def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None, batch_size=500,
                   p=0.0, loss="crossentropy", attack=None, split="train", strategy=None,
                   progress=True, max_points=None, callback=None, shard=None):
@@ -361,8 +277,6 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
         ``computed`` (points computed by this call) and ``complete`` (all
         points of the shard, or of the grid, are done).
     """
-    from tfadv.landscape.shards import check_shard, shard_points
-
     shard = check_shard(shard)
     xcoordinates = np.asarray(xcoordinates, np.float64)
     if (ycoordinates is None) != (directions.dim == 1):
@@ -375,8 +289,8 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
     settings = surface_settings(model, directions, x, y, p, loss, attack, split, batch_size, strategy)
     if shard is not None:
         settings["shard"] = list(shard)
-    _open_surface(path, settings, xcoordinates, ycoordinates)
-    loss_key, acc_key = _keys(split)
+    open_surface_file(path, settings, xcoordinates, ycoordinates)
+    loss_key, acc_key = value_keys(split)
     with h5py.File(path, "r") as f:
         mine = np.arange(f[acc_key].size) if shard is None else shard_points(f[acc_key].shape, *shard)
         todo = mine[np.isnan(f[acc_key][()].ravel()[mine])]
@@ -394,7 +308,7 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
                 alpha = xcoordinates[position[-1]]
                 beta = ycoordinates[position[0]] if ycoordinates is not None else 0.0
                 point_loss, point_acc = evaluate(alpha, beta)
-                _write_point(path, position, {loss_key: point_loss, acc_key: point_acc})
+                write_point(path, position, {loss_key: point_loss, acc_key: point_acc})
                 computed += 1
                 bar.update(computed, [("loss", point_loss), ("acc", point_acc)])
                 if callback is not None:
@@ -402,18 +316,3 @@ def sweep_surface(model, directions, x, y, path, xcoordinates, ycoordinates=None
     surface = read_surface(path, split)
     return {"path": path, "loss": surface["loss"], "acc": surface["acc"], "computed": computed,
             "complete": not np.isnan(surface["acc"].ravel()[mine]).any()}
-
-
-def read_surface(path, split=None):
-    """Read a surface file: dict with ``x``, ``y`` (or None), ``loss``, ``acc``, ``settings``."""
-    with h5py.File(path, "r") as f:
-        settings = json.loads(f.attrs.get("settings", "{}"))
-        split = split or settings.get("split", "train")
-        loss_key, acc_key = _keys(split)
-        return {
-            "x": f["xcoordinates"][()],
-            "y": f["ycoordinates"][()] if "ycoordinates" in f else None,
-            "loss": f[loss_key][()],
-            "acc": f[acc_key][()] if acc_key in f else None,
-            "settings": settings,
-        }
