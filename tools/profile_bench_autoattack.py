@@ -25,7 +25,6 @@ else.
 Run: ``PYTHONPATH=$PWD .venv/bin/python tools/profile_bench_autoattack.py``.
 """
 import argparse
-import subprocess
 import sys
 import time
 
@@ -37,6 +36,7 @@ from tfadv import models
 from tfadv.attacks import apgd
 from tfadv.attacks.autoattack import _component_bodies
 from tfadv.bench.attacks import half_robust_batch
+from tfadv.records import revision_label, source_revision
 
 
 def _best_seconds(function, repeats):
@@ -81,7 +81,7 @@ def main(argv=None):
 
         function = tf.function(lambda: tf.while_loop(lambda i, _: i < passes, one_pass, (0, images))[1],
                                autograph=False)
-        return lambda: function()
+        return function
 
     pass_ms = {}  # per pass, from the difference of a 25- and a 5-pass loop (the call's fixed cost cancels)
     for size in sorted({half, args.batch, 8 * half}):
@@ -107,8 +107,7 @@ def main(argv=None):
         "fab-t": 100 * (grad[half] + fwd[half] + grad[8 * half] + fwd[8 * half]),
         "square": 5001 * fwd[half],
     }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"commit {commit or '?'}, model {args.model}, batch {args.batch} ({half} robust), "
+    print(f"{revision_label(source_revision())}, model {args.model}, batch {args.batch} ({half} robust), "
           f"APGD-CE-100 alone on {args.batch}: {apgd_alone:.2f} s")
     print("| batch | forward ms | gradient ms | forward ms / image | gradient ms / image |")
     print("|---:|---:|---:|---:|---:|")
