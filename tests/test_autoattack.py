@@ -123,3 +123,18 @@ def test_bench_batch_is_half_robust_whatever_the_model(toy):
         _, broken_by = autoattack(model_fn, x[:10], labels, eps, return_info=True, seed=0, **QUICK, **PLAIN)
         np.testing.assert_array_equal(broken_by, [-1] * 5 + [0] * 5)
         assert np.all(_predict(model_fn, x[:10]) != wrong.numpy())
+
+
+def test_bench_weights_and_batch_are_the_same_every_run():
+    """The bench and tools/profile_bench_autoattack.py time the same seeded weights and batch."""
+    from tfadv.bench.attacks import seeded_model_and_batch
+
+    first_model, first_x, first_y = seeded_model_and_batch("resnet20", batch_size=4, seed=3)
+    second_model, second_x, second_y = seeded_model_and_batch("resnet20", batch_size=4, seed=3)
+    np.testing.assert_array_equal(first_x.numpy(), second_x.numpy())
+    np.testing.assert_array_equal(first_y.numpy(), second_y.numpy())
+    for a, b in zip(first_model.weights, second_model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(first_x.numpy(), np.random.default_rng(3).uniform(0, 1, (4, 32, 32, 3)).astype("float32"))
+    other_model, _, _ = seeded_model_and_batch("resnet20", batch_size=4, seed=4)
+    assert not np.array_equal(first_model.weights[0].numpy(), other_model.weights[0].numpy())

@@ -28,14 +28,12 @@ import argparse
 import sys
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import models
 from tfadv.attacks import apgd
 from tfadv.attacks.autoattack import _component_bodies
-from tfadv.bench.attacks import half_robust_batch
+from tfadv.bench.attacks import half_robust_batch, seeded_model_and_batch
 from tfadv.records import revision_label, source_revision
 
 
@@ -56,11 +54,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    # The bench's batch and weights (tfadv.bench.attacks.run).
-    keras.utils.set_random_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    x = tf.constant(rng.uniform(0, 1, (128, 32, 32, 3)).astype("float32"))[:args.batch]
-    model = models.build(args.model, num_classes=10, input_shape=(32, 32, 3))
+    # The bench's weights and batch (tfadv.bench.attacks.run times AutoAttack on its first images).
+    model, x, _ = seeded_model_and_batch(args.model, seed=args.seed)
+    x = x[:args.batch]
     labels, _, eps = half_robust_batch(model, x)
     half = args.batch // 2
 

@@ -81,6 +81,23 @@ def _seconds(function):
     return time.perf_counter() - start
 
 
+def seeded_model_and_batch(model_name="resnet20", batch_size=128, seed=0):
+    """``(model, x, y)``: the bench's seeded weights, uniform images in [0, 1] and random labels.
+
+    The same seed gives the same weights and batch in every run, so the
+    ratios do not depend on a draw (and ``tools/profile_bench_autoattack.py``
+    profiles exactly what the bench times).
+    """
+    from tfadv import models
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.uniform(0, 1, (batch_size, 32, 32, 3)).astype("float32"))
+    y = tf.constant(rng.integers(0, 10, batch_size).astype("int64"))
+    model = models.build(model_name, num_classes=10, input_shape=(32, 32, 3))
+    return model, x, y
+
+
 def half_robust_batch(model, x):
     """``(labels, wrong_labels, eps)`` that make ``x`` robust on exactly its first half, for any model.
 
@@ -146,17 +163,11 @@ def run(batch_size=128, repeats=5, model_name="resnet20", jit_compile=None, seed
         dict with the two ratios, their targets and pass/fail, the absolute
         milliseconds behind them (medians) and the settings.
     """
-    from tfadv import models
     from tfadv.attacks import pgd, stadv
     from tfadv.attacks._compile import use_xla
 
     jit_compile = use_xla(jit_compile)
-    keras.utils.set_random_seed(seed)  # the same weights every run: the row must not depend on the draw
-
-    rng = np.random.default_rng(seed)
-    x = tf.constant(rng.uniform(0, 1, (batch_size, 32, 32, 3)).astype("float32"))
-    y = tf.constant(rng.integers(0, 10, batch_size).astype("int64"))
-    model = models.build(model_name, num_classes=10, input_shape=(32, 32, 3))
+    model, x, y = seeded_model_and_batch(model_name, batch_size, seed)
     gradient = _input_gradient_pass(model, jit_compile)
     eps, step_size = 8 / 255, 2 / 255
 
